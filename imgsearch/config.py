@@ -1,0 +1,194 @@
+"""Configuration as data: frozen dataclasses validated at construction, saved verbatim in an index.
+
+:class:`IndexConfig` defines an index (what is extracted from each image and stored); changing it
+means rebuilding. :class:`SearchConfig` holds query-time knobs; an index stores the defaults it was
+built with, and every query may override them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+DETECTORS = ("sift", "orb", "brief")
+TIERS = ("exact", "global", "local")
+
+
+def _check_range(owner: str, name: str, value: float, lo: float, hi: float) -> None:
+    if not lo <= value <= hi:
+        raise ConfigError(f"{owner}.{name} must be in [{lo}, {hi}], got {value!r}")
+
+
+def _check_scales(owner: str, name: str, scales: tuple[float, ...]) -> None:
+    if not scales or any(not 0.1 <= s <= 10.0 for s in scales):
+        raise ConfigError(f"{owner}.{name} must be a non-empty tuple of scales in [0.1, 10], got {scales!r}")
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    """The global tier: one 64-bit perceptual hash per image.
+
+    Attributes
+    ----------
+    hasher : str
+        Name of the global hash; ``"phash"`` (DCT pHash) is the one implemented.
+    """
+
+    hasher: str = "phash"
+
+    def __post_init__(self) -> None:
+        if self.hasher != "phash":
+            raise ConfigError(f"GlobalConfig.hasher must be 'phash', got {self.hasher!r}")
+
+
+@dataclass(frozen=True)
+class KeypointConfig:
+    """The local tier: keypoints and patch hashes extracted from each indexed image.
+
+    Attributes
+    ----------
+    detector : {"sift", "orb", "brief"}
+        Keypoint detector and descriptor. ``brief`` is BRIEF descriptors on FAST corners.
+    max_side : int
+        Images are downscaled so that their long side is this many pixels before detection.
+    budget : int
+        J, the number of keypoints kept per indexed image (grid-spread selection).
+    grid : int
+        Cells along the long side of the selection grid (the short side gets proportionally fewer,
+        at least one): keypoints are spread over ``grid × grid`` cells for a square image and
+        ``1 × grid`` for an elongated one.
+    patch_scales : tuple of float
+        Each keypoint's patch side is ``size × s`` for each ``s``; indexed images store these scales.
+    """
+
+    detector: str = "sift"
+    max_side: int = 210
+    budget: int = 400
+    grid: int = 3
+    patch_scales: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ConfigError(f"KeypointConfig.detector must be one of {DETECTORS}, got {self.detector!r}")
+        _check_range("KeypointConfig", "max_side", self.max_side, 64, 4096)
+        _check_range("KeypointConfig", "budget", self.budget, 1, 100_000)
+        _check_range("KeypointConfig", "grid", self.grid, 1, 16)
+        object.__setattr__(self, "patch_scales", tuple(float(s) for s in self.patch_scales))
+        _check_scales("KeypointConfig", "patch_scales", self.patch_scales)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Query-time knobs; the defaults are those measured in ``scripts/results``.
+
+    Attributes
+    ----------
+    tiers : tuple of str
+        Tiers to run, fastest first, from ``("exact", "global", "local")``.
+    global_max_distance : int
+        The largest Hamming distance (of 64 bits) at which the global tier calls a copy.
+    keypoints : int
+        K, the number of keypoints detected in a query.
+    query_scales : tuple of float
+        Patch scales hashed for a query (around the indexed scales, to meet them).
+    patch_radius : int
+        Hamming radius of the patch-hash neighbour search.
+    ratio : float
+        Lowe ratio for descriptor matches, taken within each candidate image.
+    max_candidates : int
+        How many of the best-voted images are verified geometrically.
+    min_votes : int
+        Votes a candidate needs before it is verified.
+    min_inliers : int
+        RANSAC inliers a candidate needs to be called a copy.
+    ransac_threshold : float
+        RANSAC reprojection threshold, in pixels of the downscaled (``max_side``) image.
+    mirror : bool
+        Also search the mirrored query in the local tier.
+    """
+
+    tiers: tuple[str, ...] = TIERS
+    global_max_distance: int = 10
+    keypoints: int = 400
+    query_scales: tuple[float, ...] = (0.8, 1.0, 1.25)
+    patch_radius: int = 8
+    ratio: float = 0.8
+    max_candidates: int = 20
+    min_votes: int = 4
+    min_inliers: int = 10
+    ransac_threshold: float = 4.0
+    mirror: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tiers", tuple(self.tiers))
+        bad = [t for t in self.tiers if t not in TIERS]
+        if bad or not self.tiers:
+            raise ConfigError(f"SearchConfig.tiers must be a non-empty subset of {TIERS}, got {self.tiers!r}")
+        _check_range("SearchConfig", "global_max_distance", self.global_max_distance, 0, 32)
+        _check_range("SearchConfig", "keypoints", self.keypoints, 1, 100_000)
+        object.__setattr__(self, "query_scales", tuple(float(s) for s in self.query_scales))
+        _check_scales("SearchConfig", "query_scales", self.query_scales)
+        _check_range("SearchConfig", "patch_radius", self.patch_radius, 0, 32)
+        _check_range("SearchConfig", "ratio", self.ratio, 0.0, 1.0)
+        _check_range("SearchConfig", "max_candidates", self.max_candidates, 1, 10_000)
+        _check_range("SearchConfig", "min_votes", self.min_votes, 1, 100_000)
+        _check_range("SearchConfig", "min_inliers", self.min_inliers, 3, 100_000)
+        _check_range("SearchConfig", "ransac_threshold", self.ransac_threshold, 0.1, 100.0)
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        """A copy with ``changes`` applied (validated); unknown names raise :class:`ConfigError`."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown SearchConfig fields {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """What defines an index; stored verbatim (as JSON) in the index file and checked on open.
+
+    Attributes
+    ----------
+    global_ : GlobalConfig
+        The global-hash tier (always on).
+    keypoints : KeypointConfig or None
+        The local tier; ``None`` builds an index with the exact and global tiers only.
+    search : SearchConfig
+        Default query-time settings of this index.
+    """
+
+    global_: GlobalConfig = field(default_factory=GlobalConfig)
+    keypoints: KeypointConfig | None = field(default_factory=KeypointConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    @property
+    def decode_side(self) -> int:
+        """Long side (px) images must be decoded at, at least, for this index's extractors."""
+        return self.keypoints.max_side if self.keypoints is not None else 64
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IndexConfig:
+        """Rebuild from :meth:`to_dict` output; unknown or missing keys raise :class:`ConfigError`."""
+        try:
+            kp = data.get("keypoints")
+            return cls(
+                global_=GlobalConfig(**data["global_"]),
+                keypoints=None if kp is None else KeypointConfig(**kp),
+                search=SearchConfig(**data["search"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"invalid index configuration {data!r}: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> IndexConfig:
+        return cls.from_dict(json.loads(text))

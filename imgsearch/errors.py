@@ -1,0 +1,38 @@
+"""The one error hierarchy of imgsearch.
+
+Every error the library raises on purpose derives from :class:`ImgsearchError`, so a caller can catch
+the family in one place and let programming errors (``TypeError`` and the like) through.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class ImgsearchError(Exception):
+    """Base of every error imgsearch raises on purpose."""
+
+
+class ImageReadError(ImgsearchError):
+    """A file is not a readable image: empty, truncated, corrupt, not an image, or too large.
+
+    Attributes
+    ----------
+    path : str
+        The path as given (``"<bytes>"`` for in-memory data).
+    reason : str
+        A short human-readable reason, without the path.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class IndexFormatError(ImgsearchError):
+    """An index on disk is missing, damaged, or of another format version."""
+
+
+class ConfigError(ImgsearchError, ValueError):
+    """A configuration value is out of range or inconsistent; the message carries the bad value."""

@@ -1,0 +1,1 @@
+"""Evaluation: named seeded transforms that make modified copies, and hit-rate tables."""

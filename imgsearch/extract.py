@@ -1,0 +1,178 @@
+"""What an index stores of one image, and extracting it from many files in parallel worker processes.
+
+One file is read once: its bytes give the exact-tier digest; they are decoded once, at the reduced
+size the index needs (:attr:`IndexConfig.decode_side`), to grayscale; that array gives the global hash
+and, downscaled to ``max_side``, the keypoints and patch hashes of the local tier.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from . import hashing, io
+from .config import IndexConfig, KeypointConfig
+from .errors import ImageReadError
+
+
+@dataclass
+class LocalFeatures:
+    """Keypoints of one image at keypoint-image scale, as flat arrays (see :mod:`imgsearch.index.store`).
+
+    ``xy (M, 2) float32 (x, y)``, ``size, angle, response (M,) float32``, ``descriptors (M, D)``,
+    ``patch_hash (M, S, 8) uint8``; ``shape`` is the keypoint image's ``(h, w)`` and ``scale`` its
+    pixels per original pixel.
+    """
+
+    xy: np.ndarray
+    size: np.ndarray
+    angle: np.ndarray
+    response: np.ndarray
+    descriptors: np.ndarray
+    patch_hash: np.ndarray
+    shape: tuple[int, int]
+    scale: float
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+
+@dataclass
+class ImageRecord:
+    """Everything an index stores of one file."""
+
+    path: str
+    digest: np.ndarray  # (16,) uint8
+    file_size: int
+    mtime_ns: int
+    width: int
+    height: int
+    global_hash: np.ndarray  # (8,) uint8
+    local: LocalFeatures | None
+
+
+def local_features(
+    gray: np.ndarray, config: KeypointConfig, budget: int, scales: Sequence[float], original_long_side: int
+) -> LocalFeatures:
+    """Detect ``budget`` grid-spread keypoints of ``gray`` and hash their patches at ``scales``."""
+    from . import keypoints as kp_mod
+
+    small = io.resize_long_side(gray, config.max_side)
+    kps = kp_mod.detect(small, config, budget)
+    patches = kp_mod.hash_patches(small, kps, tuple(scales))
+    return LocalFeatures(
+        xy=kps.xy,
+        size=kps.size,
+        angle=kps.angle,
+        response=kps.response,
+        descriptors=kps.descriptors,
+        patch_hash=patches.reshape(len(kps), len(scales), hashing.HASH_BYTES),
+        shape=(small.shape[0], small.shape[1]),
+        scale=max(small.shape) / max(original_long_side, 1),
+    )
+
+
+def extract_file(path: str, config: IndexConfig) -> ImageRecord:
+    """Read and describe one file; raises :class:`ImageReadError` naming the path."""
+    data = io.read_bytes(path)
+    stat = os.stat(path)
+    gray = io.decode_image(data, path=path, min_side=config.decode_side, gray=True)
+    width, height = _original_size(data, gray)
+    local = None
+    if config.keypoints is not None:
+        kc = config.keypoints
+        local = local_features(gray, kc, kc.budget, kc.patch_scales, max(width, height))
+    return ImageRecord(
+        path=path,
+        digest=hashing.file_digest(data),
+        file_size=len(data),
+        mtime_ns=stat.st_mtime_ns,
+        width=width,
+        height=height,
+        global_hash=hashing.phash(gray),
+        local=local,
+    )
+
+
+def _original_size(data: bytes, decoded: np.ndarray) -> tuple[int, int]:
+    """(width, height) of the full-size image, EXIF orientation applied, from header and decode."""
+    h, w = decoded.shape[:2]
+    size = io.image_size(data)
+    if size is None:
+        return w, h
+    hw, hh = size
+    # The header gives the stored orientation; an EXIF rotation swaps the sides of the decoded image.
+    if (hw >= hh) != (w >= h) and hw != hh:
+        hw, hh = hh, hw
+    return max(hw, w), max(hh, h)
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)
+
+
+def _extract_or_error(args: tuple[str, IndexConfig]) -> ImageRecord | ImageReadError:
+    path, config = args
+    try:
+        return extract_file(path, config)
+    except ImageReadError as exc:
+        return exc
+    except Exception as exc:  # a decoder crash on one file must not end the batch
+        return ImageReadError(path, f"{type(exc).__name__}: {exc}")
+
+
+def extract_files(
+    paths: Sequence[str],
+    config: IndexConfig,
+    workers: int | None = None,
+    on_done: Callable[[int], None] | None = None,
+) -> Iterator[ImageRecord | ImageReadError]:
+    """Extract many files, in input order, each as a record or the error that stopped it.
+
+    ``workers`` processes run in parallel (default: all cores); ``1`` runs in this process.
+    ``on_done(n)`` is called after each file with the number done so far.
+    """
+    workers = os.cpu_count() or 1 if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    jobs: Iterable[tuple[str, IndexConfig]] = ((p, config) for p in paths)
+    if workers == 1 or len(paths) < 8:
+        results: Iterable[ImageRecord | ImageReadError] = map(_extract_or_error, jobs)
+        yield from _counted(results, on_done)
+        return
+    chunk = max(1, min(32, len(paths) // (workers * 8)))
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        yield from _counted(pool.map(_extract_or_error, jobs, chunksize=chunk), on_done)
+
+
+def _counted(items: Iterable[ImageRecord | ImageReadError], on_done: Callable[[int], None] | None):
+    for n, item in enumerate(items, 1):
+        if on_done is not None:
+            on_done(n)
+        yield item
+
+
+def stack_records(records: Sequence[ImageRecord], config: IndexConfig) -> tuple[dict, dict]:
+    """Rows for :func:`imgsearch.index.store.commit`: ``(images, local)`` dicts of stacked arrays."""
+    images = {
+        "path": np.array([r.path for r in records], dtype=object),
+        "digest": np.stack([r.digest for r in records]) if records else np.zeros((0, 16), np.uint8),
+        "file_size": np.array([r.file_size for r in records], np.int64),
+        "mtime_ns": np.array([r.mtime_ns for r in records], np.int64),
+        "width": np.array([r.width for r in records], np.int32),
+        "height": np.array([r.height for r in records], np.int32),
+        "global_hash": np.stack([r.global_hash for r in records]) if records else np.zeros((0, 8), np.uint8),
+        "kp_count": np.array([0 if r.local is None else len(r.local) for r in records], np.int32),
+        "kp_scale": np.array([0.0 if r.local is None else r.local.scale for r in records], np.float32),
+    }
+    local: dict[str, np.ndarray] = {}
+    locals_ = [r.local for r in records if r.local is not None]
+    if config.keypoints is not None and locals_:
+        for name in ("xy", "size", "angle", "response", "descriptors", "patch_hash"):
+            local[name] = np.concatenate([getattr(lf, name) for lf in locals_])
+    return images, local

@@ -1,0 +1,193 @@
+"""Content digests, the global DCT perceptual hash, batched patch hashes and bit packing.
+
+Conventions
+-----------
+* A hash is a packed bit string: ``(8,)`` uint8 for one 64-bit hash, ``(N, 8)`` for N of them, most
+  significant bit first (``numpy.packbits`` order), bit ``8*u + v`` being DCT coefficient ``(u, v)``
+  with ``u`` the vertical and ``v`` the horizontal frequency. This is also FAISS's binary layout.
+* Images are grayscale ``(H, W)`` arrays, row-major (``image[y, x]``); colour is converted once, in
+  :mod:`imgsearch.io`.
+
+The perceptual hash (pHash) follows its definition: resample to 32×32 by area averaging, take the
+two-dimensional orthonormal DCT-II, keep the 8×8 lowest frequencies, set a bit where a coefficient
+exceeds their median. The area resampling is done as a product with two weight matrices in float64
+so that it commutes exactly with flips and transposes; this makes the hashes of the eight dihedral
+variants of an image computable from one set of coefficients (:func:`dihedral_hashes`), bit for bit
+what hashing each flipped or rotated image gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+import numpy as np
+
+from .errors import ConfigError
+
+HASH_BITS = 64
+HASH_BYTES = HASH_BITS // 8
+DIGEST_BYTES = 16
+_RESAMPLE = 32
+_LOW = 8
+# Coefficients are rounded to this many decimals before thresholding: it absorbs the ~1e-12 float
+# noise of different summation orders (flipped inputs, flat images) so that bits are reproducible.
+_DECIMALS = 6
+
+# The eight symmetries of the square, in a fixed order, each as (transpose first, flip rows, flip
+# columns) applied to an image array ``a[y, x]``. ``rot90`` is counter-clockwise, as ``numpy.rot90``.
+DIHEDRAL: dict[str, tuple[bool, bool, bool]] = {
+    "identity": (False, False, False),
+    "mirror": (False, False, True),  # a[:, ::-1]
+    "flip": (False, True, False),  # a[::-1, :]
+    "rot180": (False, True, True),  # a[::-1, ::-1]
+    "transpose": (True, False, False),  # a.T
+    "rot90": (True, True, False),  # np.rot90(a, 1) == a.T[::-1]
+    "rot270": (True, False, True),  # np.rot90(a, 3) == a.T[:, ::-1]
+    "antitranspose": (True, True, True),  # a.T[::-1, ::-1]
+}
+DIHEDRAL_NAMES: tuple[str, ...] = tuple(DIHEDRAL)
+
+
+def file_digest(data: bytes) -> np.ndarray:
+    """Content digest of file bytes: BLAKE2b-128, as a ``(16,)`` uint8 array."""
+    return np.frombuffer(hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest(), dtype=np.uint8)
+
+
+def apply_dihedral(image: np.ndarray, name: str) -> np.ndarray:
+    """Apply one of the :data:`DIHEDRAL` symmetries to the last two axes of ``image`` (a view)."""
+    try:
+        transpose, flip_rows, flip_cols = DIHEDRAL[name]
+    except KeyError:
+        raise ConfigError(f"unknown dihedral variant {name!r}; expected one of {DIHEDRAL_NAMES}") from None
+    out = np.swapaxes(image, -1, -2) if transpose else image
+    if flip_rows:
+        out = out[..., ::-1, :]
+    if flip_cols:
+        out = out[..., :, ::-1]
+    return out
+
+
+@lru_cache(maxsize=256)
+def _area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)`` float64 matrix averaging ``n_in`` samples into ``n_out`` equal bins.
+
+    Row ``i`` covers input interval ``[i*s, (i+1)*s)`` with ``s = n_in / n_out``; each input sample
+    ``j`` (interval ``[j, j+1)``) is weighted by its overlap with that interval, divided by ``s``. The
+    matrix is symmetric under reversing both axes, which is what makes flips commute with it.
+    """
+    edges = np.arange(n_out + 1, dtype=np.float64) * (n_in / n_out)
+    lo = np.maximum(edges[:-1, None], np.arange(n_in)[None, :])
+    hi = np.minimum(edges[1:, None], np.arange(1, n_in + 1)[None, :])
+    weights = np.clip(hi - lo, 0.0, None) * (n_out / n_in)
+    weights.setflags(write=False)
+    return weights
+
+
+@lru_cache(maxsize=4)
+def _dct_rows(n: int, keep: int) -> np.ndarray:
+    """The first ``keep`` rows of the orthonormal DCT-II matrix of size ``n``: ``(keep, n)`` float64."""
+    k = np.arange(keep)[:, None]
+    i = np.arange(n)[None, :]
+    basis = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    basis[0] /= np.sqrt(2.0)
+    basis.setflags(write=False)
+    return basis
+
+
+def area_resample(gray: np.ndarray, size: int = _RESAMPLE) -> np.ndarray:
+    """Area-average a ``(H, W)`` image to ``(size, size)`` float64 (upsamples by pixel replication)."""
+    if gray.ndim != 2 or gray.shape[0] < 1 or gray.shape[1] < 1:
+        raise ConfigError(f"expected a non-empty (H, W) grayscale array, got shape {gray.shape}")
+    h, w = gray.shape
+    return _area_weights(h, size) @ gray.astype(np.float64) @ _area_weights(w, size).T
+
+
+def dct_low(blocks: np.ndarray) -> np.ndarray:
+    """Low 8×8 DCT-II coefficients of ``(..., 32, 32)`` blocks: ``(..., 8, 8)`` float64, rounded."""
+    d = _dct_rows(blocks.shape[-1], _LOW)
+    return np.round(d @ blocks.astype(np.float64, copy=False) @ d.T, _DECIMALS)
+
+
+def threshold_bits(coeffs: np.ndarray) -> np.ndarray:
+    """Pack ``(..., 8, 8)`` coefficients into ``(..., 8)`` uint8 hashes: bit = coefficient > median."""
+    flat = coeffs.reshape(*coeffs.shape[:-2], _LOW * _LOW)
+    median = np.median(flat, axis=-1, keepdims=True)
+    return np.packbits(flat > median, axis=-1)
+
+
+def phash_coefficients(gray: np.ndarray) -> np.ndarray:
+    """The 8×8 low-frequency DCT coefficients behind :func:`phash`: ``(8, 8)`` float64."""
+    return dct_low(area_resample(gray))
+
+
+def phash(gray: np.ndarray) -> np.ndarray:
+    """64-bit DCT perceptual hash of a ``(H, W)`` grayscale image, as ``(8,)`` uint8."""
+    return threshold_bits(phash_coefficients(gray))
+
+
+def dihedral_hashes(gray: np.ndarray) -> np.ndarray:
+    """pHashes of the 8 dihedral variants of ``gray``, in :data:`DIHEDRAL_NAMES` order: ``(8, 8)`` uint8.
+
+    Row ``k`` equals ``phash(apply_dihedral(gray, DIHEDRAL_NAMES[k]))`` bit for bit, but costs one
+    resample and one DCT: a flip negates the odd frequencies along its axis and a transpose swaps the
+    frequency axes, so the variants are sign patterns and transposes of one coefficient block.
+    """
+    return threshold_bits(dihedral_coefficients(phash_coefficients(gray)))
+
+
+def dihedral_coefficients(coeffs: np.ndarray) -> np.ndarray:
+    """``(8, 8, 8)``: the coefficient block of each dihedral variant, from the identity's ``(8, 8)``."""
+    sign = np.where(np.arange(_LOW) % 2 == 0, 1.0, -1.0)
+    out = np.empty((len(DIHEDRAL), _LOW, _LOW), dtype=np.float64)
+    for k, (transpose, flip_rows, flip_cols) in enumerate(DIHEDRAL.values()):
+        c = coeffs.T if transpose else coeffs
+        if flip_rows:
+            c = c * sign[:, None]
+        if flip_cols:
+            c = c * sign[None, :]
+        out[k] = c
+    return out + 0.0  # normalise -0.0 to 0.0
+
+
+def patch_hashes(patches: np.ndarray) -> np.ndarray:
+    """pHash a batch of ``(N, 32, 32)`` patches in two float32 GEMMs: ``(N, 8)`` uint8.
+
+    Same definition as :func:`phash` on an already resampled block, computed in float32 for speed
+    (about 3 µs a patch): a patch hash may differ from the float64 one in a bit whose coefficient
+    ties the median, which does not matter for Hamming-radius search.
+    """
+    if patches.ndim != 3 or patches.shape[1:] != (_RESAMPLE, _RESAMPLE):
+        raise ConfigError(f"expected (N, 32, 32) patches, got shape {patches.shape}")
+    n = patches.shape[0]
+    d = _dct_rows(_RESAMPLE, _LOW).astype(np.float32)
+    p = np.ascontiguousarray(patches, dtype=np.float32)
+    cols = (p.reshape(n * _RESAMPLE, _RESAMPLE) @ d.T).reshape(n, _RESAMPLE, _LOW)  # [n, y, v]
+    rows = np.ascontiguousarray(cols.transpose(0, 2, 1)).reshape(n * _LOW, _RESAMPLE) @ d.T
+    coeffs = rows.reshape(n, _LOW, _LOW).transpose(0, 2, 1).reshape(n, _LOW * _LOW)  # [n, 8u+v]
+    half = _LOW * _LOW // 2
+    part = np.partition(coeffs, (half - 1, half), axis=1)
+    median = (part[:, half - 1] + part[:, half]) * 0.5
+    return np.packbits(coeffs > median[:, None], axis=1)
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between packed hashes, broadcasting over leading axes: ``(...)`` int32.
+
+    ``a`` and ``b`` are ``(..., 8)`` uint8. This is the slow, obvious reference the FAISS searches
+    are tested against.
+    """
+    return _POPCOUNT[np.bitwise_xor(a, b)].sum(axis=-1, dtype=np.int32)
+
+
+def hash_to_hex(h: np.ndarray) -> str:
+    """``(8,)`` uint8 hash as 16 hex digits (for JSON and golden values)."""
+    return bytes(np.asarray(h, dtype=np.uint8)).hex()
+
+
+def hex_to_hash(text: str) -> np.ndarray:
+    """Inverse of :func:`hash_to_hex`."""
+    return np.frombuffer(bytes.fromhex(text), dtype=np.uint8).copy()

@@ -1,0 +1,1 @@
+"""Index storage (HDF5, versioned, atomic writes) and search structures (FAISS binary indexes)."""

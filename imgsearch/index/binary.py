@@ -1,0 +1,97 @@
+"""A small wrapper over FAISS binary indexes: 64-bit hashes, exact Hamming-radius search.
+
+Results of a range search over ``Q`` queries are CSR arrays ``(lims, D, I)``: the neighbours of query
+``q`` are ``I[lims[q]:lims[q+1]]`` at distances ``D[lims[q]:lims[q+1]]``; ``lims`` is ``(Q+1,)``
+int64, ``D`` int32, ``I`` int64 row ids in insertion order. The radius is **inclusive**
+(distance ``<= radius``), unlike FAISS's own strict ``< radius``.
+
+The index type is chosen by size: a flat scan while small, multi-index hashing
+(``IndexBinaryMultiHash``) when large. Multi-index hashing splits the 64 bits into ``nhash``
+substrings; by the pigeonhole principle a hash within ``r`` bits of a query is within
+``r // nhash`` bits of it on at least one substring, so probing ``nflip = r // nhash`` flips per
+table makes it exact, not approximate. Both kinds are tested against a numpy Hamming scan.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from ..errors import ConfigError
+from ..hashing import HASH_BITS, HASH_BYTES
+
+FLAT_MAX_ROWS = 65_536  # above this many rows, multi-index hashing beats the flat scan
+
+
+class HammingIndex:
+    """Exact Hamming search over ``(N, 8)`` uint8 hashes.
+
+    Parameters
+    ----------
+    kind : {"auto", "flat", "mih"}
+        Index type; ``"auto"`` picks ``"flat"`` up to :data:`FLAT_MAX_ROWS` rows (at the first
+        :meth:`add`) and ``"mih"`` above.
+    tables : int
+        Number of substrings (hash tables) of multi-index hashing; 64 must split into them.
+    """
+
+    def __init__(self, kind: str = "auto", tables: int = 3) -> None:
+        if kind not in ("auto", "flat", "mih"):
+            raise ConfigError(f"HammingIndex kind must be 'auto', 'flat' or 'mih', got {kind!r}")
+        if not 1 <= tables <= 8:
+            raise ConfigError(f"HammingIndex tables must be in [1, 8], got {tables!r}")
+        self.tables = tables
+        self._requested = kind
+        self._index: faiss.IndexBinary | None = None
+        self.kind = kind
+
+    def __len__(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    @staticmethod
+    def _check(hashes: np.ndarray, what: str) -> np.ndarray:
+        arr = np.ascontiguousarray(hashes, dtype=np.uint8)
+        if arr.ndim != 2 or arr.shape[1] != HASH_BYTES:
+            raise ConfigError(f"{what} must be (N, {HASH_BYTES}) uint8 hashes, got shape {np.shape(hashes)}")
+        return arr
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Append ``(N, 8)`` uint8 hashes; their row ids continue from :func:`len`."""
+        arr = self._check(hashes, "hashes")
+        if self._index is None:
+            kind = self._requested
+            if kind == "auto":
+                kind = "flat" if arr.shape[0] <= FLAT_MAX_ROWS else "mih"
+            self.kind = kind
+            if kind == "flat":
+                self._index = faiss.IndexBinaryFlat(HASH_BITS)
+            else:
+                self._index = faiss.IndexBinaryMultiHash(HASH_BITS, self.tables, HASH_BITS // self.tables)
+        if arr.shape[0]:
+            self._index.add(arr)
+
+    def range_search(
+        self, queries: np.ndarray, radius: int, flips: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows within ``radius`` bits (inclusive) of each query, as CSR ``(lims, D, I)``.
+
+        Within a query, neighbours are sorted by distance, then row id. ``flips`` is the number of
+        bits multi-index hashing flips when probing a table: ``None`` means ``radius // tables``,
+        which makes the search exact; fewer flips trade recall for speed (the result is then a
+        subset of the exact one). A flat index is always exact.
+        """
+        q = self._check(queries, "queries")
+        if not 0 <= radius < HASH_BITS:
+            raise ConfigError(f"radius must be in [0, {HASH_BITS - 1}], got {radius!r}")
+        if self._index is None or len(self) == 0 or q.shape[0] == 0:
+            return np.zeros(q.shape[0] + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
+        if self.kind == "mih":
+            self._index.nflip = radius // self.tables if flips is None else min(flips, radius // self.tables)
+        lims, dist, ids = self._index.range_search(q, radius + 1)
+        lims = lims.astype(np.int64)
+        dist = dist.astype(np.int32)
+        ids = ids.astype(np.int64)
+        # Sort within each query by (distance, id): FAISS returns its own scan order.
+        query_of = np.repeat(np.arange(q.shape[0]), np.diff(lims))
+        order = np.lexsort((ids, dist, query_of))
+        return lims, dist[order], ids[order]

@@ -1,0 +1,245 @@
+"""The tiered query: exact → global → local, fastest first, stopping at the first tier that is sure.
+
+* **exact**: the BLAKE2b digest of the query file's bytes equals an indexed one; no decoding.
+* **global**: one of the 8 dihedral variants of the query's pHash lies within
+  ``global_max_distance`` bits of an indexed image's pHash.
+* **local**: keypoint patch hashes vote for images, the best-voted are verified geometrically
+  (:mod:`imgsearch.local`).
+
+Each tier returns the matches it judged copies and, for candidates it looked at and turned down, a
+:class:`Rejection` saying why. A tier is *sure* when it returns at least one match; then the slower
+tiers are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import hashing, io
+from .config import SearchConfig
+from .errors import ImageReadError
+
+if TYPE_CHECKING:
+    from .index.core import Index
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where and how the query sits in the indexed image.
+
+    ``footprint`` is the query's outline as 4 corners ``(x, y)`` in the indexed image's pixels
+    (clockwise from the query's top-left), ``rotation`` in degrees counter-clockwise (as seen on
+    screen, y down), ``scale`` indexed pixels per query pixel, ``mirrored`` whether the query is a
+    mirror image of the original.
+    """
+
+    rotation: float
+    scale: float
+    mirrored: bool
+    footprint: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class Match:
+    """An indexed image judged a copy of the query, with the evidence."""
+
+    path: str
+    score: float  # in (0, 1], higher is surer; comparable across tiers
+    tier: str
+    distance: int | None = None  # global: Hamming bits of the closest dihedral variant
+    variant: str | None = None  # global: which dihedral variant of the query matched
+    votes: int | None = None  # local: query keypoints that voted for the image
+    inliers: int | None = None  # local: matches consistent with the estimated transform
+    geometry: Geometry | None = None
+    image_id: int = -1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("image_id")
+        if self.geometry is not None:
+            d["geometry"]["footprint"] = [list(p) for p in self.geometry.footprint]
+        return d
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A candidate a tier looked at and turned down, and why."""
+
+    path: str
+    tier: str
+    reason: str
+    votes: int | None = None
+    inliers: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class QueryResult:
+    """The answer to one query (the JSON contract is :meth:`to_dict`)."""
+
+    query: str
+    matches: list[Match] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    tiers_run: list[str] = field(default_factory=list)
+    elapsed_ms: float = 0.0
+    error: str | None = None
+
+    def to_dict(self, explain: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "query": self.query,
+            "matches": [m.to_dict() for m in self.matches],
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "error": self.error,
+        }
+        if explain:
+            d["tiers_run"] = list(self.tiers_run)
+            d["rejected"] = [r.to_dict() for r in self.rejected]
+        return d
+
+
+@dataclass
+class QueryImage:
+    """A query prepared once for all tiers: digest (when from a file) and the decoded grayscale."""
+
+    name: str
+    digest: np.ndarray | None
+    data: bytes | None
+    gray: np.ndarray | None = None
+
+    def decoded(self, min_side: int) -> np.ndarray:
+        if self.gray is None:
+            if self.data is None:
+                raise ImageReadError(self.name, "no image data")
+            self.gray = io.decode_image(self.data, path=self.name, min_side=min_side, gray=True)
+        return self.gray
+
+
+def prepare_query(query: str | os.PathLike[str] | bytes | np.ndarray, name: str | None = None) -> QueryImage:
+    """Wrap a path, encoded bytes, or an ``(H, W, 3)`` RGB / ``(H, W)`` gray uint8 array as a query."""
+    if isinstance(query, np.ndarray):
+        if query.dtype != np.uint8 or query.ndim not in (2, 3) or (query.ndim == 3 and query.shape[2] != 3):
+            raise ImageReadError(name or "<array>", f"expected (H, W) or (H, W, 3) uint8, got {query.shape}")
+        gray = query if query.ndim == 2 else io.rgb_to_gray(query)
+        return QueryImage(name or "<array>", None, None, gray)
+    if isinstance(query, bytes):
+        return QueryImage(name or "<bytes>", hashing.file_digest(query), query)
+    path = os.fspath(query)
+    data = io.read_bytes(path)
+    return QueryImage(name or path, hashing.file_digest(data), data)
+
+
+def search_exact(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[Match], list[Rejection]]:
+    """Indexed images whose file bytes are identical to the query's."""
+    if q.digest is None:
+        return [], []
+    ids = index.find_digest(q.digest)
+    return [Match(index.path_of(i), 1.0, "exact", distance=0, image_id=int(i)) for i in ids], []
+
+
+def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[Match], list[Rejection]]:
+    """Images whose pHash is within ``global_max_distance`` of a dihedral variant of the query's."""
+    variants = hashing.dihedral_hashes(q.decoded(index.config.decode_side))
+    lims, dist, ids = index.global_index.range_search(variants, cfg.global_max_distance)
+    if len(ids) == 0:
+        return [], []
+    variant_of = np.repeat(np.arange(len(variants)), np.diff(lims))
+    # Best (smallest) distance per image, ties to the lower variant number (identity first).
+    order = np.lexsort((variant_of, dist, ids))
+    first = np.ones(len(order), bool)
+    first[1:] = ids[order][1:] != ids[order][:-1]
+    best = order[first]
+    best = best[np.lexsort((ids[best], dist[best]))]
+    matches = [
+        Match(
+            index.path_of(int(ids[k])),
+            score=global_score(int(dist[k])),
+            tier="global",
+            distance=int(dist[k]),
+            variant=hashing.DIHEDRAL_NAMES[int(variant_of[k])],
+            image_id=int(ids[k]),
+        )
+        for k in best
+    ]
+    return matches, []
+
+
+def global_score(distance: int) -> float:
+    """Score of a global match: 1 at distance 0, 0.75 at 16 bits (beyond any default threshold)."""
+    return 1.0 - distance / (4.0 * hashing.HASH_BITS)
+
+
+def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[Match], list[Rejection]]:
+    """Keypoint votes and geometric verification (:mod:`imgsearch.local`)."""
+    if index.local is None:
+        return [], []
+    return index.local.search(q.decoded(index.config.decode_side), cfg, index.path_of)
+
+
+TIER_SEARCH = {"exact": search_exact, "global": search_global, "local": search_local}
+
+
+def run_query(index: Index, q: QueryImage, cfg: SearchConfig, top: int | None = None) -> QueryResult:
+    """Run the tiers of ``cfg`` in order on a prepared query; stop at the first that finds a copy."""
+    result = QueryResult(q.name)
+    for tier in cfg.tiers:
+        matches, rejected = TIER_SEARCH[tier](index, q, cfg)
+        result.tiers_run.append(tier)
+        result.rejected.extend(rejected)
+        if matches:
+            result.matches = sorted(matches, key=lambda m: (-m.score, m.image_id))[:top]
+            break
+    return result
+
+
+def query_many(
+    index: Index,
+    queries: Sequence[str | os.PathLike[str] | bytes | np.ndarray],
+    cfg: SearchConfig,
+    top: int | None = None,
+) -> list[QueryResult]:
+    """Query a batch against one loaded index, in input order; unreadable queries get ``error``."""
+    out = []
+    for item in queries:
+        name = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+        start = time.perf_counter()
+        try:
+            result = run_query(index, prepare_query(item, name), cfg, top)
+        except ImageReadError as exc:
+            result = QueryResult(exc.path, error=exc.reason)
+        result.elapsed_ms = (time.perf_counter() - start) * 1e3
+        out.append(result)
+    return out
+
+
+def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) -> QueryResult:
+    """Merge the results of one query over index shards into what one index would have returned.
+
+    Each tier scores a candidate from the query and that candidate alone, so merging is exact: the
+    first tier (in order) that found a copy in any shard wins, and its matches from all shards are
+    sorted by score. Shards must share their configuration.
+    """
+    if not shard_results:
+        raise ValueError("merge_results needs at least one shard result")
+    merged = QueryResult(shard_results[0].query)
+    merged.elapsed_ms = max(r.elapsed_ms for r in shard_results)
+    errors = [r.error for r in shard_results if r.error]
+    if errors:
+        merged.error = errors[0]
+        return merged
+    tier_rank = {t: i for i, t in enumerate(("exact", "global", "local"))}
+    found = [m for r in shard_results for m in r.matches]
+    if found:
+        best_tier = min(tier_rank[m.tier] for m in found)
+        found = [m for m in found if tier_rank[m.tier] == best_tier]
+        merged.matches = sorted(found, key=lambda m: (-m.score, m.path))[:top]
+    merged.rejected = [x for r in shard_results for x in r.rejected]
+    merged.tiers_run = max((r.tiers_run for r in shard_results), key=len)
+    return merged
