@@ -15,31 +15,27 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import hashing, io
+from . import hashing, io, keypoints, patches
 from .config import IndexConfig, KeypointConfig
 from .errors import ImageReadError
 
 
 @dataclass
 class LocalFeatures:
-    """Keypoints of one image at keypoint-image scale, as flat arrays (see :mod:`imgsearch.index.store`).
+    """Keypoints of one image as stored (see :mod:`imgsearch.index.store`).
 
-    ``xy (M, 2) float32 (x, y)``, ``size, angle, response (M,) float32``, ``descriptors (M, D)``,
-    ``patch_hash (M, S, 8) uint8``; ``shape`` is the keypoint image's ``(h, w)`` and ``scale`` its
+    ``keypoints (M, 5) float32`` columns x, y, size, angle, response in keypoint-image pixels;
+    ``descriptors (M, D) uint8``; ``patch_hash (M, S, 8) uint8``; ``scale`` is keypoint-image
     pixels per original pixel.
     """
 
-    xy: np.ndarray
-    size: np.ndarray
-    angle: np.ndarray
-    response: np.ndarray
+    keypoints: np.ndarray
     descriptors: np.ndarray
     patch_hash: np.ndarray
-    shape: tuple[int, int]
     scale: float
 
     def __len__(self) -> int:
-        return len(self.xy)
+        return len(self.keypoints)
 
 
 @dataclass
@@ -56,25 +52,28 @@ class ImageRecord:
     local: LocalFeatures | None
 
 
-def local_features(
-    gray: np.ndarray, config: KeypointConfig, budget: int, scales: Sequence[float], original_long_side: int
-) -> LocalFeatures:
+def local_features(gray: np.ndarray, config: KeypointConfig, budget: int, scales: Sequence[float],
+                   original_long_side: int) -> LocalFeatures:
     """Detect ``budget`` grid-spread keypoints of ``gray`` and hash their patches at ``scales``."""
-    from . import keypoints as kp_mod
-
-    small = io.resize_long_side(gray, config.max_side)
-    kps = kp_mod.detect(small, config, budget)
-    patches = kp_mod.hash_patches(small, kps, tuple(scales))
+    small, _ = keypoints.downscale(gray, config.max_side)
+    kps = keypoints.make_detector(config).detect_and_describe(small, budget)
+    hashes = patches.hash_patches(small, kps, tuple(scales))
     return LocalFeatures(
-        xy=kps.xy,
-        size=kps.size,
-        angle=kps.angle,
-        response=kps.response,
-        descriptors=kps.descriptors,
-        patch_hash=patches.reshape(len(kps), len(scales), hashing.HASH_BYTES),
-        shape=(small.shape[0], small.shape[1]),
+        keypoints=keypoint_rows(kps),
+        descriptors=quantise_descriptors(kps.descriptors),
+        patch_hash=hashes.reshape(len(kps), len(scales), hashing.HASH_BYTES),
         scale=max(small.shape) / max(original_long_side, 1),
     )
+
+
+def keypoint_rows(kps: keypoints.Keypoints) -> np.ndarray:
+    """``(N, 5)`` float32 rows x, y, size, angle, response of ``kps``."""
+    return np.column_stack([kps.xy, kps.size, kps.angle, kps.response]).astype(np.float32)
+
+
+def quantise_descriptors(desc: np.ndarray) -> np.ndarray:
+    """Descriptors as stored: uint8 (OpenCV's float SIFT values are already integers in 0-255)."""
+    return desc if desc.dtype == np.uint8 else np.clip(np.rint(desc), 0, 255).astype(np.uint8)
 
 
 def extract_file(path: str, config: IndexConfig) -> ImageRecord:
@@ -173,6 +172,6 @@ def stack_records(records: Sequence[ImageRecord], config: IndexConfig) -> tuple[
     local: dict[str, np.ndarray] = {}
     locals_ = [r.local for r in records if r.local is not None]
     if config.keypoints is not None and locals_:
-        for name in ("xy", "size", "angle", "response", "descriptors", "patch_hash"):
+        for name in ("keypoints", "descriptors", "patch_hash"):
             local[name] = np.concatenate([getattr(lf, name) for lf in locals_])
     return images, local

@@ -189,7 +189,7 @@ class Index:
             todo.append(f)
         records: list[ImageRecord] = []
         progress = None if on_progress is None else (lambda n: on_progress(n, len(todo)))
-        for path, item in zip(todo, extract_files(todo, self.config, workers, progress)):
+        for path, item in zip(todo, extract_files(todo, self.config, workers, progress), strict=True):
             if isinstance(item, ImageReadError):
                 report.failed.append((path, item.reason))
             else:

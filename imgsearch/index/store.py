@@ -13,9 +13,9 @@ Layout of ``<index dir>/index.h5`` (format ``imgsearch-index``, version :data:`F
         kp_count      (N,)       int32, keypoints of the image in /local (0 without a local tier)
         kp_scale      (N,)       float32, keypoint-image pixels per original pixel
     /local/           keypoints of all images, flat, image after image (offsets = cumsum(kp_count))
-        xy            (M, 2)     float32 (x, y) in keypoint-image pixels
-        size, angle, response (M,) float32
-        descriptors   (M, D)     uint8 (SIFT quantised as OpenCV's uint8 SIFT, ORB/BRIEF packed bits)
+        keypoints     (M, 5)     float32 columns x, y, size, angle, response, in keypoint-image
+                                 pixels (see imgsearch.keypoints for the conventions)
+        descriptors   (M, D)     uint8: SIFT's values (OpenCV's are integers 0-255), ORB/BRIEF bits
         patch_hash    (M, S, 8)  uint8, one pHash per patch scale
 
 All datasets are chunked and resizable. A write never touches the live file: it streams the kept
@@ -58,7 +58,7 @@ IMAGE_FIELDS: dict[str, tuple[np.dtype | object, tuple[int, ...]]] = {
     "kp_count": (np.dtype(np.int32), ()),
     "kp_scale": (np.dtype(np.float32), ()),
 }
-LOCAL_FIELDS = ("xy", "size", "angle", "response", "descriptors", "patch_hash")
+LOCAL_FIELDS = ("keypoints", "descriptors", "patch_hash")
 
 
 @dataclass

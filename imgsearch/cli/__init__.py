@@ -1,0 +1,25 @@
+"""The ``imgsearch`` command line: a thin typer layer over the library, one file per command group.
+
+Exit codes: 0 success; 1 some inputs failed (each reported on stderr); 2 usage or index errors.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import build, manage, query
+
+app = typer.Typer(
+    name="imgsearch",
+    help="Find modified copies of images: exact, global-hash and local-keypoint tiers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+build.register(app)
+query.register(app)
+manage.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,44 @@
+"""What the command groups share: the default index, consoles, error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..errors import ConfigError, IndexFormatError
+
+DEFAULT_INDEX = Path("indexes/default")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
+
+err = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def usage_errors() -> Iterator[None]:
+    """Map configuration and index-format errors to a message on stderr and exit code 2."""
+    try:
+        yield
+    except (ConfigError, IndexFormatError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def progress_bar(label: str) -> Progress:
+    """A progress bar on stderr, shown only when stderr is a terminal."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    )

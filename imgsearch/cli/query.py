@@ -1,0 +1,92 @@
+"""``imgsearch query``: is each image a copy of something indexed?"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..config import TIERS
+from ..errors import ConfigError
+from ..index.core import Index
+from ..search import QueryResult
+from .common import DEFAULT_INDEX, EXIT_FAILED, EXIT_OK, IndexOption, err, progress_bar, usage_errors
+
+
+def query(
+    images: Annotated[list[Path], typer.Argument(help="Query images.")],
+    index: IndexOption = DEFAULT_INDEX,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per query per line on stdout.")
+    ] = False,
+    top: Annotated[int, typer.Option(min=1, help="At most this many matches per query.")] = 10,
+    keypoints: Annotated[
+        int | None, typer.Option("--keypoints", "-K", min=1, help="K, keypoints per query.")
+    ] = None,
+    tiers: Annotated[str | None, typer.Option(help=f"Comma-separated subset of {','.join(TIERS)}.")] = None,
+    explain: Annotated[bool, typer.Option(help="Also show rejected candidates and why.")] = False,
+) -> None:
+    """Query images against an index; exit 1 if any query could not be read."""
+    overrides: dict[str, object] = {}
+    if keypoints is not None:
+        overrides["keypoints"] = keypoints
+    if tiers is not None:
+        overrides["tiers"] = tuple(t.strip() for t in tiers.split(",") if t.strip())
+    with usage_errors(), Index.open(index) as ix:
+        cfg = ix.search_config(**overrides)
+        if "local" in cfg.tiers and ix.local is None and tiers is not None:
+            raise ConfigError(f"{index}: this index has no local tier (built with --no-local)")
+        results: list[QueryResult] = []
+        with progress_bar("querying") as bar:
+            task = bar.add_task("querying", total=len(images))
+            for image in images:
+                (result,) = ix.query_many([image], top=top, **overrides)
+                results.append(result)
+                if as_json:
+                    typer.echo(json.dumps(result.to_dict(explain=explain)))
+                bar.advance(task)
+    if not as_json:
+        _print_table(results, explain)
+    for r in results:
+        if r.error is not None:
+            err.print(f"[red]failed:[/red] {r.query}: {r.error}", highlight=False)
+    raise typer.Exit(EXIT_FAILED if any(r.error for r in results) else EXIT_OK)
+
+
+def _print_table(results: list[QueryResult], explain: bool) -> None:
+    table = Table("query", "match", "tier", "score", "evidence")
+    for r in results:
+        if r.error is not None:
+            table.add_row(r.query, f"[red]error: {r.error}[/red]", "", "", "")
+        elif not r.matches:
+            table.add_row(r.query, "[dim]no copy found[/dim]", "", "", "")
+        for k, m in enumerate(r.matches):
+            table.add_row(r.query if k == 0 else "", m.path, m.tier, f"{m.score:.3f}", _evidence(m))
+        if explain:
+            for rej in r.rejected:
+                table.add_row(
+                    "", f"[dim]{rej.path}[/dim]", rej.tier, "", f"[dim]rejected: {rej.reason}[/dim]"
+                )
+    Console().print(table)
+
+
+def _evidence(m) -> str:
+    parts = []
+    if m.distance is not None:
+        parts.append(f"{m.distance} bits")
+    if m.variant not in (None, "identity"):
+        parts.append(m.variant)
+    if m.votes is not None:
+        parts.append(f"{m.votes} votes, {m.inliers} inliers")
+    if m.geometry is not None:
+        g = m.geometry
+        parts.append(f"rot {g.rotation:.1f}°, scale {g.scale:.2f}" + (", mirrored" if g.mirrored else ""))
+    return ", ".join(parts)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("query")(query)

@@ -1,0 +1,235 @@
+"""The local tier: patch-hash votes, then geometric verification of the best-voted images.
+
+A query is downscaled like the indexed images (``max_side``), its K grid-spread keypoints detected
+and their patches hashed at the query scales; a mirrored pass does the same on the mirrored query
+(descriptors and patches are not mirror-invariant). All patch hashes of both passes go to the
+FAISS Hamming index in one range search. Each query keypoint votes at most once per indexed image.
+
+The images with the most votes are verified one by one, on their own stored keypoints only (so a
+candidate's verdict depends on the query and that candidate alone and shards merge exactly):
+
+1. correspondences: the patch-hash neighbours, plus descriptor matches that pass Lowe's ratio
+   test against the candidate's other keypoints;
+2. consistency: keypoint orientation differences must agree (the peak of their circular histogram),
+   a cheap filter before RANSAC;
+3. RANSAC similarity (``cv2.estimateAffinePartial2D``) on matched positions; the candidate is a copy
+   when at least ``min_inliers`` distinct query keypoints agree and the scale is plausible.
+
+Coordinates: keypoint positions are ``(x, y)`` in the keypoint image's pixels (y down). The
+transform maps query keypoint-image pixels to indexed keypoint-image pixels; footprints are reported
+in the indexed image's original pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from . import keypoints as kp_mod
+from . import patches
+from .config import IndexConfig, SearchConfig
+from .extract import keypoint_rows
+from .index.binary import HammingIndex
+from .index.store import Store
+from .search import Geometry, Match, Rejection
+
+ANGLE_BINS = 36  # 10° bins for the orientation-consistency histogram
+ANGLE_WINDOW = 2  # keep pairs within ±2 bins (±20°) of the histogram peak
+SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keypoint-image pixels
+RANSAC_ITERS = 2000
+MIH_FLIPS = 1  # multi-index hashing probes (large indexes only): recall for speed, see binary.py
+
+
+@dataclass
+class QueryPass:
+    """One orientation of the query: its keypoints (rows as stored), descriptors, mirrored or not."""
+
+    rows: np.ndarray  # (K, 5) float32 x, y, size, angle, response
+    descriptors: np.ndarray
+    hashes: np.ndarray  # (K * S, 8)
+    mirrored: bool
+    shape: tuple[int, int]
+    ratio: float  # keypoint-image pixels per decoded-query pixel
+
+
+class LocalIndex:
+    """The in-memory part of the local tier of one store: patch hashes in FAISS, keypoint owners."""
+
+    def __init__(self, store: Store, config: IndexConfig) -> None:
+        if config.keypoints is None:
+            raise ValueError("LocalIndex needs an index configured with keypoints")
+        self.store = store
+        self.kconfig = config.keypoints
+        self.detector = kp_mod.make_detector(self.kconfig)
+        hashes = store.patch_hashes()
+        self.scales_per_kp = hashes.shape[1]
+        self.hashes = HammingIndex()
+        self.hashes.add(hashes.reshape(-1, hashes.shape[-1]))
+        counts = store.images.columns["kp_count"]
+        self.offsets = store.images.offsets
+        self.kp_image = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+        self.kp_scale = store.images.columns["kp_scale"]
+
+    def memory_bytes(self) -> int:
+        """Bytes of the in-RAM search structures (hash index payload and keypoint owners)."""
+        return len(self.hashes) * 8 + self.kp_image.nbytes + self.offsets.nbytes
+
+    # -- query side ---------------------------------------------------------------------
+    def query_pass(self, small: np.ndarray, mirrored: bool, ratio: float, cfg: SearchConfig) -> QueryPass:
+        """Detect K keypoints in the (mirrored) keypoint image of the query and hash their patches."""
+        img = np.ascontiguousarray(small[:, ::-1]) if mirrored else small
+        kps = self.detector.detect_and_describe(img, cfg.keypoints)
+        hashes = patches.hash_patches(img, kps, cfg.query_scales)
+        return QueryPass(keypoint_rows(kps), kps.descriptors, hashes, mirrored, img.shape[:2], ratio)
+
+    def search(
+        self, gray: np.ndarray, cfg: SearchConfig, path_of: Callable[[int], str]
+    ) -> tuple[list[Match], list[Rejection]]:
+        """Matches and rejections for a ``(H, W)`` uint8 query (any size; downscaled here).
+
+        The direct pass runs first; the mirrored pass only when the direct one found no copy.
+        """
+        if len(self.hashes) == 0:
+            return [], []
+        small, ratio = kp_mod.downscale(gray, self.kconfig.max_side)
+        rejected: list[Rejection] = []
+        for mirrored in (False, True) if cfg.mirror else (False,):
+            qp = self.query_pass(small, mirrored, ratio, cfg)
+            matches, rej = self._search_pass(qp, cfg, path_of)
+            rejected.extend(rej)
+            if matches:
+                return matches, rejected
+        return [], rejected
+
+    def _search_pass(
+        self, qp: QueryPass, cfg: SearchConfig, path_of: Callable[[int], str]
+    ) -> tuple[list[Match], list[Rejection]]:
+        """Vote with one pass's patch hashes, then verify the best-voted images."""
+        pairs = self._hash_pairs(qp, cfg)  # (P, 2): query kp, indexed kp
+        if len(pairs) == 0:
+            return [], []
+        images = self.kp_image[pairs[:, 1]]
+        # One vote per (query keypoint, image).
+        votes_key = np.unique(np.column_stack([pairs[:, 0], images]), axis=0)
+        cand, counts = np.unique(votes_key[:, 1], return_counts=True)
+        order = np.lexsort((cand, -counts))
+        matches, rejected = [], []
+        for rank, k in enumerate(order):
+            image, votes = int(cand[k]), int(counts[k])
+            if rank >= cfg.max_candidates:
+                break
+            if votes < cfg.min_votes:
+                reason = f"{votes} votes < min_votes {cfg.min_votes}"
+                rejected.append(Rejection(path_of(image), "local", reason, votes))
+                break
+            result = self._verify(image, qp, pairs[images == image], cfg)
+            if isinstance(result, str):
+                rejected.append(Rejection(path_of(image), "local", result, votes))
+                continue
+            inliers, geometry = result
+            matches.append(
+                Match(
+                    path_of(image),
+                    score=inliers / (inliers + 10.0),
+                    tier="local",
+                    votes=votes,
+                    inliers=inliers,
+                    geometry=geometry,
+                    image_id=image,
+                )
+            )
+        return matches, rejected
+
+    def _hash_pairs(self, qp: QueryPass, cfg: SearchConfig) -> np.ndarray:
+        """All (query keypoint, indexed keypoint) pairs whose patch hashes are within the radius."""
+        lims, _, ids = self.hashes.range_search(qp.hashes, cfg.patch_radius, flips=MIH_FLIPS)
+        query_kp = np.repeat(np.arange(len(qp.hashes)), np.diff(lims)) // len(cfg.query_scales)
+        return np.unique(np.column_stack([query_kp, ids // self.scales_per_kp]), axis=0)
+
+    # -- verification -------------------------------------------------------------------
+    def _verify(
+        self, image: int, qp: QueryPass, hash_pairs: np.ndarray, cfg: SearchConfig
+    ) -> tuple[int, Geometry] | str:
+        """Verify one candidate; return (inliers, geometry) or the reason it is rejected."""
+        stored = self.store.read_local(image)
+        rows, desc = stored["keypoints"], stored["descriptors"]
+        lo = int(self.offsets[image])
+        pairs = hash_pairs.copy()
+        pairs[:, 1] -= lo
+        pairs = np.concatenate([pairs, self._descriptor_pairs(qp.descriptors, desc, cfg.ratio)])
+        pairs = np.unique(pairs, axis=0)
+        if len(pairs) < cfg.min_inliers:
+            return f"{len(pairs)} correspondences < min_inliers {cfg.min_inliers}"
+        # The scale test is on keypoint-image pixels, where copies of any size meet.
+        q, r = qp.rows[pairs[:, 0]], rows[pairs[:, 1]]
+        pairs = pairs[_consistent_angles(r[:, 3] - q[:, 3])]
+        n_distinct = len(np.unique(pairs[:, 0]))
+        if n_distinct < cfg.min_inliers:
+            return f"{n_distinct} orientation-consistent correspondences < min_inliers {cfg.min_inliers}"
+        src = qp.rows[pairs[:, 0], :2].astype(np.float32)
+        dst = rows[pairs[:, 1], :2].astype(np.float32)
+        model, mask = cv2.estimateAffinePartial2D(
+            src,
+            dst,
+            method=cv2.RANSAC,
+            ransacReprojThreshold=cfg.ransac_threshold,
+            maxIters=RANSAC_ITERS,
+            confidence=0.995,
+            refineIters=10,
+        )
+        if model is None:
+            return "RANSAC found no transform"
+        inlier_pairs = pairs[mask.ravel().astype(bool)]
+        inliers = min(len(np.unique(inlier_pairs[:, 0])), len(np.unique(inlier_pairs[:, 1])))
+        scale = math.hypot(model[0, 0], model[1, 0])
+        if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+            return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
+        if inliers < cfg.min_inliers:
+            return f"{inliers} RANSAC inliers < min_inliers {cfg.min_inliers}"
+        return inliers, self._geometry(model, qp, image)
+
+    @staticmethod
+    def _descriptor_pairs(query: np.ndarray, stored: np.ndarray, ratio: float) -> np.ndarray:
+        """(query kp, stored kp) pairs whose nearest stored descriptor passes the ratio test."""
+        if len(query) == 0 or len(stored) < 2:
+            return np.zeros((0, 2), np.int64)
+        if query.dtype == np.uint8 and query.shape[1] == stored.shape[1] and stored.dtype == np.uint8:
+            dist, nidx = cv2.batchDistance(query, stored, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+        else:
+            dist, nidx = cv2.batchDistance(
+                query.astype(np.float32), stored.astype(np.float32), cv2.CV_32F, normType=cv2.NORM_L2, K=2
+            )
+        dist = dist.astype(np.float32)
+        good = (nidx[:, 0] >= 0) & (dist[:, 0] < ratio * dist[:, 1])
+        return np.column_stack([np.nonzero(good)[0], nidx[good, 0]]).astype(np.int64)
+
+    def _geometry(self, model: np.ndarray, qp: QueryPass, image: int) -> Geometry:
+        """Rotation, scale, mirroring and footprint of the query in the indexed image's pixels."""
+        h, w = qp.shape
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64) - 0.5
+        if qp.mirrored:  # corners of the original query, expressed in the mirrored pass's frame
+            corners[:, 0] = (w - 1) - corners[:, 0]
+        mapped = corners @ model[:, :2].T + model[:, 2]
+        mapped = (mapped + 0.5) / float(self.kp_scale[image]) - 0.5
+        rotation = math.degrees(math.atan2(model[1, 0], model[0, 0]))
+        return Geometry(
+            rotation=round(rotation, 2),
+            scale=round(math.hypot(model[0, 0], model[1, 0]) * qp.ratio / float(self.kp_scale[image]), 4),
+            mirrored=qp.mirrored,
+            footprint=tuple((round(float(x), 1), round(float(y), 1)) for x, y in mapped),
+        )
+
+
+def _consistent_angles(delta: np.ndarray) -> np.ndarray:
+    """Mask of orientation differences (degrees) within ±ANGLE_WINDOW bins of the circular peak."""
+    bins = np.floor(np.mod(delta, 360.0) / (360.0 / ANGLE_BINS)).astype(np.int64) % ANGLE_BINS
+    hist = np.bincount(bins, minlength=ANGLE_BINS)
+    window = np.arange(-ANGLE_WINDOW, ANGLE_WINDOW + 1)
+    smoothed = sum(np.roll(hist, -k) for k in window)  # smoothed[i] = pairs within the window of bin i
+    peak = int(np.argmax(smoothed))
+    offset = np.mod(bins - peak + ANGLE_BINS // 2, ANGLE_BINS) - ANGLE_BINS // 2
+    return np.abs(offset) <= ANGLE_WINDOW
