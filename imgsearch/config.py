@@ -114,7 +114,7 @@ class SearchConfig:
     tiers: tuple[str, ...] = TIERS
     global_max_distance: int = 10
     keypoints: int = 400
-    query_scales: tuple[float, ...] = (0.8, 1.0, 1.25)
+    query_scales: tuple[float, ...] = (1.0,)
     patch_radius: int = 8
     ratio: float = 0.8
     max_candidates: int = 20

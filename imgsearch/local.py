@@ -41,7 +41,8 @@ ANGLE_BINS = 36  # 10° bins for the orientation-consistency histogram
 ANGLE_WINDOW = 2  # keep pairs within ±2 bins (±20°) of the histogram peak
 SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keypoint-image pixels
 RANSAC_ITERS = 2000
-MIH_FLIPS = 1  # multi-index hashing probes (large indexes only): recall for speed, see binary.py
+MIH_TABLES, MIH_FLIPS = 4, 0  # multi-index hashing (large indexes): 16-bit tables, exact-substring probes; measured
+# on 800 photos: 2.9 ms a query image, 64 % of the radius-8 neighbours (votes need only a few)
 
 
 @dataclass
@@ -67,7 +68,7 @@ class LocalIndex:
         self.detector = kp_mod.make_detector(self.kconfig)
         hashes = store.patch_hashes()
         self.scales_per_kp = hashes.shape[1]
-        self.hashes = HammingIndex()
+        self.hashes = HammingIndex(tables=MIH_TABLES)
         self.hashes.add(hashes.reshape(-1, hashes.shape[-1]))
         counts = store.images.columns["kp_count"]
         self.offsets = store.images.offsets

@@ -1,0 +1,392 @@
+"""Grid-spread keypoint detection and descriptors (SIFT, ORB, BRIEF on FAST corners).
+
+A detector is one method, ``detect_and_describe(gray, budget) -> Keypoints``, plus three attributes
+(``name``, ``descriptor_kind``, ``descriptor_dim``). Every detector works the same way:
+
+1. detect once with a permissive threshold, so that weakly textured parts of the image still have
+   candidates;
+2. keep ``budget`` of them spread over the image with :func:`select_spread`;
+3. compute descriptors for the kept keypoints only.
+
+Conventions
+-----------
+* Images are ``(H, W)`` uint8 grayscale, row-major ``gray[y, x]``; pixel centres are at integer
+  coordinates (OpenCV's keypoint convention).
+* ``angle`` is in degrees in ``[0, 360)``, OpenCV's convention: the keypoint direction is the unit
+  vector ``(cos angle, sin angle)`` in ``(x, y)`` image coordinates with y pointing down, so angles
+  grow clockwise on screen. Rotating an image clockwise by ``θ`` adds ``θ`` to the angles.
+* :func:`detect` downscales first; ``Keypoints.scale`` maps back to the original pixels:
+  ``x_original = (x + 0.5) / scale - 0.5`` (the same for y; ``size / scale`` for sizes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import cv2
+import numpy as np
+
+from .config import KeypointConfig
+from .errors import ConfigError
+from .patches import hash_patches
+
+SIFT_CONTRAST = 0.01  # permissive; OpenCV divides it by nOctaveLayers=3 (Lowe's 0.03 is 0.09 here)
+SIFT_SUPPORT = 6.0  # SIFT descriptor window (4 cells of 3σ) over OpenCV's SIFT size (2σ)
+ORB_FAST_THRESHOLD = 5
+ORB_PATCH = 31  # ORB's descriptor and orientation patch at pyramid level 0 (px)
+ORB_EDGE = 16  # ORB detects no closer than this to the border (OpenCV default 31, too wide at 210 px)
+FAST_THRESHOLD = 7  # lowest of 24 fixtures at 210 px still has > 400 corners
+BRIEF_SIZE = 31.0  # fixed diameter given to FAST corners: ORB's level-0 patch
+_BRIEF_PAD = 40  # BRIEF reads up to 24·√2 + 4 px from a keypoint when rotated; it drops those < 28 px
+
+
+@dataclass(frozen=True, eq=False)
+class Keypoints:
+    """Keypoints and descriptors of one image, as flat arrays of length N.
+
+    Attributes
+    ----------
+    xy : (N, 2) float32 array of (x, y)
+        Positions in pixels of the (downscaled) image the keypoints were detected in.
+    size : (N,) float32 array
+        Diameter (px) of the region each descriptor describes; patches are ``size × scale`` wide.
+    angle : (N,) float32 array
+        Orientation in degrees, ``[0, 360)``, OpenCV's convention (see the module docstring).
+    response : (N,) float32 array
+        Detector strength; larger is stronger. Comparable within one detector only. Keypoints are
+        sorted by decreasing response.
+    descriptors : (N, D) array
+        float32 for SIFT (D = 128); uint8 packed bits for ORB and BRIEF (D = 32 bytes = 256 bits).
+    shape : (int, int)
+        ``(h, w)`` of the image the keypoints were detected in.
+    scale : float
+        Downscaled over original pixel ratio (``<= 1``; 1 when the image was not downscaled).
+    """
+
+    xy: np.ndarray
+    size: np.ndarray
+    angle: np.ndarray
+    response: np.ndarray
+    descriptors: np.ndarray
+    shape: tuple[int, int]
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        n = self.xy.shape[0]
+        lengths = {a.shape[0] for a in (self.size, self.angle, self.response, self.descriptors)}
+        if self.xy.shape != (n, 2) or lengths != {n}:
+            raise ConfigError(
+                f"Keypoints arrays disagree: xy {self.xy.shape}, size {self.size.shape}, angle "
+                f"{self.angle.shape}, response {self.response.shape}, descriptors {self.descriptors.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.xy.shape[0])
+
+    def take(self, indices: np.ndarray) -> Keypoints:
+        """The keypoints at ``indices`` (integer array or boolean mask), in that order."""
+        return Keypoints(
+            xy=self.xy[indices],
+            size=self.size[indices],
+            angle=self.angle[indices],
+            response=self.response[indices],
+            descriptors=self.descriptors[indices],
+            shape=self.shape,
+            scale=self.scale,
+        )
+
+
+class Detector(Protocol):
+    """The detector contract: three attributes and one method."""
+
+    name: ClassVar[str]
+    descriptor_kind: ClassVar[str]  # "float" (L2) or "binary" (Hamming, packed bits)
+    descriptor_dim: ClassVar[int]  # D: floats, or bytes of packed bits
+
+    def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints: ...
+
+
+def grid_shape(h: int, w: int, cells: int) -> tuple[int, int]:
+    """``(rows, cols)`` of a selection grid with ``cells`` cells along the long side of an h × w image.
+
+    The short side gets ``round(cells * short / long)`` cells, at least one: ``(3, 3)`` for a square
+    and ``(1, 3)`` for a 3:1 panorama with ``cells=3``.
+    """
+    if h < 1 or w < 1 or cells < 1:
+        raise ConfigError(f"grid_shape needs positive sizes and cells, got h={h}, w={w}, cells={cells}")
+    short = max(1, round(cells * min(h, w) / max(h, w)))
+    return (cells, short) if h > w else (short, cells)
+
+
+def select_spread(
+    xy: np.ndarray, response: np.ndarray, shape_hw: tuple[int, int], grid: int, budget: int
+) -> np.ndarray:
+    """Indices of at most ``budget`` keypoints spread over a grid, strongest first within each part.
+
+    Each cell of the :func:`grid_shape` grid gets an equal share, ``budget // cells``, filled with
+    its strongest keypoints; the rest of the budget goes to the strongest remaining keypoints
+    anywhere. Ties keep input order.
+
+    Parameters
+    ----------
+    xy : (N, 2) float array of (x, y)
+    response : (N,) float array; larger is stronger
+    shape_hw : (h, w) of the image
+    grid : cells along the long side
+    budget : number of keypoints wanted (>= 0)
+
+    Returns
+    -------
+    indices : (min(budget, N),) intp array
+        Into ``xy``, sorted by decreasing response (ties by index).
+    """
+    if budget < 0:
+        raise ConfigError(f"budget must be >= 0, got {budget}")
+    n = len(response)
+    order = np.argsort(-np.asarray(response, dtype=np.float64), kind="stable")
+    if budget >= n:
+        return order
+    h, w = shape_hw
+    rows, cols = grid_shape(h, w, grid)
+    col = np.clip((xy[:, 0] + 0.5) * cols // w, 0, cols - 1).astype(np.intp)
+    row = np.clip((xy[:, 1] + 0.5) * rows // h, 0, rows - 1).astype(np.intp)
+    cell = row * cols + col
+    quota = budget // (rows * cols)
+    # Stable sort by cell keeps the response order within a cell; rank = position within the cell.
+    by_cell = order[np.argsort(cell[order], kind="stable")]
+    counts = np.bincount(cell, minlength=rows * cols)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(n) - starts[cell[by_cell]]
+    chosen = np.zeros(n, dtype=bool)
+    chosen[by_cell[rank < quota]] = True
+    rest = order[~chosen[order]][: budget - int(chosen.sum())]
+    chosen[rest] = True
+    return order[chosen[order]]
+
+
+def _unique_keypoints(xy: np.ndarray, size: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Indices of the first of each group of identical (x, y, size, angle) keypoints, in order.
+
+    Keypoints at one position with different angles (SIFT assigns a second orientation when the
+    histogram has two peaks) are kept: they are what matches when the dominant orientation flips
+    under rotation. They count in the budget like any other keypoint.
+    """
+    key = np.round(np.column_stack([xy, size, angle]).astype(np.float64), 2)
+    _, first = np.unique(key, axis=0, return_index=True)
+    return np.sort(first)
+
+
+def _keypoint_arrays(kps: tuple[cv2.KeyPoint, ...] | list[cv2.KeyPoint]) -> np.ndarray:
+    """``(N, 5)`` float32 of (x, y, size, angle, response) from OpenCV keypoints."""
+    rows = [(*k.pt, k.size, k.angle, k.response) for k in kps]
+    return np.array(rows, dtype=np.float32).reshape(-1, 5)
+
+
+def _select(
+    gray: np.ndarray, kps: tuple[cv2.KeyPoint, ...], budget: int, grid: int
+) -> tuple[list[cv2.KeyPoint], np.ndarray]:
+    """Deduplicate and grid-select OpenCV keypoints: the kept ones and their ``(K, 5)`` arrays."""
+    arr = _keypoint_arrays(kps)
+    unique = _unique_keypoints(arr[:, :2], arr[:, 2], arr[:, 3])
+    arr = arr[unique]
+    keep = select_spread(arr[:, :2], arr[:, 4], gray.shape[:2], grid, budget)
+    return [kps[i] for i in unique[keep]], arr[keep]
+
+
+def _build(arr: np.ndarray, descriptors: np.ndarray, gray: np.ndarray, size_factor: float = 1.0) -> Keypoints:
+    """Keypoints from ``(N, 5)`` (x, y, size, angle, response) rows, strongest first (ties: input order)."""
+    order = np.argsort(-arr[:, 4], kind="stable")
+    arr, descriptors = arr[order], descriptors[order]
+    return Keypoints(
+        xy=np.ascontiguousarray(arr[:, :2]),
+        size=arr[:, 2] * np.float32(size_factor),
+        angle=np.mod(arr[:, 3], np.float32(360.0)).astype(np.float32),
+        response=np.ascontiguousarray(arr[:, 4]),
+        descriptors=np.ascontiguousarray(descriptors),
+        shape=(int(gray.shape[0]), int(gray.shape[1])),
+    )
+
+
+def _check_gray(gray: np.ndarray) -> None:
+    if not isinstance(gray, np.ndarray) or gray.ndim != 2 or gray.dtype != np.uint8 or 0 in gray.shape:
+        got = (getattr(gray, "shape", None), getattr(gray, "dtype", type(gray).__name__))
+        raise ConfigError(f"expected a non-empty (H, W) uint8 grayscale array, got shape/dtype {got}")
+
+
+class SiftDetector:
+    """SIFT keypoints and 128-float descriptors.
+
+    ``size`` is OpenCV's SIFT size (2σ) times :data:`SIFT_SUPPORT`, the side of the window the
+    descriptor describes, so that patches at scale 1 cover what the descriptor sees.
+    """
+
+    name: ClassVar[str] = "sift"
+    descriptor_kind: ClassVar[str] = "float"
+    descriptor_dim: ClassVar[int] = 128
+
+    def __init__(self, grid: int = 3) -> None:
+        self.grid = grid
+        self._sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=SIFT_CONTRAST)
+
+    def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints:
+        _check_gray(gray)
+        kept, arr = _select(gray, self._sift.detect(gray, None), budget, self.grid)
+        desc = np.zeros((0, 128), np.float32)
+        if kept:
+            computed, desc = self._sift.compute(gray, kept)
+            if len(computed) != len(kept):  # pragma: no cover - SIFT compute keeps every keypoint
+                raise RuntimeError("SIFT compute dropped keypoints")
+        return _build(arr, desc.astype(np.float32, copy=False), gray, SIFT_SUPPORT)
+
+
+class OrbDetector:
+    """ORB: oriented FAST corners over an 8-level pyramid, Harris response, 256-bit rBRIEF."""
+
+    name: ClassVar[str] = "orb"
+    descriptor_kind: ClassVar[str] = "binary"
+    descriptor_dim: ClassVar[int] = 32
+
+    def __init__(self, grid: int = 3) -> None:
+        self.grid = grid
+        self._orb = cv2.ORB_create(
+            nfeatures=20_000,
+            edgeThreshold=ORB_EDGE,
+            patchSize=ORB_PATCH,
+            fastThreshold=ORB_FAST_THRESHOLD,
+        )
+
+    def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints:
+        _check_gray(gray)
+        kept, arr = _select(gray, self._orb.detect(gray, None), budget, self.grid)
+        desc = np.zeros((0, 32), np.uint8)
+        if kept:
+            computed, desc = self._orb.compute(gray, kept)
+            arr = _keypoint_arrays(computed)  # ORB compute regroups keypoints by pyramid level
+            desc = np.zeros((0, 32), np.uint8) if desc is None else desc
+        return _build(arr, desc, gray)
+
+
+class BriefDetector:
+    """BRIEF (256 bits, steered by the keypoint angle) on FAST-9 corners.
+
+    FAST corners carry neither orientation nor scale. Each gets the orientation of its intensity
+    centroid over a disk of diameter :data:`BRIEF_SIZE` (ORB's rule), computed for all kept
+    corners at once from one gather of disk pixels, and that fixed diameter as ``size``: the
+    detector is single-scale, at the ``max_side`` resolution. Before BRIEF the image is mirrored
+    out by a margin (``BORDER_REFLECT_101``) so that BRIEF, which drops keypoints within 28 px of
+    the border, keeps them all.
+    """
+
+    name: ClassVar[str] = "brief"
+    descriptor_kind: ClassVar[str] = "binary"
+    descriptor_dim: ClassVar[int] = 32
+
+    def __init__(self, grid: int = 3) -> None:
+        self.grid = grid
+        self._fast = cv2.FastFeatureDetector_create(threshold=FAST_THRESHOLD, nonmaxSuppression=True)
+        self._brief = cv2.xfeatures2d.BriefDescriptorExtractor_create(32, True)
+
+    def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints:
+        _check_gray(gray)
+        _, arr = _select(gray, self._fast.detect(gray, None), budget, self.grid)
+        arr[:, 2] = BRIEF_SIZE
+        arr[:, 3] = centroid_angles(gray, arr[:, :2], int(BRIEF_SIZE) // 2)
+        desc = np.zeros((0, 32), np.uint8)
+        if len(arr):
+            pad = _BRIEF_PAD
+            padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+            kps = [
+                cv2.KeyPoint(float(x) + pad, float(y) + pad, float(s), float(a), float(r))
+                for x, y, s, a, r in arr
+            ]
+            computed, desc = self._brief.compute(padded, kps)
+            if len(computed) != len(kps):  # pragma: no cover - the margin keeps every keypoint
+                raise RuntimeError("BRIEF compute dropped keypoints")
+        return _build(arr, desc, gray)
+
+
+def centroid_angles(gray: np.ndarray, xy: np.ndarray, radius: int) -> np.ndarray:
+    """Intensity-centroid orientation (Rosin; ORB) of a disk around each point: ``(N,)`` float32 degrees.
+
+    The angle of ``(m10, m01) = Σ (dx, dy) I(x + dx, y + dy)`` over ``dx² + dy² <= radius²``, in the
+    module's convention; positions are rounded to the nearest pixel, the border is mirrored.
+    """
+    d = np.arange(-radius, radius + 1)
+    dy, dx = np.meshgrid(d, d, indexing="ij")
+    disk = dx**2 + dy**2 <= radius**2
+    ox, oy = dx[disk], dy[disk]
+    padded = cv2.copyMakeBorder(gray, radius, radius, radius, radius, cv2.BORDER_REFLECT_101)
+    xi = np.rint(xy[:, 0]).astype(np.intp) + radius
+    yi = np.rint(xy[:, 1]).astype(np.intp) + radius
+    values = padded[yi[:, None] + oy[None, :], xi[:, None] + ox[None, :]].astype(np.float32)
+    m10 = values @ ox.astype(np.float32)
+    m01 = values @ oy.astype(np.float32)
+    return np.mod(np.degrees(np.arctan2(m01, m10)), 360.0).astype(np.float32)
+
+
+_DETECTORS: dict[str, type[SiftDetector] | type[OrbDetector] | type[BriefDetector]] = {
+    "sift": SiftDetector,
+    "orb": OrbDetector,
+    "brief": BriefDetector,
+}
+
+
+def make_detector(config: KeypointConfig) -> Detector:
+    """The detector named by ``config.detector``, selecting over a ``config.grid`` grid."""
+    return _DETECTORS[config.detector](grid=config.grid)
+
+
+def downscale(gray: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Shrink ``gray`` (INTER_AREA) so its long side is ``max_side``; never enlarge.
+
+    Returns the image and the downscaled/original pixel ratio (1.0 when kept as is).
+    """
+    h, w = gray.shape[:2]
+    long_side = max(h, w)
+    if long_side <= max_side:
+        return gray, 1.0
+    ratio = max_side / long_side
+    size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), ratio
+
+
+def detect(gray: np.ndarray, config: KeypointConfig, budget: int | None = None) -> Keypoints:
+    """Downscale ``gray`` to ``config.max_side`` and detect ``budget`` (default ``config.budget``) keypoints.
+
+    Parameters
+    ----------
+    gray : (H, W) uint8 array
+        The full-resolution grayscale image.
+
+    Returns
+    -------
+    Keypoints
+        In the downscaled image's pixels, with ``scale`` set. Patches must be cut from that image
+        (:func:`downscale`), or use :func:`detect_and_hash`.
+    """
+    return _detect_downscaled(gray, config, budget)[1]
+
+
+def detect_and_hash(
+    gray: np.ndarray, config: KeypointConfig, scales: tuple[float, ...], budget: int | None = None
+) -> tuple[Keypoints, np.ndarray]:
+    """:func:`detect`, then the patch hashes at ``scales`` of the kept keypoints, downscaling once.
+
+    Returns
+    -------
+    keypoints : Keypoints
+    hashes : (N * S, 8) uint8 array
+        Keypoint-major: row ``i * S + j`` is keypoint ``i`` at ``scales[j]``.
+    """
+    small, kps = _detect_downscaled(gray, config, budget)
+    return kps, hash_patches(small, kps, scales)
+
+
+def _detect_downscaled(
+    gray: np.ndarray, config: KeypointConfig, budget: int | None
+) -> tuple[np.ndarray, Keypoints]:
+    _check_gray(gray)
+    small, ratio = downscale(gray, config.max_side)
+    kps = make_detector(config).detect_and_describe(small, config.budget if budget is None else budget)
+    return small, Keypoints(kps.xy, kps.size, kps.angle, kps.response, kps.descriptors, kps.shape, ratio)

@@ -1,0 +1,166 @@
+"""Rotation-normalised square patches around keypoints, and their 64-bit pHashes.
+
+Geometry
+--------
+Patch ``k`` of keypoint ``(x, y, size, angle)`` at scale ``s`` is a square of side ``size * s``
+pixels centred on ``(x, y)`` whose own x axis points along the keypoint orientation, the unit
+vector ``(cos angle, sin angle)`` in image ``(x, y)`` coordinates (y down, so a growing angle turns
+clockwise on screen; OpenCV's convention). Patch pixel ``[v, u]`` is the image sampled at::
+
+    (x, y) + t_u * (cos a, sin a) + t_v * (-sin a, cos a),   t_i = ((i + 0.5) / 32 - 0.5) * side
+
+so rotating the image about any point by ``θ`` clockwise while adding ``θ`` to the keypoint
+angle gives the same patch, up to interpolation. Pixel centres are at integer coordinates, as in
+OpenCV keypoints.
+
+Sampling
+--------
+All sampling coordinates are built as arrays (one small GEMM per chunk of patches) and sampled by
+``cv2.remap`` (bilinear) over a stacked ``(chunk * 32, 32)`` map: one call per pyramid level and
+:data:`CHUNK` patches, never one per patch. A patch whose sampling step at full resolution would exceed :data:`MAX_STEP` pixels is
+sampled from the ``cv2.pyrDown`` level that brings the step to at most that, which is what keeps
+large patches from aliasing. Outside the image, pixels are mirrored without repeating the edge
+(``BORDER_REFLECT_101``): a patch hanging over the border then sees plausible texture rather than a
+flat smear (``BORDER_REPLICATE``) or black (``BORDER_CONSTANT``), whose hash bits would depend on
+how far the border cuts in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from .errors import ConfigError
+from .hashing import patch_hashes
+
+if TYPE_CHECKING:
+    from .keypoints import Keypoints
+
+PATCH = 32
+MAX_STEP = 1.5  # largest sampling step (px of the chosen pyramid level) between patch pixels
+# Patches per cv2.remap call: two 512-KiB maps and the output stay in the L2 cache, measured ~3x
+# faster than one call per pyramid level (which cv2.remap also caps at 1023 patches, rows < SHRT_MAX).
+CHUNK = 128
+_OFFSETS = (np.arange(PATCH, dtype=np.float32) + 0.5) / PATCH - 0.5  # patch pixel centres, side 1
+# (3, 32*32): rows 1, t_u, t_v for patch pixel v*32+u, so map = [c, a, b] @ _BASIS = c + a t_u + b t_v.
+_BASIS = np.stack(
+    [
+        np.ones(PATCH * PATCH, dtype=np.float32),
+        np.tile(_OFFSETS, PATCH),
+        np.repeat(_OFFSETS, PATCH),
+    ]
+)
+
+
+def _check_inputs(gray: np.ndarray, scales: tuple[float, ...] | list[float]) -> np.ndarray:
+    if gray.ndim != 2 or gray.shape[0] < 1 or gray.shape[1] < 1:
+        raise ConfigError(f"expected a non-empty (H, W) grayscale array, got shape {gray.shape}")
+    scale_arr = np.asarray(scales, dtype=np.float32).reshape(-1)
+    if scale_arr.size == 0 or not np.all(scale_arr > 0):
+        raise ConfigError(f"patch scales must be a non-empty sequence of positive numbers, got {scales!r}")
+    return scale_arr
+
+
+def pyramid_levels(sides: np.ndarray, max_level: int) -> np.ndarray:
+    """Pyramid level to sample each patch from so its step is at most :data:`MAX_STEP`: ``(P,)`` intp.
+
+    ``sides`` are patch sides in level-0 pixels; level ``l`` has pixels ``2**l`` times larger.
+    """
+    step = np.maximum(sides, 1e-6) / PATCH
+    level = np.ceil(np.log2(step / MAX_STEP))
+    return np.clip(level, 0, max_level).astype(np.intp)
+
+
+def extract_patches(gray: np.ndarray, keypoints: Keypoints, scales: tuple[float, ...]) -> np.ndarray:
+    """Cut a rotated square patch at each scale around each keypoint, resampled to 32×32.
+
+    Parameters
+    ----------
+    gray : (H, W) uint8 or float32 array
+        The image the keypoints were detected in (the downscaled one), row-major ``gray[y, x]``.
+    keypoints : Keypoints
+        ``xy`` (N, 2) float32 of (x, y), ``size`` (N,) and ``angle`` (N,) degrees are used.
+    scales : sequence of S floats
+        Patch side is ``keypoints.size * s`` for each ``s``.
+
+    Returns
+    -------
+    patches : (N * S, 32, 32) float32 array
+        Keypoint-major: ``patches[i * S + j]`` is keypoint ``i`` at ``scales[j]``; rows are the
+        patch's y axis. Intensities are those of ``gray`` (0-255 for uint8 input).
+    """
+    scale_arr = _check_inputs(gray, scales)
+    out = np.empty((len(keypoints) * scale_arr.size, PATCH, PATCH), dtype=np.float32)
+    for rows, patches in _patch_chunks(gray, keypoints, scale_arr):
+        out[rows] = patches
+    return out
+
+
+def hash_patches(gray: np.ndarray, keypoints: Keypoints, scales: tuple[float, ...]) -> np.ndarray:
+    """64-bit pHashes of :func:`extract_patches`: ``(N * S, 8)`` uint8, keypoint-major.
+
+    Hashes each chunk as it is sampled, so the patches never leave the cache.
+    """
+    scale_arr = _check_inputs(gray, scales)
+    out = np.empty((len(keypoints) * scale_arr.size, 8), dtype=np.uint8)
+    for rows, patches in _patch_chunks(gray, keypoints, scale_arr):
+        out[rows] = patch_hashes(patches)
+    return out
+
+
+def _patch_chunks(
+    gray: np.ndarray, keypoints: Keypoints, scales: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(rows, patches)``: keypoint-major row indices ``(n,)`` and their ``(n, 32, 32)`` float32
+    patches, at most :data:`CHUNK` at a time, grouped by pyramid level. ``patches`` is a buffer
+    reused by the next chunk."""
+    n_scales = scales.size
+    n_patches = len(keypoints) * n_scales
+    if n_patches == 0:
+        return
+    # Per patch, in level-0 pixels: centre, side, and the patch x axis (cos, sin).
+    cx = np.repeat(keypoints.xy[:, 0].astype(np.float32), n_scales)
+    cy = np.repeat(keypoints.xy[:, 1].astype(np.float32), n_scales)
+    side = (keypoints.size.astype(np.float32)[:, None] * scales[None, :]).reshape(-1)
+    theta = np.repeat(np.deg2rad(keypoints.angle.astype(np.float32)), n_scales)
+    cos, sin = np.cos(theta), np.sin(theta)
+
+    levels = pyramid_levels(side, _max_level(gray.shape))
+    order = np.argsort(levels, kind="stable")
+    bounds = np.searchsorted(levels[order], np.arange(int(levels.max()) + 2))
+    buffer = np.empty((min(CHUNK, n_patches) * PATCH, PATCH), dtype=np.float32)
+    level_image = np.asarray(gray, dtype=np.float32)
+    for level in range(int(levels.max()) + 1):
+        if level > 0:
+            level_image = cv2.pyrDown(level_image)
+        sel = order[bounds[level] : bounds[level + 1]]
+        if sel.size == 0:
+            continue
+        f = np.float32(2.0**-level)
+        s = side[sel] * f
+        # Level-l coordinate of level-0 coordinate c is (c + 0.5) / 2**l - 0.5. Each map is an
+        # affine function of (1, t_u, t_v): [c, a, b] @ _BASIS for all pixels of a chunk of patches.
+        x0, y0 = (cx[sel] + 0.5) * f - 0.5, (cy[sel] + 0.5) * f - 0.5
+        coef_x = np.column_stack([x0, s * cos[sel], -s * sin[sel]])
+        coef_y = np.column_stack([y0, s * sin[sel], s * cos[sel]])
+        for start in range(0, sel.size, CHUNK):
+            stop = min(start + CHUNK, sel.size)
+            dst = buffer[: (stop - start) * PATCH]
+            cv2.remap(
+                level_image,
+                (coef_x[start:stop] @ _BASIS).reshape(-1, PATCH),
+                (coef_y[start:stop] @ _BASIS).reshape(-1, PATCH),
+                cv2.INTER_LINEAR,
+                dst=dst,
+                borderMode=cv2.BORDER_REFLECT_101,
+            )
+            yield sel[start:stop], dst.reshape(-1, PATCH, PATCH)
+
+
+def _max_level(shape: tuple[int, ...]) -> int:
+    """Deepest pyrDown level worth building: stop before the short side drops below 8 px."""
+    short = min(shape[0], shape[1])
+    return max(0, int(np.floor(np.log2(max(short, 1) / 8))))
