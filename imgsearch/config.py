@@ -92,11 +92,17 @@ class SearchConfig:
     global_max_distance : int
         The largest Hamming distance (of 64 bits) at which the global tier calls a copy.
     keypoints : int
-        K, the number of keypoints detected in a query.
+        K, the number of query keypoints whose patch hashes are looked up (they cast the votes).
+    verify_keypoints : int
+        Query keypoints described for geometric verification (at least K are): a small K keeps
+        lookups cheap while verification still sees enough of the query.
     query_scales : tuple of float
         Patch scales hashed for a query (around the indexed scales, to meet them).
     patch_radius : int
         Hamming radius of the patch-hash neighbour search.
+    hash_flips : int
+        Bits flipped per probe of multi-index hashing (large indexes; see ``imgsearch.index.binary``):
+        more finds more neighbours at a steep cost; ``-1`` picks 1 for queries with few hashes, else 0.
     ratio : float
         Lowe ratio for descriptor matches, taken within each candidate image.
     max_candidates : int
@@ -114,12 +120,14 @@ class SearchConfig:
     tiers: tuple[str, ...] = TIERS
     global_max_distance: int = 10
     keypoints: int = 400
+    verify_keypoints: int = 400
     query_scales: tuple[float, ...] = (1.0,)
     patch_radius: int = 8
+    hash_flips: int = -1
     ratio: float = 0.8
     max_candidates: int = 20
-    min_votes: int = 4
-    min_inliers: int = 10
+    min_votes: int = 2
+    min_inliers: int = 8
     ransac_threshold: float = 4.0
     mirror: bool = True
 
@@ -130,9 +138,11 @@ class SearchConfig:
             raise ConfigError(f"SearchConfig.tiers must be a non-empty subset of {TIERS}, got {self.tiers!r}")
         _check_range("SearchConfig", "global_max_distance", self.global_max_distance, 0, 32)
         _check_range("SearchConfig", "keypoints", self.keypoints, 1, 100_000)
+        _check_range("SearchConfig", "verify_keypoints", self.verify_keypoints, 0, 100_000)
         object.__setattr__(self, "query_scales", tuple(float(s) for s in self.query_scales))
         _check_scales("SearchConfig", "query_scales", self.query_scales)
         _check_range("SearchConfig", "patch_radius", self.patch_radius, 0, 32)
+        _check_range("SearchConfig", "hash_flips", self.hash_flips, -1, 4)
         _check_range("SearchConfig", "ratio", self.ratio, 0.0, 1.0)
         _check_range("SearchConfig", "max_candidates", self.max_candidates, 1, 10_000)
         _check_range("SearchConfig", "min_votes", self.min_votes, 1, 100_000)

@@ -41,8 +41,11 @@ ANGLE_BINS = 36  # 10° bins for the orientation-consistency histogram
 ANGLE_WINDOW = 2  # keep pairs within ±2 bins (±20°) of the histogram peak
 SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keypoint-image pixels
 RANSAC_ITERS = 2000
-MIH_TABLES, MIH_FLIPS = 4, 0  # multi-index hashing (large indexes): 16-bit tables, exact-substring probes; measured
-# on 800 photos: 2.9 ms a query image, 64 % of the radius-8 neighbours (votes need only a few)
+# Multi-index hashing (large indexes) with 16-bit tables. Measured on 800 photos (J=400): exact-
+# substring probes find 64 % of the radius-8 neighbours at 2.9 ms for 260 query hashes; one-bit
+# probes find 99 % at 23x the cost. Probing one bit is worth it when a query has few hashes.
+MIH_TABLES = 4
+FLIP_MAX_HASHES = 160  # auto hash_flips: 1 for at most this many query hashes, else 0
 
 
 @dataclass
@@ -55,6 +58,7 @@ class QueryPass:
     mirrored: bool
     shape: tuple[int, int]
     ratio: float  # keypoint-image pixels per decoded-query pixel
+    lookup: np.ndarray  # (K,) rows of the keypoints whose patch hashes were looked up
 
 
 class LocalIndex:
@@ -81,11 +85,22 @@ class LocalIndex:
 
     # -- query side ---------------------------------------------------------------------
     def query_pass(self, small: np.ndarray, mirrored: bool, ratio: float, cfg: SearchConfig) -> QueryPass:
-        """Detect K keypoints in the (mirrored) keypoint image of the query and hash their patches."""
+        """Detect the query's keypoints in its (mirrored) keypoint image and hash the lookup ones.
+
+        ``max(K, verify_keypoints)`` grid-spread keypoints are detected and described once; the K
+        lookup keypoints, a grid-spread subset of them, are hashed and cast votes; all of them
+        serve in verification. Hashes are ``(K * S, 8)``, lookup keypoint-major; ``lookup`` holds
+        the row numbers (into ``rows``) of the lookup keypoints.
+        """
         img = np.ascontiguousarray(small[:, ::-1]) if mirrored else small
-        kps = self.detector.detect_and_describe(img, cfg.keypoints)
-        hashes = patches.hash_patches(img, kps, cfg.query_scales)
-        return QueryPass(keypoint_rows(kps), kps.descriptors, hashes, mirrored, img.shape[:2], ratio)
+        kps = self.detector.detect_and_describe(img, max(cfg.keypoints, cfg.verify_keypoints))
+        lookup = np.arange(len(kps))
+        if len(kps) > cfg.keypoints:
+            lookup = np.sort(
+                kp_mod.select_spread(kps.xy, kps.response, img.shape[:2], self.kconfig.grid, cfg.keypoints)
+            )
+        hashes = patches.hash_patches(img, kps.take(lookup), cfg.query_scales)
+        return QueryPass(keypoint_rows(kps), kps.descriptors, hashes, mirrored, img.shape[:2], ratio, lookup)
 
     def search(
         self, gray: np.ndarray, cfg: SearchConfig, path_of: Callable[[int], str]
@@ -147,8 +162,9 @@ class LocalIndex:
 
     def _hash_pairs(self, qp: QueryPass, cfg: SearchConfig) -> np.ndarray:
         """All (query keypoint, indexed keypoint) pairs whose patch hashes are within the radius."""
-        lims, _, ids = self.hashes.range_search(qp.hashes, cfg.patch_radius, flips=MIH_FLIPS)
-        query_kp = np.repeat(np.arange(len(qp.hashes)), np.diff(lims)) // len(cfg.query_scales)
+        flips = cfg.hash_flips if cfg.hash_flips >= 0 else int(len(qp.hashes) <= FLIP_MAX_HASHES)
+        lims, _, ids = self.hashes.range_search(qp.hashes, cfg.patch_radius, flips=flips)
+        query_kp = qp.lookup[np.repeat(np.arange(len(qp.hashes)), np.diff(lims)) // len(cfg.query_scales)]
         return np.unique(np.column_stack([query_kp, ids // self.scales_per_kp]), axis=0)
 
     # -- verification -------------------------------------------------------------------
