@@ -118,7 +118,7 @@ class SearchConfig:
     """
 
     tiers: tuple[str, ...] = TIERS
-    global_max_distance: int = 10
+    global_max_distance: int = 8
     keypoints: int = 400
     verify_keypoints: int = 400
     query_scales: tuple[float, ...] = (1.0,)
