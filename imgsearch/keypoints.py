@@ -97,6 +97,17 @@ class Keypoints:
         )
 
 
+def mirror_rows(xy: np.ndarray, angle: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and angles of keypoints in the image mirrored left-right (``gray[:, ::-1]``).
+
+    ``x -> width - 1 - x``; a direction ``(cos a, sin a)`` becomes ``(-cos a, sin a)``, that is
+    ``a -> 180 - a``. Detectors that are mirror-equivariant (SIFT) find exactly these keypoints in
+    the mirrored image, and a rotation-normalised patch becomes the original patch upside down.
+    """
+    mxy = np.column_stack([(width - 1) - xy[:, 0], xy[:, 1]]).astype(np.float32)
+    return mxy, np.mod(180.0 - angle, 360.0).astype(np.float32)
+
+
 class Detector(Protocol):
     """The detector contract: three attributes and one method."""
 
@@ -105,6 +116,11 @@ class Detector(Protocol):
     descriptor_dim: ClassVar[int]  # D: floats, or bytes of packed bits
 
     def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints: ...
+
+    def mirror_descriptors(self, descriptors: np.ndarray) -> np.ndarray | None:
+        """Descriptors of the mirrored keypoints (see :meth:`Keypoints.mirrored`) in the mirrored
+        image, derived without recomputing; ``None`` when the descriptor does not allow it."""
+        ...
 
 
 def grid_shape(h: int, w: int, cells: int) -> tuple[int, int]:
@@ -214,6 +230,21 @@ def _check_gray(gray: np.ndarray) -> None:
         raise ConfigError(f"expected a non-empty (H, W) uint8 grayscale array, got shape/dtype {got}")
 
 
+# SIFT's descriptor is 4 x 4 cells (rows along the keypoint's v axis) x 8 orientation bins. In the
+# mirrored image, at the mirrored keypoint, the v axis is reversed and relative gradient angles
+# negate: rows flip and bin o becomes -o (mod 8). Checked against recomputed descriptors (mean
+# absolute difference 3.5 against 26 for unrelated pairs; the rest is interpolation).
+_SIFT_MIRROR = np.arange(128).reshape(4, 4, 8)[::-1][:, :, (-np.arange(8)) % 8].reshape(-1)
+
+
+def _sift_mirror(descriptors: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(descriptors[:, _SIFT_MIRROR])
+
+
+def _no_mirror(descriptors: np.ndarray) -> None:
+    return None
+
+
 class SiftDetector:
     """SIFT keypoints and 128-float descriptors.
 
@@ -239,6 +270,8 @@ class SiftDetector:
                 raise RuntimeError("SIFT compute dropped keypoints")
         return _build(arr, desc.astype(np.float32, copy=False), gray, SIFT_SUPPORT)
 
+    mirror_descriptors = staticmethod(_sift_mirror)
+
 
 class OrbDetector:
     """ORB: oriented FAST corners over an 8-level pyramid, Harris response, 256-bit rBRIEF."""
@@ -255,6 +288,8 @@ class OrbDetector:
             patchSize=ORB_PATCH,
             fastThreshold=ORB_FAST_THRESHOLD,
         )
+
+    mirror_descriptors = staticmethod(_no_mirror)
 
     def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints:
         _check_gray(gray)
@@ -286,6 +321,8 @@ class BriefDetector:
         self.grid = grid
         self._fast = cv2.FastFeatureDetector_create(threshold=FAST_THRESHOLD, nonmaxSuppression=True)
         self._brief = cv2.xfeatures2d.BriefDescriptorExtractor_create(32, True)
+
+    mirror_descriptors = staticmethod(_no_mirror)
 
     def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints:
         _check_gray(gray)

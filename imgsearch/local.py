@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import hashing, patches
 from . import keypoints as kp_mod
-from . import patches
 from .config import IndexConfig, SearchConfig
 from .extract import keypoint_rows
 from .index.binary import HammingIndex
@@ -59,6 +59,7 @@ class QueryPass:
     shape: tuple[int, int]
     ratio: float  # keypoint-image pixels per decoded-query pixel
     lookup: np.ndarray  # (K,) rows of the keypoints whose patch hashes were looked up
+    patches: np.ndarray  # (K * S, 32, 32) float32 patches behind ``hashes``
 
 
 class LocalIndex:
@@ -99,8 +100,34 @@ class LocalIndex:
             lookup = np.sort(
                 kp_mod.select_spread(kps.xy, kps.response, img.shape[:2], self.kconfig.grid, cfg.keypoints)
             )
-        hashes = patches.hash_patches(img, kps.take(lookup), cfg.query_scales)
-        return QueryPass(keypoint_rows(kps), kps.descriptors, hashes, mirrored, img.shape[:2], ratio, lookup)
+        blocks = patches.extract_patches(img, kps.take(lookup), cfg.query_scales)
+        return QueryPass(
+            keypoint_rows(kps),
+            kps.descriptors,
+            hashing.patch_hashes(blocks),
+            mirrored,
+            img.shape[:2],
+            ratio,
+            lookup,
+            blocks,
+        )
+
+    def mirror_pass(self, qp: QueryPass, small: np.ndarray, cfg: SearchConfig) -> QueryPass:
+        """The mirrored pass, derived from the direct one when the detector allows (SIFT), else detected.
+
+        SIFT finds the mirrored keypoints in a mirrored image (:func:`imgsearch.keypoints.mirror_rows`),
+        their patches are the direct ones upside down, and their descriptors a fixed permutation, so
+        no second detection is needed.
+        """
+        desc = self.detector.mirror_descriptors(qp.descriptors)
+        if desc is None:
+            return self.query_pass(small, True, qp.ratio, cfg)
+        rows = qp.rows.copy()
+        rows[:, :2], rows[:, 3] = kp_mod.mirror_rows(qp.rows[:, :2], qp.rows[:, 3], qp.shape[1])
+        blocks = np.ascontiguousarray(qp.patches[:, ::-1, :])
+        return QueryPass(
+            rows, desc, hashing.patch_hashes(blocks), True, qp.shape, qp.ratio, qp.lookup, blocks
+        )
 
     def search(
         self, gray: np.ndarray, cfg: SearchConfig, path_of: Callable[[int], str]
@@ -112,14 +139,12 @@ class LocalIndex:
         if len(self.hashes) == 0:
             return [], []
         small, ratio = kp_mod.downscale(gray, self.kconfig.max_side)
-        rejected: list[Rejection] = []
-        for mirrored in (False, True) if cfg.mirror else (False,):
-            qp = self.query_pass(small, mirrored, ratio, cfg)
-            matches, rej = self._search_pass(qp, cfg, path_of)
-            rejected.extend(rej)
-            if matches:
-                return matches, rejected
-        return [], rejected
+        direct = self.query_pass(small, False, ratio, cfg)
+        matches, rejected = self._search_pass(direct, cfg, path_of)
+        if matches or not cfg.mirror:
+            return matches, rejected
+        matches, rej = self._search_pass(self.mirror_pass(direct, small, cfg), cfg, path_of)
+        return matches, rejected + rej
 
     def _search_pass(
         self, qp: QueryPass, cfg: SearchConfig, path_of: Callable[[int], str]
