@@ -7,6 +7,7 @@ and, downscaled to ``max_side``, the keypoints and patch hashes of the local tie
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -111,10 +112,6 @@ def _original_size(data: bytes, decoded: np.ndarray) -> tuple[int, int]:
     return max(hw, w), max(hh, h)
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)
-
-
 def _extract_or_error(args: tuple[str, IndexConfig]) -> ImageRecord | ImageReadError:
     path, config = args
     try:
@@ -145,8 +142,18 @@ def extract_files(
         yield from _counted(results, on_done)
         return
     chunk = max(1, min(32, len(paths) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-        yield from _counted(pool.map(_extract_or_error, jobs, chunksize=chunk), on_done)
+    # Workers are forked (no re-import of the caller's main module, as spawn/forkserver would).
+    # A child forked while OpenCV's thread pool is running can hang reconfiguring it
+    # (pthread_cond_destroy, seen after a caller had resized images), so the parent drops to one
+    # OpenCV thread while the pool lives: children inherit a quiet pool and need no change.
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            yield from _counted(pool.map(_extract_or_error, jobs, chunksize=chunk), on_done)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _counted(items: Iterable[ImageRecord | ImageReadError], on_done: Callable[[int], None] | None):
