@@ -1,0 +1,357 @@
+"""Query speed and memory: one CLI process over a batch, per-query latency in-process, RAM per image.
+
+Builds an index of the first ``--limit`` photos (default 800; exact+global tiers, or all tiers with
+``--local``, one index per J of ``--j``) with ``imgsearch build`` in a child process, then makes
+``--queries`` (default 500) modified copies of a seeded sample of the indexed photos with
+:mod:`imgsearch.evaluate.transforms` (round robin over the transforms), written as JPEG quality 95
+to a temporary folder, and measures:
+
+* **CLI**: wall time of one ``imgsearch query --json`` process over all the queries (Python start,
+  imports and index load included), and of one over a single query (mostly that fixed cost);
+* **in-process**: ``Index.query_many`` over the batch: mean, p50, p95 of ``QueryResult.elapsed_ms``
+  (one warm-up query first, not counted), and top-1 hit rate;
+* **peer**, measured in the same run: ``imagehash.phash`` of the query (PIL open) plus a numpy
+  Hamming scan for the nearest of the indexed pHashes (one hash, no dihedral variants); the
+  ``vs imagehash`` column is imgsearch's time over the peer's;
+* **memory**: RSS of this process before and after ``Index.open``, and the bytes per indexed image
+  of each in-RAM search structure (read from what :class:`imgsearch.Index` holds).
+
+    .venv/bin/python scripts/bench_query.py --json scripts/results/query.json
+    .venv/bin/python scripts/bench_query.py --local --j 400 --k 200,400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import workload
+from rich.console import Console
+from rich.table import Table
+
+
+def imgsearch_command() -> list[str]:
+    """The ``imgsearch`` CLI of this interpreter's environment."""
+    exe = Path(sys.executable).parent / "imgsearch"
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "from imgsearch.cli import main; main()"]
+
+
+def build_index(files: list[str], directory: Path, j: int | None, workers: int) -> float:
+    """``imgsearch build`` of ``files`` in a child process; returns its wall time in seconds.
+
+    A child process, because forking index workers from a process whose OpenCV thread pool runs
+    (this one, once it has made the queries) can hang them.
+    """
+    cmd = [*imgsearch_command(), "build", "--index", str(directory), "--workers", str(workers)]
+    cmd += ["--no-local"] if j is None else ["-J", str(j)]
+    start = time.perf_counter()
+    proc = subprocess.run([*cmd, *files], capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"error: imgsearch build failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return elapsed
+
+
+def cli_query(directory: Path, files: list[str], k: int | None) -> tuple[float, int]:
+    """Wall time of one ``imgsearch query --json`` process over ``files``, and the JSON lines it printed."""
+    cmd = [*imgsearch_command(), "query", "--index", str(directory), "--json"]
+    if k is not None:
+        cmd += ["-K", str(k)]
+    start = time.perf_counter()
+    proc = subprocess.run([*cmd, *files], capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"error: imgsearch query failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return elapsed, sum(1 for line in proc.stdout.splitlines() if line.startswith("{"))
+
+
+def _deep_size(obj: object) -> int:
+    """Bytes of a Python container of strings/ints (the container and its items, one level)."""
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)) or (isinstance(obj, np.ndarray) and obj.dtype == object):
+        size += sum(sys.getsizeof(v) for v in obj)
+    return size
+
+
+def _faiss_bytes(hamming_index) -> int:
+    """Serialized size of a :class:`HammingIndex`'s FAISS index (codes plus any hash tables)."""
+    import faiss
+
+    inner = getattr(hamming_index, "_index", None)
+    if inner is None:
+        return 0
+    return int(faiss.serialize_index_binary(inner).size)
+
+
+def memory_components(index) -> list[tuple[str, int]]:
+    """``(structure, bytes)`` of the in-RAM search structures of an open :class:`imgsearch.Index`."""
+    cols = index.images.columns
+    out = [
+        ("global pHashes (FAISS codes, 8 B each)", len(index.global_index) * 8),
+        ("global FAISS index, serialized", _faiss_bytes(index.global_index)),
+        ("digests, sorted (16 B) + order (8 B)", index._digests_sorted.nbytes + index._digest_order.nbytes),
+        (
+            "image table, numeric columns",
+            sum(a.nbytes for name, a in cols.items() if name != "path"),
+        ),
+        (
+            "paths (strings, list, dict)",
+            _deep_size(cols["path"]) + _deep_size(index._paths) + _deep_size(index._path_row),
+        ),
+    ]
+    local = getattr(index, "local", None)
+    if local is not None:
+        out.append(("local: patch hashes (8 B) + owners + offsets", local.memory_bytes()))
+        out.append(
+            (f"local: patch-hash FAISS index ({local.hashes.kind}), serialized", _faiss_bytes(local.hashes))
+        )
+    return out
+
+
+def imagehash_peer(indexed: list[str], queries: list[workload.Query]) -> dict:
+    """imagehash pHash of each query + nearest indexed pHash by a numpy Hamming scan (≤10 bits: match)."""
+    import imagehash
+    from PIL import Image
+
+    def phash(path: str) -> np.ndarray:
+        with Image.open(path) as im:
+            return np.packbits(imagehash.phash(im).hash.ravel())
+
+    start = time.perf_counter()
+    table = np.stack([phash(f) for f in indexed]).view(np.uint64).ravel()
+    build = time.perf_counter() - start
+    times, hits = [], 0
+    for q in queries:
+        t0 = time.perf_counter()
+        h = phash(q.path).view(np.uint64)[0]
+        dist = np.unpackbits((table ^ h).view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+        best = int(np.argmin(dist))
+        found = indexed[best] if dist[best] <= 10 else None
+        times.append((time.perf_counter() - t0) * 1e3)
+        hits += found == q.expected
+    return {"build_s": build, "ms": times, "hit_rate": hits / len(queries)}
+
+
+def stats(ms: list[float]) -> dict:
+    return {
+        "mean_ms": float(np.mean(ms)),
+        "p50_ms": workload.percentile(ms, 50),
+        "p95_ms": workload.percentile(ms, 95),
+    }
+
+
+def in_process(directory: Path, queries: list[workload.Query], k: int | None) -> dict:
+    """RSS around ``Index.open``, then ``query_many`` over the batch (after one warm-up query)."""
+    from imgsearch import Index
+
+    rss_before = workload.rss_bytes()
+    index = Index.open(directory)
+    rss_after = workload.rss_bytes()
+    overrides = {} if k is None else {"keypoints": k}
+    index.query_many([queries[0].path], **overrides)  # warm-up
+    start = time.perf_counter()
+    results = index.query_many([q.path for q in queries], **overrides)
+    wall = time.perf_counter() - start
+    hits = sum(
+        bool(r.matches) and r.matches[0].path == q.expected for q, r in zip(queries, results, strict=True)
+    )
+    errors = sum(r.error is not None for r in results)
+    out = {
+        "rss_before": rss_before,
+        "rss_after": rss_after,
+        "rss_after_queries": workload.rss_bytes(),
+        "batch_s": wall,
+        "hit_rate": hits / len(queries),
+        "errors": errors,
+        "memory": memory_components(index),
+        "images": len(index),
+        "patch_hashes": 0 if index.local is None else len(index.local.hashes),
+        **stats([r.elapsed_ms for r in results]),
+    }
+    index.close()
+    return out
+
+
+def print_tables(result: dict, console: Console) -> None:
+    peer = result["peer"]
+    t = Table(title=result["title"], caption=result["caption"])
+    for col in (
+        "tool",
+        "J",
+        "K",
+        "build s",
+        "CLI 500 q, s",
+        "CLI 1 q, s",
+        "mean ms",
+        "p50 ms",
+        "p95 ms",
+        "vs imagehash (mean)",
+        "top-1 hit",
+    ):
+        t.add_column(col, justify="left" if col == "tool" else "right")
+    if peer:
+        t.add_row(
+            "imagehash.phash + scan",
+            "",
+            "",
+            f"{peer['build_s']:.2f}",
+            "",
+            "",
+            f"{peer['mean_ms']:.2f}",
+            f"{peer['p50_ms']:.2f}",
+            f"{peer['p95_ms']:.2f}",
+            "1.00×",
+            f"{peer['hit_rate']:.1%}",
+        )
+    for r in result["runs"]:
+        ratio = f"{r['mean_ms'] / peer['mean_ms']:.2f}×" if peer else ""
+        t.add_row(
+            "imgsearch " + r["tiers"],
+            str(r["j"] or ""),
+            str(r["k"] or ""),
+            f"{r['build_s']:.2f}",
+            f"{r['cli_s']:.2f}",
+            f"{r['cli_one_s']:.2f}",
+            f"{r['mean_ms']:.2f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p95_ms']:.2f}",
+            ratio,
+            f"{r['hit_rate']:.1%}",
+        )
+    t.columns[4].header = f"CLI {result['queries']} q, s"
+    console.print(t)
+    seen = set()
+    for r in result["runs"]:
+        if r["j"] in seen:
+            continue
+        seen.add(r["j"])
+        n = r["images"]
+        m = Table(title=f"memory: index of {n} images" + (f", J={r['j']}" if r["j"] else ""))
+        m.add_column("structure")
+        m.add_column("bytes", justify="right")
+        m.add_column("bytes / image", justify="right")
+        for name, b in r["memory"]:
+            m.add_row(name, f"{b:,}", f"{b / n:.1f}")
+        if r["patch_hashes"]:
+            m.add_row(
+                "(local: patch hashes indexed, count)",
+                f"{r['patch_hashes']:,}",
+                f"{r['patch_hashes'] / n:.1f}",
+            )
+        for label, key in (
+            ("RSS before Index.open", "rss_before"),
+            ("RSS after Index.open", "rss_after"),
+            ("RSS after the queries", "rss_after_queries"),
+        ):
+            m.add_row(label, f"{r[key]:,}", "")
+        delta = r["rss_after"] - r["rss_before"]
+        m.add_row("RSS growth from Index.open", f"{delta:,}", f"{delta / n:.1f}")
+        console.print(m)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", nargs="?", type=Path, default=workload.DEFAULT_PHOTOS, help="image folder")
+    parser.add_argument("--limit", type=int, default=800, help="index the first N files (default 800)")
+    parser.add_argument("--queries", type=int, default=500, help="modified copies to query (default 500)")
+    parser.add_argument("--transforms", default=None, help="comma-separated transform names (default all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="indexing workers (default 2)")
+    parser.add_argument("--local", action="store_true", help="all tiers (default: exact+global)")
+    parser.add_argument(
+        "--j", default=None, help="with --local: comma-separated J values (default: library's)"
+    )
+    parser.add_argument(
+        "--k", default=None, help="with --local: comma-separated K values (default: library's)"
+    )
+    parser.add_argument("--no-peer", action="store_true", help="skip the imagehash peer")
+    parser.add_argument("--json", type=Path, default=None, help="save the numbers to this JSON file")
+    args = parser.parse_args(argv)
+
+    from imgsearch import KeypointConfig, SearchConfig
+    from imgsearch.evaluate.transforms import TRANSFORMS, get_transforms
+
+    if (args.j or args.k) and not args.local:
+        parser.error("--j and --k need --local")
+    parse = lambda s: [int(v) for v in s.split(",") if v.strip()]  # noqa: E731
+    js: list[int | None] = [None]
+    ks: list[int | None] = [None]
+    if args.local:
+        js = parse(args.j) if args.j else [KeypointConfig().budget]
+        ks = parse(args.k) if args.k else [SearchConfig().keypoints]
+    transforms = [t.name for t in get_transforms(args.transforms.split(",") if args.transforms else None)]
+    if args.queries < 1:
+        parser.error(f"--queries must be >= 1, got {args.queries}")
+
+    console = Console(width=150) if not sys.stdout.isatty() else Console()
+    files = workload.list_images(args.folder, args.limit)
+    tiers = "all tiers" if args.local else "exact+global"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-query-"))
+    try:
+        console.print(f"making {args.queries} queries ({len(transforms)} transforms) in {tmp} ...")
+        queries = workload.make_queries(files, transforms, args.queries, args.seed, tmp / "queries")
+        workload.warm_cache(files + [q.path for q in queries])
+        peer = None
+        if not args.no_peer:
+            try:
+                p = imagehash_peer(files, queries)
+                peer = {"build_s": p["build_s"], "hit_rate": p["hit_rate"], **stats(p["ms"])}
+            except ImportError as exc:
+                console.print(f"imagehash not available ({exc}); no peer to compare with")
+        runs = []
+        for j in js:
+            directory = tmp / f"index-{j or 'global'}"
+            console.print(f"building the index ({tiers}{f', J={j}' if j else ''}) of {len(files)} files ...")
+            build_s = build_index(files, directory, j, args.workers)
+            for k in ks:
+                cli_s, lines = cli_query(directory, [q.path for q in queries], k)
+                cli_one_s, _ = cli_query(directory, [queries[0].path], k)
+                run = in_process(directory, queries, k)
+                runs.append(
+                    {
+                        "tiers": tiers,
+                        "j": j,
+                        "k": k,
+                        "build_s": build_s,
+                        "cli_s": cli_s,
+                        "cli_lines": lines,
+                        "cli_one_s": cli_one_s,
+                        **run,
+                    }
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    counts = {t: sum(q.transform == t for q in queries) for t in transforms}
+    result = {
+        "title": f"query: {len(queries)} modified copies against {len(files)} indexed files from {args.folder}",
+        "caption": f"{workload.cpu_note()}; ratio = imgsearch mean ms ÷ imagehash's; "
+        f"transforms round robin ({min(counts.values())}-{max(counts.values())} each)",
+        "queries": len(queries),
+        "indexed": len(files),
+        "transforms": transforms,
+        "exact_copy_queries": sum(TRANSFORMS[q.transform].exact_copy for q in queries),
+        "peer": peer,
+        "runs": runs,
+    }
+    print_tables(result, console)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"saved {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

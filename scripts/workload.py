@@ -1,0 +1,144 @@
+"""The files a benchmark runs on: photo listing, page-cache warming, big copies, modified-copy queries.
+
+Shared by ``bench_ingest.py``, ``bench_query.py`` and ``compare_peers.py`` (imported as a sibling
+module: ``python scripts/<name>.py`` puts ``scripts/`` on ``sys.path``). Everything it writes goes
+to a temporary folder the caller owns; the shared photos are only read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DEFAULT_PHOTOS = Path("/work/shared/data/photos")
+TESTS_DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+def list_images(folder: Path, limit: int | None = None) -> list[str]:
+    """Image files directly in ``folder`` (by suffix), sorted, absolute; at most ``limit``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SystemExit(f"error: {folder} is not a folder of images")
+    files = sorted(str(p.absolute()) for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
+    if not files:
+        raise SystemExit(f"error: no image files in {folder}")
+    return files[:limit] if limit else files
+
+
+def warm_cache(files: list[str]) -> int:
+    """Read every file once so that timings start from a warm page cache; returns the bytes read."""
+    total = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            total += len(fh.read())
+    return total
+
+
+def megapixels(files: list[str]) -> float:
+    """Mean size of ``files`` in megapixels (from the decoded images)."""
+    sizes = []
+    for f in files:
+        img = cv2.imread(f, cv2.IMREAD_REDUCED_GRAYSCALE_8)  # 1/8 decode: cheap, size up to rounding
+        if img is not None:
+            sizes.append(img.shape[0] * img.shape[1] * 64 / 1e6)
+    return statistics.fmean(sizes) if sizes else 0.0
+
+
+def make_big(
+    files: list[str], out_dir: Path, megapixels_target: float = 1.92, quality: int = 90
+) -> list[str]:
+    """Upscale each file to about ``megapixels_target`` MP (INTER_CUBIC), saved as JPEG ``quality``.
+
+    1.92 MP is 1600×1200 for a 4:3 photo; other aspect ratios keep their shape and area, so every
+    output is within 1-2 MP.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f in files:
+        img = cv2.imread(f, cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        h, w = img.shape[:2]
+        factor = (megapixels_target * 1e6 / (w * h)) ** 0.5
+        big = cv2.resize(img, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC)
+        path = out_dir / (Path(f).stem + ".jpg")
+        cv2.imwrite(str(path), big, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out.append(str(path))
+    return out
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query file and the indexed file it is a copy of (``None`` for a distractor)."""
+
+    path: str
+    source: str
+    transform: str
+    expected: str | None
+
+
+def write_query(source: str, transform: str, seed: int, path: Path, expected: str | None) -> Query:
+    """Apply ``transform`` (seeded) to ``source`` and save it to ``path`` as JPEG quality 95.
+
+    ``exact_copy`` and ``"plain"`` (an unmodified query) copy the file bytes instead, keeping the
+    source's suffix.
+    """
+    from imgsearch.evaluate.transforms import TRANSFORMS, apply_transform
+    from imgsearch.io import read_image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if transform == "plain" or TRANSFORMS[transform].exact_copy:
+        path = path.with_suffix(Path(source).suffix)
+        shutil.copyfile(source, path)
+    else:
+        rgb = apply_transform(transform, read_image(source), seed)
+        ok = cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            raise OSError(f"could not write {path}")
+    return Query(str(path), source, transform, expected)
+
+
+def make_queries(
+    indexed: list[str], transforms: list[str], count: int, seed: int, out_dir: Path
+) -> list[Query]:
+    """``count`` modified copies of indexed files: transforms in turn, sources drawn at random (seeded)."""
+    rng = np.random.default_rng(seed)
+    sources = rng.choice(len(indexed), size=count, replace=count > len(indexed))
+    queries = []
+    for i, src in enumerate(sources):
+        t = transforms[i % len(transforms)]
+        source = indexed[int(src)]
+        queries.append(write_query(source, t, seed * 100_003 + i, out_dir / f"{i:05d}_{t}.jpg", source))
+    return queries
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, linear interpolation; NaN when empty."""
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (``VmRSS`` of ``/proc/self/status``), in bytes."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # peak, not current
+
+
+def cpu_note() -> str:
+    """A one-line description of the machine the numbers come from."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{os.cpu_count()} cores, load average {load:.2f} at start"

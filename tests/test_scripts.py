@@ -1,0 +1,82 @@
+"""Smoke runs of the benchmark scripts at tiny size: they run, exit 0 and print their table.
+
+The numbers are not checked (benchmarks are not tests). ``compare_peers.py`` runs only with
+``--peers none``: its peers need a virtual environment installed from the network.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+DATA = ROOT / "tests" / "data"
+
+
+def run_script(name: str, *args: str, timeout: float = 300) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_bench_ingest_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "ingest.json"
+    stdout = run_script("bench_ingest.py", str(DATA), "--limit", "10", "--no-local", "--json", str(out))
+    assert "images/s" in stdout and "vs imagehash" in stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["tool"], r["workers"]) for r in rows} >= {("imgsearch", 1), ("imgsearch", 2)}
+    assert all(r["images"] == 10 and r["seconds"] > 0 for r in rows)
+
+
+def test_bench_query_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "query.json"
+    stdout = run_script("bench_query.py", str(DATA), "--limit", "10", "--queries", "6", "--json", str(out))
+    assert "p95 ms" in stdout and "bytes / image" in stdout
+    result = json.loads(out.read_text())
+    (run,) = result["runs"]
+    assert run["cli_lines"] == 6 and run["images"] == 10 and run["errors"] == 0
+
+
+def test_compare_peers_imgsearch_only(tmp_path: Path) -> None:
+    stdout = run_script(
+        "compare_peers.py",
+        str(DATA),
+        "--limit",
+        "8",
+        "--distractors",
+        "2",
+        "--per-transform",
+        "2",
+        "--transforms",
+        "exact_copy,jpeg,mirror",
+        "--peers",
+        "none",
+        "--out",
+        str(tmp_path),
+    )
+    assert "hit rate per transform" in stdout and "false positives" in stdout
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "hit_rates.csv",
+        "timing.csv",
+        "results.json",
+        "hit_rates.png",
+    }
+    totals = json.loads((tmp_path / "results.json").read_text())["totals"]
+    assert set(totals) == {"imgsearch"}
+
+
+@pytest.mark.parametrize("name", ["bench_ingest.py", "bench_query.py", "compare_peers.py"])
+def test_scripts_have_help(name: str) -> None:
+    assert "usage:" in run_script(name, "--help", timeout=60)
