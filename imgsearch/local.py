@@ -75,14 +75,20 @@ class LocalIndex:
         self.scales_per_kp = hashes.shape[1]
         self.hashes = HammingIndex(tables=MIH_TABLES)
         self.hashes.add(hashes.reshape(-1, hashes.shape[-1]))
-        counts = store.images.columns["kp_count"]
         self.offsets = store.images.offsets
-        self.kp_image = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
         self.kp_scale = store.images.columns["kp_scale"]
 
     def memory_bytes(self) -> int:
-        """Bytes of the in-RAM search structures (hash index payload and keypoint owners)."""
-        return len(self.hashes) * 8 + self.kp_image.nbytes + self.offsets.nbytes
+        """Payload of the in-RAM search structures: 8 B a patch hash plus the image offsets.
+
+        A lower bound: FAISS's multi-index hashing tables add their own bucket entries on top
+        (``scripts/bench_query.py`` measures the process's resident memory).
+        """
+        return len(self.hashes) * 8 + self.offsets.nbytes
+
+    def image_of(self, keypoint: np.ndarray) -> np.ndarray:
+        """Indexed image of each global keypoint row (a search in the image offsets, no table)."""
+        return np.searchsorted(self.offsets, keypoint, side="right") - 1
 
     # -- query side ---------------------------------------------------------------------
     def query_pass(self, small: np.ndarray, mirrored: bool, ratio: float, cfg: SearchConfig) -> QueryPass:
@@ -153,7 +159,7 @@ class LocalIndex:
         pairs = self._hash_pairs(qp, cfg)  # (P, 2): query kp, indexed kp
         if len(pairs) == 0:
             return [], []
-        images = self.kp_image[pairs[:, 1]]
+        images = self.image_of(pairs[:, 1])
         # One vote per (query keypoint, image).
         votes_key = np.unique(np.column_stack([pairs[:, 0], images]), axis=0)
         cand, counts = np.unique(votes_key[:, 1], return_counts=True)
