@@ -170,12 +170,12 @@ class LocalIndex:
             if rank >= cfg.max_candidates:
                 break
             if votes < cfg.min_votes:
-                reason = f"{votes} votes < min_votes {cfg.min_votes}"
+                reason = _pass_reason(qp, f"{votes} votes < min_votes {cfg.min_votes}")
                 rejected.append(Rejection(path_of(image), "local", reason, votes))
                 break
             result = self._verify(image, qp, pairs[images == image], cfg)
             if isinstance(result, str):
-                rejected.append(Rejection(path_of(image), "local", result, votes))
+                rejected.append(Rejection(path_of(image), "local", _pass_reason(qp, result), votes))
                 continue
             inliers, geometry = result
             matches.append(
@@ -233,11 +233,11 @@ class LocalIndex:
             return "RANSAC found no transform"
         inlier_pairs = pairs[mask.ravel().astype(bool)]
         inliers = min(len(np.unique(inlier_pairs[:, 0])), len(np.unique(inlier_pairs[:, 1])))
+        if inliers < cfg.min_inliers:
+            return f"{inliers} RANSAC inliers < min_inliers {cfg.min_inliers}"
         scale = math.hypot(model[0, 0], model[1, 0])
         if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
             return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
-        if inliers < cfg.min_inliers:
-            return f"{inliers} RANSAC inliers < min_inliers {cfg.min_inliers}"
         return inliers, self._geometry(model, qp, image)
 
     @staticmethod
@@ -281,3 +281,7 @@ def _consistent_angles(delta: np.ndarray) -> np.ndarray:
     peak = int(np.argmax(smoothed))
     offset = np.mod(bins - peak + ANGLE_BINS // 2, ANGLE_BINS) - ANGLE_BINS // 2
     return np.abs(offset) <= ANGLE_WINDOW
+
+
+def _pass_reason(qp: QueryPass, reason: str) -> str:
+    return f"mirrored pass: {reason}" if qp.mirrored else reason

@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from ..errors import ConfigError
-from ..hashing import HASH_BITS, HASH_BYTES
+from ..hashing import _POPCOUNT, HASH_BITS, HASH_BYTES
 
 FLAT_MAX_ROWS = 65_536  # above this many rows, multi-index hashing beats the flat scan
 
@@ -32,14 +32,14 @@ class HammingIndex:
         Index type; ``"auto"`` picks ``"flat"`` up to :data:`FLAT_MAX_ROWS` rows (at the first
         :meth:`add`) and ``"mih"`` above.
     tables : int
-        Number of substrings (hash tables) of multi-index hashing; 64 must split into them.
+        Number of substrings (hash tables) of multi-index hashing: 1, 2, 4 or 8 (whole bytes).
     """
 
-    def __init__(self, kind: str = "auto", tables: int = 3) -> None:
+    def __init__(self, kind: str = "auto", tables: int = 4) -> None:
         if kind not in ("auto", "flat", "mih"):
             raise ConfigError(f"HammingIndex kind must be 'auto', 'flat' or 'mih', got {kind!r}")
-        if not 1 <= tables <= 8:
-            raise ConfigError(f"HammingIndex tables must be in [1, 8], got {tables!r}")
+        if tables not in (1, 2, 4, 8):
+            raise ConfigError(f"HammingIndex tables must be 1, 2, 4 or 8 (whole-byte substrings), got {tables!r}")
         self.tables = tables
         self._requested = kind
         self._index: faiss.IndexBinary | None = None
@@ -77,21 +77,40 @@ class HammingIndex:
 
         Within a query, neighbours are sorted by distance, then row id. ``flips`` is the number of
         bits multi-index hashing flips when probing a table: ``None`` means ``radius // tables``,
-        which makes the search exact; fewer flips trade recall for speed (the result is then a
-        subset of the exact one). A flat index is always exact.
+        which makes the search exact; fewer flips trade recall for speed. The result is then the
+        rows within ``radius`` that also agree with the query within ``flips`` bits on at least one
+        of the ``tables`` substrings: a property of the query and the row alone, applied by the flat
+        index too, so that the answer does not depend on the index kind, its size, or the other
+        rows, and shards of an index merge exactly.
         """
         q = self._check(queries, "queries")
         if not 0 <= radius < HASH_BITS:
             raise ConfigError(f"radius must be in [0, {HASH_BITS - 1}], got {radius!r}")
         if self._index is None or len(self) == 0 or q.shape[0] == 0:
             return np.zeros(q.shape[0] + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
+        exact = flips is None or flips >= radius // self.tables
+        nflip = radius // self.tables if exact else int(flips)  # type: ignore[arg-type]
         if self.kind == "mih":
-            self._index.nflip = radius // self.tables if flips is None else min(flips, radius // self.tables)
+            self._index.nflip = nflip
         lims, dist, ids = self._index.range_search(q, radius + 1)
         lims = lims.astype(np.int64)
         dist = dist.astype(np.int32)
         ids = ids.astype(np.int64)
+        if not exact and self.kind == "flat":  # multi-index hashing meets the predicate by construction
+            lims, dist, ids = self._probe_filter(q, lims, dist, ids, nflip)
         # Sort within each query by (distance, id): FAISS returns its own scan order.
         query_of = np.repeat(np.arange(q.shape[0]), np.diff(lims))
         order = np.lexsort((ids, dist, query_of))
         return lims, dist[order], ids[order]
+
+    def _probe_filter(
+        self, q: np.ndarray, lims: np.ndarray, dist: np.ndarray, ids: np.ndarray, flips: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Keep the results whose row agrees with its query within ``flips`` bits on some substring."""
+        query_of = np.repeat(np.arange(q.shape[0]), np.diff(lims))
+        stored = faiss.vector_to_array(self._index.xb).reshape(-1, HASH_BYTES)
+        xor = np.bitwise_xor(q[query_of], stored[ids])
+        per_table = _POPCOUNT[xor].reshape(len(ids), self.tables, HASH_BYTES // self.tables).sum(axis=2)
+        keep = per_table.min(axis=1) <= flips
+        counts = np.bincount(query_of[keep], minlength=q.shape[0])
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), dist[keep], ids[keep]
