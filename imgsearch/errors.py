@@ -29,6 +29,10 @@ class ImageReadError(ImgsearchError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self) -> tuple[type[ImageReadError], tuple[str, str]]:
+        # Rebuild from (path, reason) when unpickled: errors cross process boundaries in batches.
+        return (type(self), (self.path, self.reason))
+
 
 class IndexFormatError(ImgsearchError):
     """An index on disk is missing, damaged, or of another format version."""

@@ -151,24 +151,15 @@ def dihedral_coefficients(coeffs: np.ndarray) -> np.ndarray:
 
 
 def patch_hashes(patches: np.ndarray) -> np.ndarray:
-    """pHash a batch of ``(N, 32, 32)`` patches in two float32 GEMMs: ``(N, 8)`` uint8.
+    """pHash a batch of ``(N, 32, 32)`` patches with one batched DCT: ``(N, 8)`` uint8.
 
-    Same definition as :func:`phash` on an already resampled block, computed in float32 for speed
-    (about 3 µs a patch): a patch hash may differ from the float64 one in a bit whose coefficient
-    ties the median, which does not matter for Hamming-radius search.
+    The definition of :func:`phash` on already resampled blocks, in float64 with the same rounding,
+    so that smooth patches (gradients, flat areas), whose coefficients are exactly zero, get stable
+    bits instead of float noise (about 3.5 µs a patch).
     """
     if patches.ndim != 3 or patches.shape[1:] != (_RESAMPLE, _RESAMPLE):
         raise ConfigError(f"expected (N, 32, 32) patches, got shape {patches.shape}")
-    n = patches.shape[0]
-    d = _dct_rows(_RESAMPLE, _LOW).astype(np.float32)
-    p = np.ascontiguousarray(patches, dtype=np.float32)
-    cols = (p.reshape(n * _RESAMPLE, _RESAMPLE) @ d.T).reshape(n, _RESAMPLE, _LOW)  # [n, y, v]
-    rows = np.ascontiguousarray(cols.transpose(0, 2, 1)).reshape(n * _LOW, _RESAMPLE) @ d.T
-    coeffs = rows.reshape(n, _LOW, _LOW).transpose(0, 2, 1).reshape(n, _LOW * _LOW)  # [n, 8u+v]
-    half = _LOW * _LOW // 2
-    part = np.partition(coeffs, (half - 1, half), axis=1)
-    median = (part[:, half - 1] + part[:, half]) * 0.5
-    return np.packbits(coeffs > median[:, None], axis=1)
+    return threshold_bits(dct_low(patches))
 
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)

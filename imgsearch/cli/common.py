@@ -18,7 +18,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a failed path stays on one line
 
 
 @contextlib.contextmanager
