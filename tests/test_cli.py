@@ -1,0 +1,150 @@
+"""The typer CLI through CliRunner (stdout and stderr are captured apart): build, query, info, remove."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import KODAK, kodak_rgb, rescale, write_jpeg
+from typer.testing import CliRunner
+
+from imgsearch.cli import app
+from imgsearch.index import store
+
+QUERY_KEYS = {"query", "matches", "elapsed_ms", "error"}
+MATCH_KEYS = {"path", "score", "tier", "distance"}
+
+
+def run(*args: object, code: int | None = 0):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    if code is not None:
+        assert result.exit_code == code, (result.stdout, result.stderr)
+    return result
+
+
+def squash(text: str) -> str:
+    """Undo rich's 80-column wrapping of stderr for phrase checks."""
+    return " ".join(text.split())
+
+
+def json_lines(stdout: str) -> list[dict]:
+    lines = stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert all(isinstance(r, dict) for r in records)
+    return records
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> tuple[Path, Path]:
+    """``(index dir, photo folder)``: photos 0-5 plus ``dup.jpg``, a byte copy of photo 0."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in KODAK[:6]:
+        shutil.copy(p, folder / p.name)
+    shutil.copy(KODAK[0], folder / "dup.jpg")
+    index = tmp_path / "ix"
+    result = run("build", "--no-local", "--workers", "1", "-i", index, folder)
+    assert "added 7" in squash(result.stderr) and result.stdout == ""
+    return index, folder
+
+
+@pytest.fixture
+def queries(tmp_path: Path) -> dict[str, Path]:
+    q = tmp_path / "queries"
+    q.mkdir()
+    shutil.copy(KODAK[2], q / "exact.jpg")
+    (q / "text.jpg").write_text("not an image\n")
+    return {
+        "modified": write_jpeg(q / "modified.jpg", rescale(kodak_rgb(1), 0.5), 40),
+        "exact": q / "exact.jpg",
+        "missing": q / "missing.jpg",
+        "text": q / "text.jpg",
+    }
+
+
+def test_query_json_one_line_per_query_in_order(built, queries) -> None:
+    index, folder = built
+    order = ["modified", "exact", "missing", "text"]
+    result = run("query", "--json", "-i", index, *(queries[k] for k in order), code=1)
+    records = json_lines(result.stdout)
+    assert [r["query"] for r in records] == [str(queries[k]) for k in order]
+    for r in records:
+        assert set(r) == QUERY_KEYS, r
+        assert isinstance(r["elapsed_ms"], float) and r["elapsed_ms"] >= 0
+        for m in r["matches"]:
+            assert MATCH_KEYS <= set(m), m
+    modified, exact, missing, text = records
+    assert [(m["path"], m["tier"]) for m in modified["matches"]] == [(str(folder / "0001.jpg"), "global")]
+    assert modified["error"] is None and 0 <= modified["matches"][0]["distance"] <= 10
+    assert 0.9 < modified["matches"][0]["score"] <= 1.0
+    assert [(m["path"], m["tier"], m["score"], m["distance"]) for m in exact["matches"]] == [
+        (str(folder / "0002.jpg"), "exact", 1.0, 0)
+    ]
+    for bad in (missing, text):
+        assert bad["matches"] == [] and isinstance(bad["error"], str) and bad["error"]
+    stderr = result.stderr.replace("\n", "")
+    assert str(queries["missing"]) in stderr and str(queries["text"]) in stderr
+
+
+def test_query_all_good_exits_0(built, queries) -> None:
+    index, _ = built
+    result = run("query", "--json", "-i", index, queries["modified"], queries["exact"])
+    assert [len(r["matches"]) for r in json_lines(result.stdout)] == [1, 1]
+    # The human-readable table (rich crops long paths to 80 columns when not on a terminal).
+    table = run("query", "-i", index, queries["modified"])
+    assert "global" in table.stdout
+
+
+def test_top_is_honoured(built) -> None:
+    index, folder = built
+    (both,) = json_lines(run("query", "--json", "-i", index, KODAK[0]).stdout)
+    assert sorted(m["path"] for m in both["matches"]) == [str(folder / "0000.jpg"), str(folder / "dup.jpg")]
+    (one,) = json_lines(run("query", "--json", "--top", "1", "-i", index, KODAK[0]).stdout)
+    assert [m["path"] for m in one["matches"]] == [both["matches"][0]["path"]]
+    run("query", "--top", "0", "-i", index, KODAK[0], code=2)
+
+
+def test_info_json(built) -> None:
+    index, _ = built
+    info = json.loads(run("info", "--json", "-i", index).stdout)
+    assert info["images"] == 7 and info["format_version"] == store.FORMAT_VERSION
+    assert info["config"]["keypoints"] is None
+    assert "images" in run("info", "-i", index).stdout
+
+
+def test_remove_then_query_no_longer_matches(built, queries) -> None:
+    index, folder = built
+    run("remove", "-i", index, folder / "0001.jpg")
+    assert json.loads(run("info", "--json", "-i", index).stdout)["images"] == 6
+    (r,) = json_lines(run("query", "--json", "-i", index, queries["modified"]).stdout)
+    assert r["matches"] == [] and r["error"] is None
+    again = run("remove", "-i", index, folder / "0001.jpg", code=1)  # no longer indexed
+    assert "not indexed" in again.stderr
+
+
+def test_tiers_exact_only(built, queries) -> None:
+    index, folder = built
+    result = run("query", "--json", "--tiers", "exact", "-i", index, queries["modified"], queries["exact"])
+    modified, exact = json_lines(result.stdout)
+    assert modified["matches"] == []
+    assert [(m["path"], m["tier"]) for m in exact["matches"]] == [(str(folder / "0002.jpg"), "exact")]
+
+
+def test_usage_errors_exit_2(built, tmp_path: Path) -> None:
+    index, _ = built
+    run("query", "--no-such-option", "-i", index, KODAK[0], code=2)
+    run("frobnicate", code=2)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for command in (["info"], ["query", KODAK[0]], ["remove", KODAK[0]]):
+        result = run(*command, "-i", empty, code=2)
+        assert "no index file here" in squash(result.stderr), result.stderr
+        assert str(empty / store.FILE_NAME) in result.stderr.replace("\n", "")
+    bad_tier = run("query", "--tiers", "exact,bogus", "-i", index, KODAK[0], code=2)
+    assert "bogus" in bad_tier.stderr
+    no_local = run("query", "--tiers", "local", "-i", index, KODAK[0], code=2)
+    assert "no local tier" in squash(no_local.stderr)
