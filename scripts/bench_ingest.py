@@ -216,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"target ≥{BIG_TARGET:.0f} images/s (all tiers, 2 workers): "
                 f"{best[0]['images_per_s']:.1f} — {'met' if ok else 'NOT met'}"
             )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        console.print(f"saved {args.json}")
+    workload.save_json(result, args.json, console)
     return 0
 
 

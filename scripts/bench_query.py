@@ -23,7 +23,6 @@ to a temporary folder, and measures:
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -346,10 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     print_tables(result, console)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        console.print(f"saved {args.json}")
+    workload.save_json(result, args.json, console)
     return 0
 
 

@@ -7,6 +7,7 @@ to a temporary folder the caller owns; the shared photos are only read.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -142,3 +143,12 @@ def cpu_note() -> str:
     """A one-line description of the machine the numbers come from."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{os.cpu_count()} cores, load average {load:.2f} at start"
+
+
+def save_json(result: dict, path: Path | None, console) -> None:
+    """Write a benchmark's result as indented JSON when ``path`` is given, and say so."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    console.print(f"saved {path}")
