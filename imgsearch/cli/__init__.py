@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from . import build, manage, query
+from . import build, evaluate, manage, query
 
 app = typer.Typer(
     name="imgsearch",
@@ -19,6 +19,7 @@ app = typer.Typer(
 build.register(app)
 query.register(app)
 manage.register(app)
+evaluate.register(app)
 
 
 def main() -> None:

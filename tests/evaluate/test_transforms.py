@@ -52,8 +52,17 @@ def _check_output(out: np.ndarray) -> None:
 
 
 def test_registry_is_consistent() -> None:
-    families = {"identity", "compression", "geometry", "rotate", "crop", "colour", "filter",
-                "overlay", "combo"}
+    families = {
+        "identity",
+        "compression",
+        "geometry",
+        "rotate",
+        "crop",
+        "colour",
+        "filter",
+        "overlay",
+        "combo",
+    }
     for name, t in TRANSFORMS.items():
         assert isinstance(t, Transform)
         assert t.name == name
@@ -86,8 +95,12 @@ def test_apply_transform_unknown_name() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [np.zeros((32, 32), np.uint8), np.zeros((32, 32, 4), np.uint8),
-     np.zeros((32, 32, 3), np.float32), np.zeros((8, 32, 3), np.uint8)],
+    [
+        np.zeros((32, 32), np.uint8),
+        np.zeros((32, 32, 4), np.uint8),
+        np.zeros((32, 32, 3), np.float32),
+        np.zeros((8, 32, 3), np.uint8),
+    ],
     ids=["gray", "rgba", "float", "tiny"],
 )
 def test_bad_image_raises_config_error(bad: np.ndarray) -> None:
@@ -153,11 +166,13 @@ def test_exact_copy_is_identity(photo: np.ndarray) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("mirror", lambda im: im[:, ::-1]),
-     ("vflip", lambda im: im[::-1]),
-     ("rot90", lambda im: np.rot90(im)),  # counter-clockwise, like np.rot90
-     ("rot180", lambda im: im[::-1, ::-1]),
-     ("rot270", lambda im: np.rot90(im, -1))],
+    [
+        ("mirror", lambda im: im[:, ::-1]),
+        ("vflip", lambda im: im[::-1]),
+        ("rot90", lambda im: np.rot90(im)),  # counter-clockwise, like np.rot90
+        ("rot180", lambda im: im[::-1, ::-1]),
+        ("rot270", lambda im: np.rot90(im, -1)),
+    ],
 )
 def test_exact_geometric_transforms(name: str, expected, photo: np.ndarray) -> None:
     out = apply_transform(name, photo, 0)
@@ -173,10 +188,8 @@ def test_rot90_is_counter_clockwise(photo: np.ndarray) -> None:
     np.testing.assert_array_equal(out, cv2.rotate(photo, cv2.ROTATE_90_COUNTERCLOCKWISE))
 
 
-@pytest.mark.parametrize(("name", "fraction"), [("crop_70", 0.70), ("crop_45", 0.45),
-                                                ("crop_25", 0.25)])
-def test_crop_area_fraction(name: str, fraction: float, photo: np.ndarray,
-                            portrait: np.ndarray) -> None:
+@pytest.mark.parametrize(("name", "fraction"), [("crop_70", 0.70), ("crop_45", 0.45), ("crop_25", 0.25)])
+def test_crop_area_fraction(name: str, fraction: float, photo: np.ndarray, portrait: np.ndarray) -> None:
     for image in (photo, portrait):
         h, w = image.shape[:2]
         for seed in range(10):
@@ -200,8 +213,7 @@ def test_grayscale_has_equal_channels(photo: np.ndarray) -> None:
     np.testing.assert_array_equal(out[:, :, 1], out[:, :, 2])
 
 
-@pytest.mark.parametrize(("name", "lo", "hi"), [("rescale_down", 0.3, 0.7),
-                                                ("rescale_up", 1.3, 2.0)])
+@pytest.mark.parametrize(("name", "lo", "hi"), [("rescale_down", 0.3, 0.7), ("rescale_up", 1.3, 2.0)])
 def test_rescale_within_range(name: str, lo: float, hi: float, photo: np.ndarray) -> None:
     h, w = photo.shape[:2]
     for seed in range(10):
@@ -235,7 +247,7 @@ def test_border_is_bigger_with_uniform_colour(photo: np.ndarray) -> None:
         # The photo sits inside, unchanged, somewhere within the border.
         mask = np.any(out != colour, axis=2)
         ys, xs = np.nonzero(mask)
-        np.testing.assert_array_equal(out[ys.min():ys.max() + 1, xs.min():xs.max() + 1], photo)
+        np.testing.assert_array_equal(out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], photo)
 
 
 def test_jpeg_changes_pixels_keeps_shape(photo: np.ndarray) -> None:

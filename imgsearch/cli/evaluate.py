@@ -1,0 +1,166 @@
+"""``imgsearch eval``: hit rates of the engine on modified copies; ``imgsearch transforms``: list them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from ..config import TIERS
+from ..errors import ConfigError
+from ..evaluate.protocol import EvalConfig, EvalResult, Table, run_eval
+from ..evaluate.transforms import TRANSFORMS
+from .common import EXIT_FAILED, EXIT_OK, err, progress_bar, usage_errors
+
+DEFAULT_OUT = Path("eval-results")
+# Display names of table columns and summary metrics (the CSV files keep the field names).
+_HEADERS = {
+    "hit_at_1": "hit@1",
+    "micro_ap": "µAP",
+    "fp_rate": "fp rate",
+    "false_positives": "fp",
+    "distractors": "distr",
+    "p50_ms": "p50 ms",
+    "p95_ms": "p95 ms",
+    "stopped_p50_ms": "p50 ms",
+    "images_per_s": "images/s",
+    "build_images_per_s": "build images/s",
+    "peak_rss_mb": "peak RSS MB",
+    "peak_rss_workers_mb": "peak RSS workers MB",
+    "failed_files": "failed files",
+}
+# Row names of the summary table.
+_LABELS = {
+    **_HEADERS,
+    "positive_queries": "positive queries",
+    "distractor_queries": "distractor queries",
+    "recall": "recall at decision",
+    "fp_rate": "false-positive rate",
+}
+
+
+def evaluate(
+    folder: Annotated[Path, typer.Argument(help="Folder of images to evaluate on (walked recursively).")],
+    distractors: Annotated[
+        float, typer.Option(help="Fraction of the images never indexed, queried as distractors.")
+    ] = 0.15,
+    per_transform: Annotated[
+        int, typer.Option(min=1, help="Indexed images sampled; each is queried under every transform.")
+    ] = 20,
+    transforms: Annotated[
+        str | None, typer.Option(help="Comma-separated transform names (default: all; see `transforms`).")
+    ] = None,
+    js: Annotated[
+        str | None, typer.Option("--j", "-J", help="Comma-separated J values, keypoints per indexed image.")
+    ] = None,
+    ks: Annotated[
+        str | None, typer.Option("--k", "-K", help="Comma-separated K values, keypoints per query.")
+    ] = None,
+    tiers: Annotated[str, typer.Option(help=f"Comma-separated subset of {','.join(TIERS)}.")] = ",".join(
+        TIERS
+    ),
+    out: Annotated[Path, typer.Option(help="Folder for the CSV, JSON and PNG files.")] = DEFAULT_OUT,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the sample and the transforms.")] = 0,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes for indexing (default: all cores).")
+    ] = None,
+    work: Annotated[
+        Path | None, typer.Option(help="Keep the query files and indexes here (default: a temporary folder).")
+    ] = None,
+) -> None:
+    """Evaluate the engine on modified copies of a folder's images; print and write the tables."""
+    with usage_errors():
+        options: dict[str, Any] = {}
+        if js is not None:
+            options["js"] = _ints("--j", js)
+        if ks is not None:
+            options["ks"] = _ints("--k", ks)
+        config = EvalConfig(
+            folder=folder,
+            distractor_fraction=distractors,
+            per_transform=per_transform,
+            transforms=None if transforms is None else _names(transforms),
+            tiers=_names(tiers),
+            seed=seed,
+            workers=workers,
+            **options,
+        )
+        with progress_bar("{task.description}") as bar:
+            task = bar.add_task("starting", total=None)
+
+            def progress(stage: str, done: int, total: int) -> None:
+                bar.update(task, description=stage, completed=done, total=total)
+
+            try:
+                result = run_eval(config, out, progress, work_dir=work)
+            except NotImplementedError:
+                raise ConfigError(
+                    "the local tier is not available in this build; evaluate with --tiers exact,global"
+                ) from None
+    for note in result.notes:
+        err.print(f"note: {note}", highlight=False)
+    print_tables(result)
+    for path, reason in result.failed:
+        err.print(f"[red]failed:[/red] {path}: {reason}", highlight=False)
+    err.print(f"wrote tables, result.json and plots to {out}", highlight=False)
+    raise typer.Exit(EXIT_FAILED if result.failed else EXIT_OK)
+
+
+def print_tables(result: EvalResult, console: Console | None = None) -> None:
+    """Print the per-transform, per-tier and summary tables, and J×K when several runs were made."""
+    console = console or Console()
+    tables = result.tables()
+    names = ["per_transform", "per_tier", "summary"]
+    if len(result.runs) > 1:
+        names += ["hit_rate", "runs"]
+    for name in names:
+        console.print(_rich(tables[name]))
+
+
+def list_transforms() -> None:
+    """List the named transforms an evaluation applies, with family and parameter ranges."""
+    table = RichTable("name", "family", "description", title="Transforms")
+    for t in TRANSFORMS.values():
+        table.add_row(t.name, t.family, t.description)
+    Console().print(table)
+
+
+def _rich(table: Table) -> RichTable:
+    rows = [
+        [_LABELS.get(v, v) if i == 0 and isinstance(v, str) else _cell(v) for i, v in enumerate(row)]
+        for row in table.rows
+    ]
+    out = RichTable(title=table.title)
+    for i, name in enumerate(table.columns):
+        # Cells stay whole (headers wrap instead) so that no number is cut on a narrow terminal.
+        out.add_column(_HEADERS.get(name, name), min_width=max((len(r[i]) for r in rows), default=0))
+    for r in rows:
+        out.add_row(*r)
+    return out
+
+
+def _cell(v: object) -> str:
+    if isinstance(v, float):
+        if v != v:  # nan
+            return "-"
+        return f"{v:.3f}" if abs(v) <= 1.0 else f"{v:.1f}"
+    return str(v)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _ints(option: str, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in _names(text))
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(evaluate)
+    app.command("transforms")(list_transforms)
