@@ -90,7 +90,10 @@ class SearchConfig:
     tiers : tuple of str
         Tiers to run, fastest first, from ``("exact", "global", "local")``.
     global_max_distance : int
-        The largest Hamming distance (of 64 bits) at which the global tier calls a copy.
+        The largest Hamming distance (of 64 bits) at which the global tier alone calls a copy.
+    global_verify_distance : int
+        Images within this distance but beyond ``global_max_distance`` are candidates the local
+        tier verifies geometrically (when the index has one); a pHash alone is not proof there.
     keypoints : int
         K, the number of query keypoints whose patch hashes are looked up (they cast the votes).
     verify_keypoints : int
@@ -118,7 +121,8 @@ class SearchConfig:
     """
 
     tiers: tuple[str, ...] = TIERS
-    global_max_distance: int = 8
+    global_max_distance: int = 4
+    global_verify_distance: int = 12
     keypoints: int = 400
     verify_keypoints: int = 400
     query_scales: tuple[float, ...] = (1.0,)
@@ -137,6 +141,13 @@ class SearchConfig:
         if bad or not self.tiers:
             raise ConfigError(f"SearchConfig.tiers must be a non-empty subset of {TIERS}, got {self.tiers!r}")
         _check_range("SearchConfig", "global_max_distance", self.global_max_distance, 0, 32)
+        _check_range(
+            "SearchConfig",
+            "global_verify_distance",
+            self.global_verify_distance,
+            self.global_max_distance,
+            32,
+        )
         _check_range("SearchConfig", "keypoints", self.keypoints, 1, 100_000)
         _check_range("SearchConfig", "verify_keypoints", self.verify_keypoints, 0, 100_000)
         object.__setattr__(self, "query_scales", tuple(float(s) for s in self.query_scales))

@@ -23,7 +23,7 @@ in the indexed image's original pixels.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -136,46 +136,53 @@ class LocalIndex:
         )
 
     def search(
-        self, gray: np.ndarray, cfg: SearchConfig, path_of: Callable[[int], str]
+        self,
+        gray: np.ndarray,
+        cfg: SearchConfig,
+        path_of: Callable[[int], str],
+        hints: Sequence[tuple[int, bool, int]] = (),
     ) -> tuple[list[Match], list[Rejection]]:
         """Matches and rejections for a ``(H, W)`` uint8 query (any size; downscaled here).
 
         The direct pass runs first; the mirrored pass only when the direct one found no copy.
+        ``hints`` are ``(image id, reflected, global distance)`` candidates of the global tier:
+        each is verified in the pass its orientation calls for, whatever its votes.
         """
         if len(self.hashes) == 0:
             return [], []
         small, ratio = kp_mod.downscale(gray, self.kconfig.max_side)
         direct = self.query_pass(small, False, ratio, cfg)
-        matches, rejected = self._search_pass(direct, cfg, path_of)
-        if matches or not cfg.mirror:
+        hinted = {False: {i: d for i, r, d in hints if not r}, True: {i: d for i, r, d in hints if r}}
+        matches, rejected = self._search_pass(direct, cfg, path_of, hinted[False])
+        if matches or not (cfg.mirror or hinted[True]):
             return matches, rejected
-        matches, rej = self._search_pass(self.mirror_pass(direct, small, cfg), cfg, path_of)
+        matches, rej = self._search_pass(self.mirror_pass(direct, small, cfg), cfg, path_of, hinted[True])
         return matches, rejected + rej
 
     def _search_pass(
-        self, qp: QueryPass, cfg: SearchConfig, path_of: Callable[[int], str]
+        self, qp: QueryPass, cfg: SearchConfig, path_of: Callable[[int], str], hinted: dict[int, int]
     ) -> tuple[list[Match], list[Rejection]]:
-        """Vote with one pass's patch hashes, then verify the best-voted images."""
+        """Vote with one pass's patch hashes, then verify the hinted and the best-voted images."""
         pairs = self._hash_pairs(qp, cfg)  # (P, 2): query kp, indexed kp
-        if len(pairs) == 0:
-            return [], []
         images = self.image_of(pairs[:, 1])
         # One vote per (query keypoint, image).
         votes_key = np.unique(np.column_stack([pairs[:, 0], images]), axis=0)
         cand, counts = np.unique(votes_key[:, 1], return_counts=True)
-        order = np.lexsort((cand, -counts))
+        votes_of = dict(zip(cand.tolist(), counts.tolist(), strict=True))
+        order = [int(cand[k]) for k in np.lexsort((cand, -counts))]
+        queue = [(i, True) for i in sorted(hinted, key=lambda i: (hinted[i], i))]
+        queue += [(i, False) for i in order[: cfg.max_candidates] if i not in hinted]
         matches, rejected = [], []
-        for rank, k in enumerate(order):
-            image, votes = int(cand[k]), int(counts[k])
-            if rank >= cfg.max_candidates:
-                break
-            if votes < cfg.min_votes:
+        for image, is_hint in queue:
+            votes = votes_of.get(image, 0)
+            prefix = f"global candidate at {hinted[image]} bits: " if is_hint else ""
+            if not is_hint and votes < cfg.min_votes:
                 reason = _pass_reason(qp, f"{votes} votes < min_votes {cfg.min_votes}")
                 rejected.append(Rejection(path_of(image), "local", reason, votes))
-                break
+                break  # candidates come by votes: the rest have fewer
             result = self._verify(image, qp, pairs[images == image], cfg)
             if isinstance(result, str):
-                rejected.append(Rejection(path_of(image), "local", _pass_reason(qp, result), votes))
+                rejected.append(Rejection(path_of(image), "local", _pass_reason(qp, prefix + result), votes))
                 continue
             inliers, geometry = result
             matches.append(
@@ -183,6 +190,7 @@ class LocalIndex:
                     path_of(image),
                     score=inliers / (inliers + 10.0),
                     tier="local",
+                    distance=hinted.get(image),
                     votes=votes,
                     inliers=inliers,
                     geometry=geometry,
