@@ -17,7 +17,7 @@ A pHash has exactly 32 bits set whenever no coefficient ties the median, so dist
 photos are even and the smallest possible change is 2 bits (one coefficient crossing the median each
 way); each tolerance is the measured maximum plus one such swap. Distinct photos: the 276 pairs are
 20 to 48 bits apart (smallest 20); the bound asserted is 16, above the default
-``global_max_distance`` (10) with room to spare.
+``global_verify_distance`` (12) beyond which the global tier does not even propose a candidate.
 """
 
 from __future__ import annotations

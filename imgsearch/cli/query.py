@@ -57,6 +57,14 @@ def query(
     raise typer.Exit(EXIT_FAILED if any(r.error for r in results) else EXIT_OK)
 
 
+def _short(path: str) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def _print_table(results: list[QueryResult], explain: bool) -> None:
     table = Table("query", "match", "tier", "score", "evidence")
     for r in results:
