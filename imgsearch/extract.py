@@ -53,8 +53,9 @@ class ImageRecord:
     local: LocalFeatures | None
 
 
-def local_features(gray: np.ndarray, config: KeypointConfig, budget: int, scales: Sequence[float],
-                   original_long_side: int) -> LocalFeatures:
+def local_features(
+    gray: np.ndarray, config: KeypointConfig, budget: int, scales: Sequence[float], original_long_side: int
+) -> LocalFeatures:
     """Detect ``budget`` grid-spread keypoints of ``gray`` and hash their patches at ``scales``."""
     small, _ = keypoints.downscale(gray, config.max_side)
     kps = keypoints.make_detector(config).detect_and_describe(small, budget)

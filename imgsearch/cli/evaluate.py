@@ -11,7 +11,8 @@ from rich.table import Table as RichTable
 
 from ..config import TIERS
 from ..errors import ConfigError
-from ..evaluate.protocol import EvalConfig, EvalResult, Table, run_eval
+from ..evaluate.protocol import EvalConfig, run_eval
+from ..evaluate.results import EvalResult, Table
 from ..evaluate.transforms import TRANSFORMS
 from .common import EXIT_FAILED, EXIT_OK, err, progress_bar, usage_errors
 

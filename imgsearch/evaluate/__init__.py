@@ -1,6 +1,7 @@
 """Evaluation: named seeded transforms that make modified copies, and hit-rate tables."""
 
-from .protocol import EvalConfig, EvalResult, QuerySpec, Table, make_queries, run_eval, split
+from .protocol import EvalConfig, QuerySpec, make_queries, run_eval, split
+from .results import EvalResult, Table
 from .transforms import TRANSFORMS, Transform, apply_transform, get_transforms
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""PNG plots of an :class:`~imgsearch.evaluate.protocol.EvalResult`, drawn headless.
+"""PNG plots of an :class:`~imgsearch.evaluate.results.EvalResult`, drawn headless.
 
 Figures are made with :class:`matplotlib.figure.Figure` directly (the Agg canvas), never through
 ``pyplot``, so no global backend or display is needed and nothing leaks between calls.
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from ..search import global_score
 
 if TYPE_CHECKING:
-    from .protocol import EvalResult
+    from .results import EvalResult
 
 __all__ = ["plot_hit_vs_k", "plot_per_transform", "plot_scores", "write_plots"]
 

@@ -27,49 +27,9 @@ import numpy as np
 
 from imgsearch.errors import ConfigError
 
+from .overlays import MIN_SIDE, border, logo_overlay, random_colour, resize, screenshot, text_overlay
+
 __all__ = ["TRANSFORMS", "Transform", "apply_transform", "get_transforms"]
-
-MIN_SIDE = 16
-"""Smallest side, in pixels, of any input and output."""
-
-_FONTS = (
-    cv2.FONT_HERSHEY_SIMPLEX,
-    cv2.FONT_HERSHEY_DUPLEX,
-    cv2.FONT_HERSHEY_TRIPLEX,
-    cv2.FONT_HERSHEY_COMPLEX,
-)
-_WORDS = (
-    "sale",
-    "news",
-    "photo",
-    "copyright",
-    "free",
-    "shop",
-    "today",
-    "best",
-    "travel",
-    "daily",
-    "share",
-    "follow",
-    "like",
-    "www",
-    "image",
-    "studio",
-    "summer",
-    "offer",
-    "club",
-    "live",
-    "weekend",
-    "special",
-    "world",
-    "story",
-    "click",
-    "more",
-    "original",
-    "meme",
-    "lol",
-    "2024",
-)
 
 Image = np.ndarray
 TransformFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -155,19 +115,8 @@ def _signed(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi)) * (1.0 if rng.random() < 0.5 else -1.0)
 
 
-def _colour(rng: np.random.Generator, lo: int = 0, hi: int = 255) -> tuple[int, int, int]:
-    c = rng.integers(lo, hi, size=3, endpoint=True)
-    return int(c[0]), int(c[1]), int(c[2])
-
-
 def _lut(image: Image, table: np.ndarray) -> Image:
     return cv2.LUT(image, np.clip(np.rint(table), 0, 255).astype(np.uint8))
-
-
-def _resize(image: Image, width: float, height: float) -> Image:
-    width, height = max(MIN_SIDE, round(width)), max(MIN_SIDE, round(height))
-    shrink = width * height < image.shape[0] * image.shape[1]
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -185,13 +134,13 @@ def _jpeg(image: Image, rng: np.random.Generator, lo: int, hi: int) -> Image:
 
 def _rescale(image: Image, rng: np.random.Generator, lo: float, hi: float) -> Image:
     s = float(rng.uniform(lo, hi))
-    return _resize(image, image.shape[1] * s, image.shape[0] * s)
+    return resize(image, image.shape[1] * s, image.shape[0] * s)
 
 
 def _aspect(image: Image, rng: np.random.Generator) -> Image:
     s = _pick(rng, 0.7, 1.4, away=0.07)
     h, w = image.shape[:2]
-    return _resize(image, w * s, h) if rng.random() < 0.5 else _resize(image, w, h * s)
+    return resize(image, w * s, h) if rng.random() < 0.5 else resize(image, w, h * s)
 
 
 def _perspective(image: Image, rng: np.random.Generator, amount: float = 0.08) -> Image:
@@ -258,7 +207,7 @@ def _rotate_small_crop(image: Image, rng: np.random.Generator, lo: float, hi: fl
 
 def _rotate_any(image: Image, rng: np.random.Generator) -> Image:
     angle = float(rng.uniform(15.0, 345.0))
-    fill = _colour(rng) if rng.random() < 0.5 else (0, 0, 0)
+    fill = random_colour(rng) if rng.random() < 0.5 else (0, 0, 0)
     return _rotate(image, angle, fill)
 
 
@@ -331,155 +280,6 @@ def _noise(image: Image, rng: np.random.Generator) -> Image:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-# --------------------------------------------------------------------------- overlays
-
-
-def _text_lines(rng: np.random.Generator, n: int) -> list[str]:
-    return [" ".join(rng.choice(_WORDS, size=int(rng.integers(1, 4, endpoint=True)))) for _ in range(n)]
-
-
-def _text_size(lines: list[str], font: int) -> tuple[float, float]:
-    """Widest line and line pitch, in px, at font scale 1."""
-    sizes = [cv2.getTextSize(s, font, 1.0, 2) for s in lines]
-    return max(sz[0][0] for sz in sizes), max(sz[0][1] + sz[1] for sz in sizes) * 1.3
-
-
-def _fit_text(lines: list[str], font: int, width: float, height: float) -> tuple[float, int, int]:
-    """Largest font scale so the block fits ``width`` x ``height``; also its line height, width."""
-    line_w, line_h = _text_size(lines, font)
-    scale = min(width / line_w, height / (line_h * len(lines)))
-    return scale, round(line_h * scale), round(line_w * scale)
-
-
-def _draw_lines(
-    canvas: Image,
-    lines: list[str],
-    font: int,
-    scale: float,
-    x: int,
-    y: int,
-    line_h: int,
-    colour: tuple[int, int, int],
-    outline: tuple[int, int, int] | None = None,
-) -> None:
-    thickness = max(1, round(scale * 2))
-    for i, line in enumerate(lines):
-        base = (x, y + round((i + 0.8) * line_h))
-        if outline is not None:
-            cv2.putText(canvas, line, base, font, scale, outline, thickness + 2, cv2.LINE_AA)
-        cv2.putText(canvas, line, base, font, scale, colour, thickness, cv2.LINE_AA)
-
-
-def _text_overlay(image: Image, rng: np.random.Generator, lo: float = 0.10, hi: float = 0.25) -> Image:
-    """Opaque words whose bounding block covers about ``lo``-``hi`` of the area.
-
-    Lines are added while the block is too wide, and words while it is too tall, until the
-    block reaches 90 % of the drawn target area (or 12 lines).
-    """
-    h, w = image.shape[:2]
-    target = float(rng.uniform(lo, hi)) * w * h
-    font = _FONTS[int(rng.integers(len(_FONTS)))]
-    lines = _text_lines(rng, int(rng.integers(2, 5, endpoint=True)))
-    for _ in range(24):
-        unit_w, unit_h = _text_size(lines, font)
-        ideal = math.sqrt(target / (unit_w * unit_h * len(lines)))
-        scale = min(ideal, 0.95 * w / unit_w, 0.95 * h / (unit_h * len(lines)))
-        if scale >= 0.95 * ideal or len(lines) >= 12:
-            break
-        if scale * unit_w >= 0.94 * w:
-            lines += _text_lines(rng, 1)
-        else:
-            i = int(np.argmin([len(t) for t in lines]))
-            lines[i] += " " + str(rng.choice(_WORDS))
-    scale, line_h, line_w = _fit_text(lines, font, scale * unit_w, 1e9)
-    x = int(rng.integers(0, max(0, w - line_w), endpoint=True))
-    y = int(rng.integers(0, max(0, h - line_h * len(lines)), endpoint=True))
-    colour = _colour(rng)
-    outline = (255 - colour[0], 255 - colour[1], 255 - colour[2]) if rng.random() < 0.5 else None
-    out = image.copy()
-    _draw_lines(out, lines, font, scale, x, y, line_h, colour, outline)
-    return out
-
-
-def _logo_overlay(image: Image, rng: np.random.Generator) -> Image:
-    """A semi-transparent block (background, filled shape, word) in a random corner."""
-    h, w = image.shape[:2]
-    area = float(rng.uniform(0.05, 0.15)) * w * h
-    pw = int(min(0.9 * w, math.sqrt(area * rng.uniform(1.5, 3.0))))
-    ph = int(min(0.9 * h, area / pw))
-    patch = np.empty((ph, pw, 3), dtype=np.uint8)
-    patch[:] = _colour(rng)
-    r = ph // 2
-    shape_colour = _colour(rng)
-    if rng.random() < 0.5:
-        cv2.circle(patch, (r, r), max(1, int(r * 0.8)), shape_colour, -1, cv2.LINE_AA)
-    else:
-        cv2.rectangle(patch, (r // 4, r // 4), (2 * r - r // 4, 2 * r - r // 4), shape_colour, -1)
-    word = [str(rng.choice(_WORDS))]
-    font = _FONTS[int(rng.integers(len(_FONTS)))]
-    scale, line_h, _ = _fit_text(word, font, max(4.0, pw - 2.2 * r), 0.8 * ph)
-    _draw_lines(patch, word, font, scale, 2 * r + r // 8, (ph - line_h) // 2, line_h, _colour(rng))
-    mx, my = int(rng.uniform(0.01, 0.04) * w), int(rng.uniform(0.01, 0.04) * h)
-    x = mx if rng.random() < 0.5 else w - pw - mx
-    y = my if rng.random() < 0.5 else h - ph - my
-    alpha = float(rng.uniform(0.5, 0.85))
-    out = image.copy()
-    roi = out[y : y + ph, x : x + pw]
-    roi[:] = cv2.addWeighted(patch, alpha, roi, 1.0 - alpha, 0.0)
-    return out
-
-
-def _border(image: Image, rng: np.random.Generator) -> Image:
-    h, w = image.shape[:2]
-    top, bottom = (round(h * rng.uniform(0.05, 0.25)) for _ in range(2))
-    left, right = (round(w * rng.uniform(0.05, 0.25)) for _ in range(2))
-    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=_colour(rng))
-
-
-def _screenshot(image: Image, rng: np.random.Generator) -> Image:
-    """Shrink the photo to 30-60 % of a light page's width among grey text lines and boxes."""
-    h, w = image.shape[:2]
-    page_w = max(w, h, 128)
-    photo_w = max(round(page_w * rng.uniform(0.3, 0.6)), math.ceil(MIN_SIDE * w / h))
-    photo = _resize(image, photo_w, photo_w * h / w)
-    ph, pw = photo.shape[:2]
-    margin = max(2, page_w // 25)
-    page_w = max(page_w, pw + 2 * margin)  # only for very elongated photos
-    header = int(page_w * rng.uniform(0.05, 0.1))
-    page_h = max(int(page_w * rng.uniform(0.6, 1.0)), header + ph + 2 * margin)
-    page = np.empty((page_h, page_w, 3), dtype=np.uint8)
-    page[:] = _colour(rng, 225, 255)
-    page[:header] = _colour(rng, 40, 200)
-    title = _text_lines(rng, 1)
-    scale, line_h, _ = _fit_text(title, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * page_w, 0.8 * header)
-    _draw_lines(
-        page,
-        title,
-        cv2.FONT_HERSHEY_SIMPLEX,
-        scale,
-        header // 3,
-        (header - line_h) // 2,
-        line_h,
-        (255, 255, 255),
-    )
-    grey = int(rng.integers(90, 170))
-    step = max(4, int(page_w * rng.uniform(0.025, 0.04)))
-    for y in range(header + margin, page_h - margin, step):  # "text" lines of random length
-        end = int(page_w - margin - rng.uniform(0.0, 0.4) * page_w)
-        cv2.rectangle(
-            page, (margin, y), (max(margin + 4, end), y + max(1, step // 3)), (grey, grey, grey), -1
-        )
-    for _ in range(int(rng.integers(1, 3, endpoint=True))):  # boxes, e.g. ads or buttons
-        bx, by = int(rng.integers(0, page_w - margin)), int(rng.integers(header, page_h - margin))
-        bw, bh = int(page_w * rng.uniform(0.1, 0.3)), int(page_w * rng.uniform(0.05, 0.15))
-        cv2.rectangle(page, (bx, by), (bx + bw, by + bh), (grey, grey, grey), 1)
-    x = int(rng.integers(margin, max(margin, page_w - pw - margin), endpoint=True))
-    y = int(rng.integers(header + margin, max(header + margin, page_h - ph - margin), endpoint=True))
-    page[y - margin // 2 : y + ph + margin // 2, x - margin // 2 : x + pw + margin // 2] = page[-1, -1]
-    page[y : y + ph, x : x + pw] = photo
-    return page
-
-
 # --------------------------------------------------------------------------- combinations
 
 
@@ -488,7 +288,7 @@ def _combo_strong(image: Image, rng: np.random.Generator) -> Image:
     out = _rotate_inscribed(out, float(rng.uniform(-10.0, 10.0)))
     out = _brightness_contrast(out, rng, contrast=(0.75, 1.3), brightness=25.0)
     out = _saturation(out, rng, lo=0.5, hi=1.6, away=0.2)
-    out = _text_overlay(out, rng, lo=0.08, hi=0.15)
+    out = text_overlay(out, rng, lo=0.08, hi=0.15)
     return _jpeg(out, rng, 35, 45)
 
 
@@ -496,7 +296,7 @@ def _combo_mirror(image: Image, rng: np.random.Generator) -> Image:
     out = _rescale(image[:, ::-1], rng, 0.5, 1.5)
     out = _brightness_contrast(out, rng, contrast=(0.8, 1.25), brightness=20.0)
     out = _gamma(out, rng, 0.75, 1.35)
-    return _logo_overlay(out, rng)
+    return logo_overlay(out, rng)
 
 
 def _identity(image: Image, rng: np.random.Generator) -> Image:
@@ -572,22 +372,22 @@ _TABLE: list[tuple[str, str, str, TransformFn]] = [
         "overlay",
         "2-5 lines (more if too wide) of random words, random colour, font "
         "and position, some outlined; the text block covers about 10-25 % of the area",
-        _text_overlay,
+        text_overlay,
     ),
     (
         "logo_overlay",
         "overlay",
         "semi-transparent (alpha 0.5-0.85) block with a filled shape "
         "and a word in a corner, 5-15 % of the area",
-        _logo_overlay,
+        logo_overlay,
     ),
-    ("border", "overlay", "solid-colour padding of 5-25 % of the side on each side", _border),
+    ("border", "overlay", "solid-colour padding of 5-25 % of the side on each side", border),
     (
         "screenshot",
         "overlay",
         "photo shrunk to 30-60 % of the width of a light web-like page "
         "with a header, grey text lines and boxes",
-        _screenshot,
+        screenshot,
     ),
     (
         "combo_strong",

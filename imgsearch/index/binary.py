@@ -39,7 +39,9 @@ class HammingIndex:
         if kind not in ("auto", "flat", "mih"):
             raise ConfigError(f"HammingIndex kind must be 'auto', 'flat' or 'mih', got {kind!r}")
         if tables not in (1, 2, 4, 8):
-            raise ConfigError(f"HammingIndex tables must be 1, 2, 4 or 8 (whole-byte substrings), got {tables!r}")
+            raise ConfigError(
+                f"HammingIndex tables must be 1, 2, 4 or 8 (whole-byte substrings), got {tables!r}"
+            )
         self.tables = tables
         self._requested = kind
         self._index: faiss.IndexBinary | None = None
