@@ -68,18 +68,21 @@ def _short(path: str) -> str:
 def _print_table(results: list[QueryResult], explain: bool) -> None:
     table = Table("query", "match", "tier", "score", "evidence")
     for r in results:
+        query = _short(r.query)
         if r.error is not None:
-            table.add_row(r.query, f"[red]error: {r.error}[/red]", "", "", "")
+            table.add_row(query, f"[red]error: {r.error}[/red]", "", "", "")
         elif not r.matches:
-            table.add_row(r.query, "[dim]no copy found[/dim]", "", "", "")
+            table.add_row(query, "[dim]no copy found[/dim]", "", "", "")
         for k, m in enumerate(r.matches):
-            table.add_row(r.query if k == 0 else "", m.path, m.tier, f"{m.score:.3f}", _evidence(m))
+            table.add_row(query if k == 0 else "", _short(m.path), m.tier, f"{m.score:.3f}", _evidence(m))
         if explain:
             for rej in r.rejected:
-                table.add_row(
-                    "", f"[dim]{rej.path}[/dim]", rej.tier, "", f"[dim]rejected: {rej.reason}[/dim]"
-                )
-    Console().print(table)
+                reason = f"[dim]rejected: {rej.reason}[/dim]"
+                table.add_row("", f"[dim]{_short(rej.path)}[/dim]", rej.tier, "", reason)
+    out = Console()
+    if not out.is_terminal:  # piped or captured: do not crop paths to 80 columns
+        out = Console(width=200)
+    out.print(table)
 
 
 def _evidence(m) -> str:
