@@ -213,7 +213,7 @@ def run_query(index: Index, q: QueryImage, cfg: SearchConfig, top: int | None = 
         result.tiers_run.append(tier)
         result.rejected.extend(rejected)
         if matches:
-            result.matches = sorted(matches, key=lambda m: (-m.score, m.image_id))[:top]
+            result.matches = sorted(matches, key=lambda m: (-m.score, m.path))[:top]
             break
     return result
 
@@ -241,9 +241,13 @@ def query_many(
 def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) -> QueryResult:
     """Merge the results of one query over index shards into what one index would have returned.
 
-    Each tier scores a candidate from the query and that candidate alone, so merging is exact: the
-    first tier (in order) that found a copy in any shard wins, and its matches from all shards are
-    sorted by score. Shards must share their configuration.
+    Each tier judges a candidate from the query and that candidate alone (the approximate Hamming
+    search included, see :mod:`imgsearch.index.binary`), so the first tier (in order) that found a
+    copy in any shard wins and its matches from all shards, sorted by score then path, are the
+    single index's. One limit: the local tier verifies at most ``max_candidates`` images per index,
+    chosen by votes; when more images than that reach ``min_votes``, shards verify more of them
+    than one index would, and the merge can then only find more copies, never fewer. Shards must
+    share their configuration.
     """
     if not shard_results:
         raise ValueError("merge_results needs at least one shard result")
