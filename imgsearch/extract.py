@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import hashing, io, keypoints, patches
+from . import hashing, io, keypoints, patches, threads
 from .config import IndexConfig, KeypointConfig
 from .errors import ImageReadError
 
@@ -139,22 +139,24 @@ def extract_files(
         raise ValueError(f"workers must be >= 1, got {workers}")
     jobs: Iterable[tuple[str, IndexConfig]] = ((p, config) for p in paths)
     if workers == 1 or len(paths) < 8:
-        results: Iterable[ImageRecord | ImageReadError] = map(_extract_or_error, jobs)
-        yield from _counted(results, on_done)
+        with threads.single_blas_thread():
+            yield from _counted(map(_extract_or_error, jobs), on_done)
         return
     chunk = max(1, min(32, len(paths) // (workers * 8)))
     # Workers are forked (no re-import of the caller's main module, as spawn/forkserver would).
     # A child forked while OpenCV's thread pool is running can hang reconfiguring it
     # (pthread_cond_destroy, seen after a caller had resized images), so the parent drops to one
     # OpenCV thread while the pool lives: children inherit a quiet pool and need no change.
-    threads = cv2.getNumThreads()
+    cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=threads.limit_blas_for_good
+        ) as pool:
             yield from _counted(pool.map(_extract_or_error, jobs, chunksize=chunk), on_done)
     finally:
-        cv2.setNumThreads(threads)
+        cv2.setNumThreads(cv_threads)
 
 
 def _counted(items: Iterable[ImageRecord | ImageReadError], on_done: Callable[[int], None] | None):

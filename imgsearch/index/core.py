@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, threads
 from ..config import IndexConfig, SearchConfig
 from ..errors import ConfigError, ImageReadError, IndexFormatError
 from ..extract import ImageRecord, extract_files, stack_records
@@ -241,7 +241,8 @@ class Index:
 
         An unreadable query raises :class:`ImageReadError`; use :meth:`query_many` for batches.
         """
-        result = query_many(self, [image], self.search_config(**overrides), top)[0]
+        with threads.single_blas_thread():
+            result = query_many(self, [image], self.search_config(**overrides), top)[0]
         if result.error is not None:
             raise ImageReadError(result.query, result.error)
         return result
@@ -254,7 +255,8 @@ class Index:
         **overrides: Any,
     ) -> list[QueryResult]:
         """Query a batch in input order; unreadable queries get ``error`` set instead of raising."""
-        return query_many(self, images, self.search_config(**overrides), top)
+        with threads.single_blas_thread():
+            return query_many(self, images, self.search_config(**overrides), top)
 
     def info(self) -> dict[str, Any]:
         """Images, format version, configuration and size on disk."""
