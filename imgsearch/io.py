@@ -282,8 +282,10 @@ def _check_pixels(path: str | os.PathLike[str], width: int, height: int, verb: s
         )
 
 
-def _decode_jpeg(buf: np.ndarray, header: Header, min_side: int | None, gray: bool) -> np.ndarray:
-    """JPEG path: OpenCV applies EXIF orientation and CMYK conversion itself, also when reduced."""
+def _decode_jpeg(buf: np.ndarray, header: Header, min_side: int | None, gray: bool) -> np.ndarray | None:
+    """JPEG path: OpenCV applies EXIF orientation and CMYK conversion itself, also when reduced.
+
+    ``None`` when OpenCV cannot decode the data (:func:`cv2.imdecode` returns ``None``)."""
     _, color_flag, gray_flag = _REDUCED[-1]
     if min_side is not None and header.width is not None and header.height is not None:
         long_side = max(header.width, header.height)
@@ -299,6 +301,7 @@ def _decode_jpeg(buf: np.ndarray, header: Header, min_side: int | None, gray: bo
 def _decode_other(buf: np.ndarray, gray: bool) -> np.ndarray | None:
     """Non-JPEG path: decode unchanged (keeps alpha and 16 bits), then normalise ourselves."""
     orientation = 1
+    image: np.ndarray | None
     if hasattr(cv2, "imdecodeWithMetadata"):  # OpenCV >= 4.12 returns the EXIF blob
         image, types, blobs = cv2.imdecodeWithMetadata(buf, cv2.IMREAD_UNCHANGED)
         for kind, blob in zip(types, blobs, strict=False):

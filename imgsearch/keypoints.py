@@ -258,7 +258,7 @@ class SiftDetector:
 
     def __init__(self, grid: int = 3) -> None:
         self.grid = grid
-        self._sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=SIFT_CONTRAST)
+        self._sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=SIFT_CONTRAST)  # type: ignore[attr-defined]
 
     def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints:
         _check_gray(gray)
@@ -282,7 +282,7 @@ class OrbDetector:
 
     def __init__(self, grid: int = 3) -> None:
         self.grid = grid
-        self._orb = cv2.ORB_create(
+        self._orb = cv2.ORB_create(  # type: ignore[attr-defined]
             nfeatures=20_000,
             edgeThreshold=ORB_EDGE,
             patchSize=ORB_PATCH,
@@ -319,8 +319,10 @@ class BriefDetector:
 
     def __init__(self, grid: int = 3) -> None:
         self.grid = grid
-        self._fast = cv2.FastFeatureDetector_create(threshold=FAST_THRESHOLD, nonmaxSuppression=True)
-        self._brief = cv2.xfeatures2d.BriefDescriptorExtractor_create(32, True)
+        self._fast = cv2.FastFeatureDetector_create(  # type: ignore[attr-defined]
+            threshold=FAST_THRESHOLD, nonmaxSuppression=True
+        )
+        self._brief = cv2.xfeatures2d.BriefDescriptorExtractor_create(32, True)  # type: ignore[attr-defined]
 
     mirror_descriptors = staticmethod(_no_mirror)
 

@@ -132,7 +132,7 @@ def _patch_chunks(
     order = np.argsort(levels, kind="stable")
     bounds = np.searchsorted(levels[order], np.arange(int(levels.max()) + 2))
     buffer = np.empty((min(CHUNK, n_patches) * PATCH, PATCH), dtype=np.float32)
-    level_image = np.asarray(gray, dtype=np.float32)
+    level_image: np.ndarray = np.asarray(gray, dtype=np.float32)
     for level in range(int(levels.max()) + 1):
         if level > 0:
             level_image = cv2.pyrDown(level_image)

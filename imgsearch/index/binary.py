@@ -93,24 +93,32 @@ class HammingIndex:
         exact = flips is None or flips >= radius // self.tables
         nflip = radius // self.tables if exact else int(flips)  # type: ignore[arg-type]
         if self.kind == "mih":
-            self._index.nflip = nflip
+            # The stubs declare nflip on IndexBinaryHash only; MultiHash has it too (not a subclass).
+            self._index.nflip = nflip  # type: ignore[attr-defined]
         lims, dist, ids = self._index.range_search(q, radius + 1)
         lims = lims.astype(np.int64)
         dist = dist.astype(np.int32)
         ids = ids.astype(np.int64)
         if not exact and self.kind == "flat":  # multi-index hashing meets the predicate by construction
-            lims, dist, ids = self._probe_filter(q, lims, dist, ids, nflip)
+            lims, dist, ids = self._probe_filter(self._index, q, lims, dist, ids, nflip)
         # Sort within each query by (distance, id): FAISS returns its own scan order.
         query_of = np.repeat(np.arange(q.shape[0]), np.diff(lims))
         order = np.lexsort((ids, dist, query_of))
         return lims, dist[order], ids[order]
 
     def _probe_filter(
-        self, q: np.ndarray, lims: np.ndarray, dist: np.ndarray, ids: np.ndarray, flips: int
+        self,
+        index: faiss.IndexBinary,
+        q: np.ndarray,
+        lims: np.ndarray,
+        dist: np.ndarray,
+        ids: np.ndarray,
+        flips: int,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Keep the results whose row agrees with its query within ``flips`` bits on some substring."""
         query_of = np.repeat(np.arange(q.shape[0]), np.diff(lims))
-        stored = faiss.vector_to_array(self._index.xb).reshape(-1, HASH_BYTES)
+        # Only called for the flat kind; the stubs leave IndexBinaryFlat's storage ``xb`` out.
+        stored = faiss.vector_to_array(index.xb).reshape(-1, HASH_BYTES)  # type: ignore[attr-defined]
         xor = np.bitwise_xor(q[query_of], stored[ids])
         per_table = _POPCOUNT[xor].reshape(len(ids), self.tables, HASH_BYTES // self.tables).sum(axis=2)
         keep = per_table.min(axis=1) <= flips

@@ -44,10 +44,10 @@ FORMAT_VERSION = 1
 FILE_NAME = "index.h5"
 _LOCK_NAME = ".lock"
 _BLOCK_ROWS = 1 << 18
-_STR = h5py.string_dtype("utf-8")
+_STR: np.dtype = h5py.string_dtype("utf-8")  # an object dtype tagged for h5py
 
 # name -> (dtype, per-row shape); descriptors' width depends on the detector.
-IMAGE_FIELDS: dict[str, tuple[np.dtype | object, tuple[int, ...]]] = {
+IMAGE_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "path": (_STR, ()),
     "digest": (np.dtype(np.uint8), (16,)),
     "file_size": (np.dtype(np.int64), ()),
@@ -157,7 +157,7 @@ class Store:
         return {} if g is None else {name: g[name] for name in LOCAL_FIELDS if name in g}
 
 
-def _create(group: h5py.Group, name: str, dtype: object, shape: tuple[int, ...]) -> h5py.Dataset:
+def _create(group: h5py.Group, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> h5py.Dataset:
     row_bytes = int(np.prod(shape, dtype=np.int64)) * (8 if dtype is _STR else np.dtype(dtype).itemsize)
     chunk_rows = max(1, min(4096, (1 << 16) // max(row_bytes, 1)))  # ~64 KiB chunks
     return group.create_dataset(
