@@ -64,7 +64,10 @@ def plot_hit_vs_k(result: EvalResult) -> Figure:
         ax.minorticks_off()
     ax.set_xlabel("K, keypoints per query")
     ax.set_ylabel("hit@1")
-    ax.set_ylim(0.0, 1.02)
+    # Zoom on the data (hit rates near 1 differ in the second decimal), never above 1 or below 0.
+    rates = [r.hit_at_1 for r in result.runs if np.isfinite(r.hit_at_1)]
+    low = min(rates, default=0.0)
+    ax.set_ylim(max(0.0, low - max(0.02, (1.0 - low) * 0.5)), 1.002)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title(f"hit@1 over {result.reference.positives} modified copies")
