@@ -200,6 +200,22 @@ class IndexConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IndexConfig:
         """Rebuild from :meth:`to_dict` output; unknown or missing keys raise :class:`ConfigError`."""
+        expected = {
+            "global_": GlobalConfig,
+            "keypoints": KeypointConfig,
+            "search": SearchConfig,
+        }
+        for key, kind in expected.items():
+            part = data.get(key)
+            if part is None and key == "keypoints":
+                continue
+            names = {f.name for f in dataclasses.fields(kind)}
+            if not isinstance(part, dict) or set(part) != names:
+                got = sorted(part) if isinstance(part, dict) else part
+                raise ConfigError(
+                    f"stored {key} configuration has fields {got}, this imgsearch expects {sorted(names)}; "
+                    "rebuild the index with this version"
+                )
         try:
             kp = data.get("keypoints")
             return cls(

@@ -148,3 +148,12 @@ def test_usage_errors_exit_2(built, tmp_path: Path) -> None:
     assert "bogus" in bad_tier.stderr
     no_local = run("query", "--tiers", "local", "-i", index, KODAK[0], code=2)
     assert "no local tier" in squash(no_local.stderr)
+
+
+def test_remove_by_relative_path_exits_0(built, monkeypatch) -> None:
+    """A path given relative to the working directory is the indexed absolute one."""
+    index, folder = built
+    monkeypatch.chdir(folder)
+    done = run("remove", "-i", index, "0002.jpg")  # run() asserts exit code 0
+    assert "not indexed" not in done.stderr
+    assert json.loads(run("info", "--json", "-i", index).stdout)["images"] == 6

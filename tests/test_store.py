@@ -5,6 +5,7 @@ All indexes are exact+global only (``keypoints=None``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -289,3 +290,43 @@ def test_global_tier_on_shared_photos(tmp_path: Path) -> None:
                 ):
                     missed.append((photo.name, name, matches[:2]))
         assert not missed
+
+
+def test_two_handles_lose_no_write(tmp_path: Path) -> None:
+    """A writer catches up with a file another handle replaced before writing its own rows."""
+    directory = tmp_path / "ix"
+    with Index.create(directory, GLOBAL_ONLY) as first:
+        first.add(KODAK[:2], workers=1)
+    with Index.open(directory) as a, Index.open(directory) as b:
+        a.add([KODAK[2]], workers=1)
+        b.add([KODAK[3]], workers=1)  # b opened before a wrote
+        b.remove([KODAK[0]])
+        assert len(b) == 3
+        # a reader refreshes before querying: it sees b's image and no longer the removed one
+        assert a.query(KODAK[3]).matches[0].tier == "exact"
+        assert a.query(KODAK[0]).matches == []
+    with Index.open(directory) as again:
+        assert sorted(Path(p).name for p in again.paths) == sorted(p.name for p in KODAK[1:4])
+
+
+def test_stored_configuration_with_missing_fields_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "ix"
+    Index.create(directory, GLOBAL_ONLY).close()
+    path = directory / store.FILE_NAME
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["config"])
+        del config["search"]["global_verify_distance"]  # as written by an older imgsearch
+        f.attrs["config"] = json.dumps(config)
+    with pytest.raises(IndexFormatError, match="global_verify_distance"):
+        Index.open(directory)
+
+
+def test_open_or_create_ignores_search_settings(tmp_path: Path) -> None:
+    """Search settings do not define an index: a differing default is no reason to refuse it."""
+    directory = tmp_path / "ix"
+    Index.create(directory, GLOBAL_ONLY).close()
+    other = GLOBAL_ONLY.__class__(
+        global_=GLOBAL_ONLY.global_, keypoints=None, search=GLOBAL_ONLY.search.replace(min_inliers=20)
+    )
+    with Index.open_or_create(directory, other) as index:
+        assert index.config == GLOBAL_ONLY

@@ -33,11 +33,7 @@ def build(
             kp = KeypointConfig(detector=detector or defaults.detector, budget=keypoints or defaults.budget)
         wanted = IndexConfig(keypoints=kp)
         explicit = keypoints is not None or detector is not None or not local
-        ix = (
-            Index.open_or_create(index, wanted if explicit else None)
-            if (index / "index.h5").exists()
-            else Index.create(index, wanted)
-        )
+        ix = Index.open_or_create(index, wanted if explicit else None)
         with ix, progress_bar("indexing") as bar:
             task = bar.add_task("indexing", total=None)
             report = ix.add(

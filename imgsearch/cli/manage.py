@@ -39,14 +39,9 @@ def remove(
     with usage_errors(), Index.open(index) as ix:
         removed = ix.remove(paths)
         remaining = len(ix)
-    missing = (
-        {str(p) for p in paths}
-        - set(removed)
-        - {str(p.absolute()) for p in paths if str(p.absolute()) in removed}
-    )
-    for p in paths:
-        if str(p) not in removed and str(p.absolute()) not in removed:
-            err.print(f"not indexed: {p}", highlight=False)
+    missing = [p for p in paths if str(p) not in removed and str(p.absolute()) not in removed]
+    for p in missing:
+        err.print(f"not indexed: {p}", highlight=False)
     err.print(f"removed {len(removed)}; index {index} holds {remaining} images", highlight=False)
     raise typer.Exit(EXIT_OK if not missing else EXIT_FAILED)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ class Index:
             )
         config = config or IndexConfig()
         with store_mod.write_lock(directory):
+            if (directory / store_mod.FILE_NAME).exists():  # created by another process meanwhile
+                raise IndexFormatError(f"{directory}: an index already exists here")
             store_mod.commit(directory, config, None, None, {}, {}, __version__)
         return cls.open(directory)
 
@@ -104,7 +107,11 @@ class Index:
         if not (directory / store_mod.FILE_NAME).exists():
             return cls.create(directory, config)
         index = cls.open(directory)
-        if config is not None and config != index.config:
+        # Only what is extracted defines an index; search settings may differ per query.
+        if config is not None and (config.global_, config.keypoints) != (
+            index.config.global_,
+            index.config.keypoints,
+        ):
             raise ConfigError(
                 f"{directory}: the index was built with a different configuration "
                 f"({index.config.to_json()}); rebuild it to change {config.to_json()}"
@@ -171,6 +178,15 @@ class Index:
         files are reported in :attr:`AddReport.failed` and skipped. The index on disk is replaced
         atomically once, at the end; a process killed before leaves the previous index as it was.
         """
+        with self._writing():
+            return self._add(paths, workers, on_progress)
+
+    def _add(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        workers: int | None,
+        on_progress: Callable[[int, int], None] | None,
+    ) -> AddReport:
         files, missing = collect_paths(paths)
         report = AddReport(failed=list(missing))
         todo = []
@@ -206,6 +222,10 @@ class Index:
 
     def remove(self, paths: Iterable[str | os.PathLike[str]]) -> list[str]:
         """Remove images by path (as given or absolute); returns the paths removed."""
+        with self._writing():
+            return self._remove(paths)
+
+    def _remove(self, paths: Iterable[str | os.PathLike[str]]) -> list[str]:
         keep = np.ones(len(self), bool)
         removed = []
         for p in paths:
@@ -219,14 +239,39 @@ class Index:
             self._commit(keep, [])
         return removed
 
-    def _commit(self, keep: np.ndarray | None, records: Sequence[ImageRecord]) -> None:
-        new_images, new_local = stack_records(records, self.config)
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the index's write lock; first catch up with a file another writer replaced.
+
+        Without this, two handles opened on the same index would each write their own view and
+        the second would drop the first one's rows.
+        """
         with store_mod.write_lock(self.directory):
-            old = self._store
-            store_mod.commit(self.directory, self.config, old, keep, new_images, new_local, __version__)
-            if old is not None:
-                old.close()
-            self._store = store_mod.Store(self.directory / store_mod.FILE_NAME)
+            self.refresh()
+            yield
+
+    def refresh(self) -> bool:
+        """Reload if another writer replaced the index file since it was read; True if it did.
+
+        Queries call it (one ``stat`` a batch), so a long-running process sees new images.
+        """
+        if self._store is None or self._store.is_current():
+            return False
+        fresh = store_mod.Store(self.directory / store_mod.FILE_NAME)
+        self._store.close()
+        self._store = fresh
+        self._load()
+        return True
+
+    def _commit(self, keep: np.ndarray | None, records: Sequence[ImageRecord]) -> None:
+        """Write the new file (under the lock :meth:`_writing` holds) and reload from it."""
+        new_images, new_local = stack_records(records, self.config)
+        old = self._store
+        store_mod.commit(self.directory, self.config, old, keep, new_images, new_local, __version__)
+        fresh = store_mod.Store(self.directory / store_mod.FILE_NAME)  # open the new file first
+        if old is not None:
+            old.close()
+        self._store = fresh
         self._load()
 
     # -- queries ---------------------------------------------------------------------------
@@ -241,6 +286,7 @@ class Index:
 
         An unreadable query raises :class:`ImageReadError`; use :meth:`query_many` for batches.
         """
+        self.refresh()
         with threads.single_blas_thread():
             result = query_many(self, [image], self.search_config(**overrides), top)[0]
         if result.error is not None:
@@ -255,6 +301,7 @@ class Index:
         **overrides: Any,
     ) -> list[QueryResult]:
         """Query a batch in input order; unreadable queries get ``error`` set instead of raising."""
+        self.refresh()
         with threads.single_blas_thread():
             return query_many(self, images, self.search_config(**overrides), top)
 

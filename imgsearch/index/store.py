@@ -128,6 +128,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.config = read_header(path)
+        self.identity = _identity(path)  # which file this is: a later commit replaces it
         self._file = h5py.File(path, "r")
         g = self._file["images"]
         cols = {name: g[name][...] for name in IMAGE_FIELDS if name != "path"}
@@ -137,6 +138,13 @@ class Store:
 
     def close(self) -> None:
         self._file.close()
+
+    def is_current(self) -> bool:
+        """Whether the live file is still the one this store opened (no other writer replaced it)."""
+        try:
+            return _identity(self.path) == self.identity
+        except FileNotFoundError:
+            return False
 
     def patch_hashes(self) -> np.ndarray:
         """All patch hashes, ``(M, S, 8)`` uint8 (empty without a local tier)."""
@@ -155,6 +163,11 @@ class Store:
     def local_datasets(self) -> Mapping[str, h5py.Dataset]:
         g = self._file.get("local")
         return {} if g is None else {name: g[name] for name in LOCAL_FIELDS if name in g}
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _create(group: h5py.Group, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> h5py.Dataset:
