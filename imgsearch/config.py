@@ -136,10 +136,13 @@ class SearchConfig:
     mirror: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tiers", tuple(self.tiers))
-        bad = [t for t in self.tiers if t not in TIERS]
+        given = tuple(self.tiers)
+        bad = [t for t in given if t not in TIERS]
+        if len(set(given)) != len(given):
+            raise ConfigError(f"SearchConfig.tiers repeats a tier: {given!r}")
+        object.__setattr__(self, "tiers", tuple(t for t in TIERS if t in given))  # fastest first
         if bad or not self.tiers:
-            raise ConfigError(f"SearchConfig.tiers must be a non-empty subset of {TIERS}, got {self.tiers!r}")
+            raise ConfigError(f"SearchConfig.tiers must be a non-empty subset of {TIERS}, got {given!r}")
         _check_range("SearchConfig", "global_max_distance", self.global_max_distance, 0, 32)
         _check_range(
             "SearchConfig",

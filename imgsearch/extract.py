@@ -80,8 +80,8 @@ def quantise_descriptors(desc: np.ndarray) -> np.ndarray:
 
 def extract_file(path: str, config: IndexConfig) -> ImageRecord:
     """Read and describe one file; raises :class:`ImageReadError` naming the path."""
+    stat = os.stat(path)  # before reading: a later change then shows as a newer mtime
     data = io.read_bytes(path)
-    stat = os.stat(path)
     gray = io.decode_image(data, path=path, min_side=config.decode_side, gray=True)
     width, height = _original_size(data, gray)
     local = None

@@ -126,6 +126,17 @@ def phash(gray: np.ndarray) -> np.ndarray:
     return threshold_bits(phash_coefficients(gray))
 
 
+# Low-frequency AC energy (orthonormal DCT of the 32x32 resample, 8x8 block minus DC) below which an
+# image is nearly flat and its pHash bits are noise. Measured: 297 for the least textured of 949
+# photos, 2.7 for a flat grey image with JPEG-like noise, 92 for a gradient over 10 grey levels.
+FLAT_AC_ENERGY = 100.0
+
+
+def is_flat(coeffs: np.ndarray) -> bool:
+    """Whether ``(8, 8)`` pHash coefficients describe a nearly flat image (see :data:`FLAT_AC_ENERGY`)."""
+    return float(np.sqrt(max((coeffs**2).sum() - coeffs[0, 0] ** 2, 0.0))) < FLAT_AC_ENERGY
+
+
 def dihedral_hashes(gray: np.ndarray) -> np.ndarray:
     """pHashes of the 8 dihedral variants of ``gray``, in :data:`DIHEDRAL_NAMES` order: ``(8, 8)`` uint8.
 

@@ -134,10 +134,13 @@ def prepare_query(query: str | os.PathLike[str] | bytes | np.ndarray, name: str 
     if isinstance(query, np.ndarray):
         if query.dtype != np.uint8 or query.ndim not in (2, 3) or (query.ndim == 3 and query.shape[2] != 3):
             raise ImageReadError(name or "<array>", f"expected (H, W) or (H, W, 3) uint8, got {query.shape}")
+        if 0 in query.shape[:2]:
+            raise ImageReadError(name or "<array>", f"empty image array of shape {query.shape}")
         gray = query if query.ndim == 2 else io.rgb_to_gray(query)
         return QueryImage(name or "<array>", None, None, gray)
-    if isinstance(query, bytes):
-        return QueryImage(name or "<bytes>", hashing.file_digest(query), query)
+    if isinstance(query, (bytes, bytearray, memoryview)):
+        data = bytes(query)
+        return QueryImage(name or "<bytes>", hashing.file_digest(data), data)
     path = os.fspath(query)
     data = io.read_bytes(path)
     return QueryImage(name or path, hashing.file_digest(data), data)
@@ -155,11 +158,15 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     """Images whose pHash is within ``global_max_distance`` of a dihedral variant of the query's.
 
     Images within ``global_verify_distance`` but further are left in ``q.hints`` for the local
-    tier to verify, when it will run; otherwise they are rejected with their distance.
+    tier to verify, nearest first and at most ``max_candidates`` of them, when it will run. A
+    nearly flat query (:func:`imgsearch.hashing.is_flat`) is never a sure match: its pHash is
+    noise, so every candidate becomes a hint or, without the local tier, a rejection.
     """
     verify = "local" in cfg.tiers and index.local is not None
     radius = cfg.global_verify_distance if verify else cfg.global_max_distance
-    variants = hashing.dihedral_hashes(q.decoded(index.config.decode_side))
+    coeffs = hashing.phash_coefficients(q.decoded(index.config.decode_side))
+    flat = hashing.is_flat(coeffs)
+    variants = hashing.threshold_bits(hashing.dihedral_coefficients(coeffs))
     lims, dist, ids = index.global_index.range_search(variants, radius)
     if len(ids) == 0:
         return [], []
@@ -170,10 +177,10 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     first[1:] = ids[order][1:] != ids[order][:-1]
     best = order[first]
     best = best[np.lexsort((ids[best], dist[best]))]
-    matches = []
+    matches, rejected = [], []
     for k in best:
         image, d, variant = int(ids[k]), int(dist[k]), hashing.DIHEDRAL_NAMES[int(variant_of[k])]
-        if d <= cfg.global_max_distance:
+        if d <= cfg.global_max_distance and not flat:
             matches.append(
                 Match(
                     index.path_of(image),
@@ -184,14 +191,18 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
                     image_id=image,
                 )
             )
-        else:
+        elif verify and len(q.hints) < cfg.max_candidates:
             reflected = sum(hashing.DIHEDRAL[variant]) % 2 == 1  # odd number of flips/transposes
             q.hints.append((image, reflected, d))
-    return matches, []
+        elif not verify:  # only a flat query gets here: radius is global_max_distance
+            rejected.append(
+                Rejection(index.path_of(image), "global", f"{d} bits, but the query is nearly flat")
+            )
+    return matches, rejected
 
 
 def global_score(distance: int) -> float:
-    """Score of a global match: 1 at distance 0, 0.75 at 16 bits (beyond any default threshold)."""
+    """Score of a global match: ``1 - distance / 256`` (1 at 0 bits, 0.984 at the default 4)."""
     return 1.0 - distance / (4.0 * hashing.HASH_BITS)
 
 
@@ -259,10 +270,17 @@ def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) 
         return merged
     tier_rank = {t: i for i, t in enumerate(("exact", "global", "local"))}
     found = [m for r in shard_results for m in r.matches]
+    rejected = [x for r in shard_results for x in r.rejected]
+    merged.tiers_run = max((r.tiers_run for r in shard_results), key=len)
     if found:
         best_tier = min(tier_rank[m.tier] for m in found)
         found = [m for m in found if tier_rank[m.tier] == best_tier]
+        rejected = [x for x in rejected if tier_rank[x.tier] <= best_tier]
+        merged.tiers_run = [t for t in merged.tiers_run if tier_rank[t] <= best_tier]
+        # One index runs the local tier's mirrored pass only when the direct pass found nothing.
+        if any(m.geometry is not None and not m.geometry.mirrored for m in found):
+            found = [m for m in found if m.geometry is None or not m.geometry.mirrored]
+            rejected = [x for x in rejected if not x.reason.startswith("mirrored pass:")]
         merged.matches = sorted(found, key=lambda m: (-m.score, m.path))[:top]
-    merged.rejected = [x for r in shard_results for x in r.rejected]
-    merged.tiers_run = max((r.tiers_run for r in shard_results), key=len)
+    merged.rejected = rejected
     return merged

@@ -44,6 +44,7 @@ from conftest import KODAK, kodak_gray, kodak_rgb
 
 from imgsearch import Index, IndexConfig, KeypointConfig, merge_results
 from imgsearch import keypoints as kp_mod
+from imgsearch.index.store import LOCAL_FIELDS
 
 CORNER_TOL = 2.0  # px of the 256 px original, ≈ 1.6 px at the 210 px keypoint scale
 CROP_ROTATION_TOL = 2.0  # degrees
@@ -329,8 +330,8 @@ def test_verification_rejects_shuffled_positions(local_index: Index, monkeypatch
     store = local_index.local.store
     read_local = store.read_local
 
-    def shuffled_positions(image_id: int) -> dict[str, np.ndarray]:
-        data = dict(read_local(image_id))
+    def shuffled_positions(image_id: int, fields=LOCAL_FIELDS) -> dict[str, np.ndarray]:
+        data = dict(read_local(image_id, fields))
         rows = data["keypoints"].copy()
         rows[:, :2] = rows[np.random.default_rng(11).permutation(len(rows)), :2]
         data["keypoints"] = rows
@@ -412,3 +413,25 @@ def test_shards_merge_to_the_single_index(local_index: Index, shards: tuple[Inde
 
     assert key(merged) == key(single)
     assert (name == "noise") == (single.matches == [])
+
+
+def test_merge_keeps_the_direct_pass_like_one_index() -> None:
+    """One index runs the mirrored pass only when the direct pass found nothing; a shard that found
+    nothing directly and then a mirrored match must not add it to another shard's direct match."""
+    from imgsearch import Geometry, Match, QueryResult, Rejection
+
+    def local(path: str, mirrored: bool, inliers: int) -> Match:
+        geometry = Geometry(0.0, 1.0, mirrored, ((0, 0), (1, 0), (1, 1), (0, 1)))
+        return Match(path, inliers / (inliers + 10.0), "local", votes=5, inliers=inliers, geometry=geometry)
+
+    a = QueryResult("q", [local("a.jpg", False, 30)], [], ["exact", "global", "local"])
+    b = QueryResult(
+        "q",
+        [local("b.jpg", True, 40)],
+        [Rejection("c.jpg", "local", "mirrored pass: 2 votes < min_votes 3")],
+        ["exact", "global", "local"],
+    )
+    merged = merge_results([a, b])
+    assert [m.path for m in merged.matches] == ["a.jpg"] and merged.rejected == []
+    only_mirrored = merge_results([QueryResult("q", [], [], ["exact", "global", "local"]), b])
+    assert [m.path for m in only_mirrored.matches] == ["b.jpg"]

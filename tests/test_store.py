@@ -11,13 +11,14 @@ import re
 import shutil
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import pytest
 from conftest import GLOBAL_ONLY, KODAK, PHOTOS, kodak_rgb, rescale, write_jpeg
 
 import imgsearch.io
-from imgsearch import Index, IndexFormatError, hashing, merge_results
+from imgsearch import ConfigError, Index, IndexFormatError, hashing, merge_results
 from imgsearch.extract import extract_file
 from imgsearch.index import store
 
@@ -330,3 +331,31 @@ def test_open_or_create_ignores_search_settings(tmp_path: Path) -> None:
     )
     with Index.open_or_create(directory, other) as index:
         assert index.config == GLOBAL_ONLY
+
+
+def test_flat_images_are_not_global_copies_of_each_other(tmp_path: Path) -> None:
+    """A blank image's pHash is noise: blank uploads must not match blank or other indexed images."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    grey = folder / "grey.png"
+    cv2.imwrite(str(grey), np.full((120, 160, 3), 128, np.uint8))
+    with Index.create(tmp_path / "ix", GLOBAL_ONLY) as index:
+        index.add([grey, *KODAK[:4]], workers=1)
+        black = np.zeros((90, 90, 3), np.uint8)
+        result = index.query(black)
+        assert result.matches == []
+        assert result.rejected and all("nearly flat" in r.reason for r in result.rejected)
+        assert index.query(grey).matches[0].tier == "exact"  # the same file is still an exact copy
+
+
+def test_unreadable_arrays_are_per_query_errors(global_index: Index) -> None:
+    results = global_index.query_many([np.zeros((0, 0), np.uint8), KODAK[1], np.zeros((0, 5, 3), np.uint8)])
+    assert [r.error is not None for r in results] == [True, False, True]
+    assert results[1].matches[0].tier == "exact"
+
+
+def test_tiers_are_run_fastest_first_whatever_the_order_given(global_index: Index) -> None:
+    cfg = global_index.search_config(tiers=("global", "exact"))
+    assert cfg.tiers == ("exact", "global")
+    with pytest.raises(ConfigError, match="repeats"):
+        global_index.search_config(tiers=("exact", "exact"))

@@ -154,11 +154,11 @@ class Store:
             )
         return self._file["local/patch_hash"][...]
 
-    def read_local(self, image_id: int) -> dict[str, np.ndarray]:
-        """Keypoint arrays of one image (a contiguous slice of each /local dataset)."""
+    def read_local(self, image_id: int, fields: tuple[str, ...] = LOCAL_FIELDS) -> dict[str, np.ndarray]:
+        """Keypoint arrays of one image (a contiguous slice of each named /local dataset)."""
         lo, hi = int(self._offsets[image_id]), int(self._offsets[image_id + 1])
         g = self._file["local"]
-        return {name: g[name][lo:hi] for name in LOCAL_FIELDS}
+        return {name: g[name][lo:hi] for name in fields}
 
     def local_datasets(self) -> Mapping[str, h5py.Dataset]:
         g = self._file.get("local")
