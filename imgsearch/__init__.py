@@ -1,7 +1,7 @@
 """imgsearch: find modified copies of an image in a large collection.
 
 Tiers, fastest first: ``exact`` (file digest), ``global`` (64-bit DCT pHash, dihedral variants),
-``local`` (grid-spread keypoints, multi-radius patch hashes, votes, geometric verification).
+``local`` (grid-spread keypoints, rotation-normalised patch hashes, votes, geometric verification).
 
 >>> from imgsearch import Index, IndexConfig
 >>> index = Index.create("indexes/demo", IndexConfig())      # doctest: +SKIP

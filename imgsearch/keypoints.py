@@ -1,6 +1,6 @@
 """Grid-spread keypoint detection and descriptors (SIFT, ORB, BRIEF on FAST corners).
 
-A detector is one method, ``detect_and_describe(gray, budget) -> Keypoints``, plus three attributes
+A detector is ``detect_and_describe(gray, budget) -> Keypoints`` and ``mirror_descriptors``, plus three attributes
 (``name``, ``descriptor_kind``, ``descriptor_dim``). Every detector works the same way:
 
 1. detect once with a permissive threshold, so that weakly textured parts of the image still have
@@ -109,7 +109,7 @@ def mirror_rows(xy: np.ndarray, angle: np.ndarray, width: int) -> tuple[np.ndarr
 
 
 class Detector(Protocol):
-    """The detector contract: three attributes and one method."""
+    """The detector contract: three attributes and two methods."""
 
     name: ClassVar[str]
     descriptor_kind: ClassVar[str]  # "float" (L2) or "binary" (Hamming, packed bits)
@@ -118,7 +118,7 @@ class Detector(Protocol):
     def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints: ...
 
     def mirror_descriptors(self, descriptors: np.ndarray) -> np.ndarray | None:
-        """Descriptors of the mirrored keypoints (see :meth:`Keypoints.mirrored`) in the mirrored
+        """Descriptors of the mirrored keypoints (see :func:`mirror_rows`) in the mirrored
         image, derived without recomputing; ``None`` when the descriptor does not allow it."""
         ...
 

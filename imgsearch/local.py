@@ -1,12 +1,16 @@
 """The local tier: patch-hash votes, then geometric verification of the best-voted images.
 
-A query is downscaled like the indexed images (``max_side``), its K grid-spread keypoints detected
-and their patches hashed at the query scales; a mirrored pass does the same on the mirrored query
-(descriptors and patches are not mirror-invariant). All patch hashes of both passes go to the
-FAISS Hamming index in one range search. Each query keypoint votes at most once per indexed image.
+A query is downscaled like the indexed images (``max_side``); ``max(K, verify_keypoints)``
+grid-spread keypoints are detected and described, and the patches of K of them (grid-spread too)
+are hashed at the query scales and looked up in one Hamming range search; each of those keypoints
+votes at most once per indexed image. When this direct pass finds no copy, a mirrored pass runs
+(descriptors and patches are not mirror-invariant): for SIFT it is derived from the direct pass
+(mirrored positions and angles, patches upside down, permuted descriptors), for ORB and BRIEF the
+mirrored query is detected again.
 
-The images with the most votes are verified one by one, on their own stored keypoints only (so a
-candidate's verdict depends on the query and that candidate alone and shards merge exactly):
+The images with the most votes, and the global tier's candidates (``hints``), are verified one by
+one, on their own stored keypoints only (so a candidate's verdict depends on the query and that
+candidate alone and shards merge exactly):
 
 1. correspondences: the patch-hash neighbours, plus descriptor matches that pass Lowe's ratio
    test against the candidate's other keypoints;

@@ -95,12 +95,7 @@ def evaluate(
             def progress(stage: str, done: int, total: int) -> None:
                 bar.update(task, description=stage, completed=done, total=total)
 
-            try:
-                result = run_eval(config, out, progress, work_dir=work)
-            except NotImplementedError:
-                raise ConfigError(
-                    "the local tier is not available in this build; evaluate with --tiers exact,global"
-                ) from None
+            result = run_eval(config, out, progress, work_dir=work)
     for note in result.notes:
         err.print(f"note: {note}", highlight=False)
     print_tables(result)

@@ -275,8 +275,6 @@ def run_eval(
     ------
     ConfigError
         If the folder is missing or holds fewer than 2 images.
-    NotImplementedError
-        If the local tier is asked for and this build of imgsearch does not have it yet.
     """
     start = time.perf_counter()
     if not config.folder.is_dir():
