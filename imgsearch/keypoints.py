@@ -22,6 +22,7 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar, Protocol
 
 import cv2
@@ -371,6 +372,7 @@ _DETECTORS: dict[str, type[SiftDetector] | type[OrbDetector] | type[BriefDetecto
 }
 
 
+@lru_cache(maxsize=8)
 def make_detector(config: KeypointConfig) -> Detector:
     """The detector named by ``config.detector``, selecting over a ``config.grid`` grid."""
     return _DETECTORS[config.detector](grid=config.grid)

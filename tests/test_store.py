@@ -359,3 +359,17 @@ def test_tiers_are_run_fastest_first_whatever_the_order_given(global_index: Inde
     assert cfg.tiers == ("exact", "global")
     with pytest.raises(ConfigError, match="repeats"):
         global_index.search_config(tiers=("exact", "exact"))
+
+
+@pytest.mark.parametrize("damage", ["missing dataset", "row counts"])
+def test_damaged_index_is_refused_with_a_format_error(tmp_path: Path, damage: str) -> None:
+    directory = tmp_path / "ix"
+    with Index.create(directory, GLOBAL_ONLY) as index:
+        index.add(KODAK[:3], workers=1)
+    with h5py.File(directory / store.FILE_NAME, "r+") as f:
+        if damage == "missing dataset":
+            del f["images/digest"]
+        else:
+            f["images/width"].resize((2,))
+    with pytest.raises(IndexFormatError, match="damaged index"):
+        Index.open(directory)

@@ -130,11 +130,23 @@ class Store:
         self.config = read_header(path)
         self.identity = _identity(path)  # which file this is: a later commit replaces it
         self._file = h5py.File(path, "r")
-        g = self._file["images"]
-        cols = {name: g[name][...] for name in IMAGE_FIELDS if name != "path"}
-        cols["path"] = np.array(g["path"].asstr()[...], dtype=object)
+        try:
+            g = self._file["images"]
+            cols = {name: g[name][...] for name in IMAGE_FIELDS if name != "path"}
+            cols["path"] = np.array(g["path"].asstr()[...], dtype=object)
+        except KeyError as exc:
+            self._file.close()
+            raise IndexFormatError(f"{path}: damaged index, missing dataset ({exc})") from None
         self.images = ImageTable(cols)
         self._offsets = self.images.offsets
+        lengths = {name: len(col) for name, col in cols.items()}
+        rows = {name: ds.shape[0] for name, ds in self.local_datasets().items()}
+        if len(set(lengths.values())) > 1 or any(n != int(self._offsets[-1]) for n in rows.values()):
+            self._file.close()
+            raise IndexFormatError(
+                f"{path}: damaged index, inconsistent row counts (images {lengths}, "
+                f"keypoints expected {int(self._offsets[-1])}, found {rows})"
+            )
 
     def close(self) -> None:
         self._file.close()
