@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import hashing, io, keypoints, patches, threads
+from . import hashing, io, keypoints, threads
 from .config import IndexConfig, KeypointConfig
 from .errors import ImageReadError
 
@@ -57,14 +57,13 @@ def local_features(
     gray: np.ndarray, config: KeypointConfig, budget: int, scales: Sequence[float], original_long_side: int
 ) -> LocalFeatures:
     """Detect ``budget`` grid-spread keypoints of ``gray`` and hash their patches at ``scales``."""
-    small, _ = keypoints.downscale(gray, config.max_side)
-    kps = keypoints.make_detector(config).detect_and_describe(small, budget)
-    hashes = patches.hash_patches(small, kps, tuple(scales))
+    kps, hashes = keypoints.detect_and_hash(gray, config, tuple(scales), budget)
     return LocalFeatures(
         keypoints=keypoint_rows(kps),
         descriptors=quantise_descriptors(kps.descriptors),
         patch_hash=hashes.reshape(len(kps), len(scales), hashing.HASH_BYTES),
-        scale=max(small.shape) / max(original_long_side, 1),
+        # Per pixel of the file, not of ``gray``, which may come from a reduced-size decode.
+        scale=max(kps.shape) / max(original_long_side, 1),
     )
 
 
