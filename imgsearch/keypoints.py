@@ -1,12 +1,17 @@
 """Grid-spread keypoint detection and descriptors (SIFT, ORB, BRIEF on FAST corners).
 
-A detector is ``detect_and_describe(gray, budget) -> Keypoints`` and ``mirror_descriptors``, plus three attributes
-(``name``, ``descriptor_kind``, ``descriptor_dim``). Every detector works the same way:
+A detector is ``detect_and_describe(gray, budget, describe) -> Keypoints`` plus four attributes
+(``name``, ``descriptor_kind``, ``descriptor_dim``, ``mirror_equivariant``). Every detector works the
+same way:
 
 1. detect once with a permissive threshold, so that weakly textured parts of the image still have
    candidates;
 2. keep ``budget`` of them spread over the image with :func:`select_spread`;
-3. compute descriptors for the kept keypoints only.
+3. compute its own ("native") descriptors for the kept keypoints only, when asked to.
+
+:func:`detect_features` is the pipeline's entry point: it detects in the downscaled image and
+describes the keypoints as ``KeypointConfig.descriptor`` says, by default from their patches
+(:mod:`imgsearch.descriptors`), which then also serve for the patch hashes.
 
 Conventions
 -----------
@@ -21,16 +26,18 @@ Conventions
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import ClassVar, Protocol
 
 import cv2
 import numpy as np
 
+from . import descriptors as patch_desc
 from .config import KeypointConfig
 from .errors import ConfigError
-from .patches import hash_patches
+from .hashing import patch_hashes
+from .patches import extract_patches
 
 SIFT_CONTRAST = 0.01  # permissive; OpenCV divides it by nOctaveLayers=3 (Lowe's 0.03 is 0.09 here)
 SIFT_SUPPORT = 6.0  # SIFT descriptor window (4 cells of 3σ) over OpenCV's SIFT size (2σ)
@@ -58,7 +65,8 @@ class Keypoints:
         Detector strength; larger is stronger. Comparable within one detector only. Keypoints are
         sorted by decreasing response.
     descriptors : (N, D) array
-        float32 for SIFT (D = 128); uint8 packed bits for ORB and BRIEF (D = 32 bytes = 256 bits).
+        float32 for SIFT and patch descriptors (D = 128); uint8 packed bits for native ORB and BRIEF
+        (D = 32 bytes = 256 bits); ``(N, 0)`` uint8 when not described.
     shape : (int, int)
         ``(h, w)`` of the image the keypoints were detected in.
     scale : float
@@ -110,17 +118,17 @@ def mirror_rows(xy: np.ndarray, angle: np.ndarray, width: int) -> tuple[np.ndarr
 
 
 class Detector(Protocol):
-    """The detector contract: three attributes and two methods."""
+    """The detector contract: four attributes and one method."""
 
     name: ClassVar[str]
-    descriptor_kind: ClassVar[str]  # "float" (L2) or "binary" (Hamming, packed bits)
+    descriptor_kind: ClassVar[str]  # native descriptor: "float" (L2) or "binary" (Hamming, packed bits)
     descriptor_dim: ClassVar[int]  # D: floats, or bytes of packed bits
+    # Finds the keypoints of :func:`mirror_rows` in the mirrored image, with SIFT's descriptor layout.
+    mirror_equivariant: ClassVar[bool]
 
-    def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints: ...
-
-    def mirror_descriptors(self, descriptors: np.ndarray) -> np.ndarray | None:
-        """Descriptors of the mirrored keypoints (see :func:`mirror_rows`) in the mirrored
-        image, derived without recomputing; ``None`` when the descriptor does not allow it."""
+    def detect_and_describe(self, gray: np.ndarray, budget: int, describe: bool = True) -> Keypoints:
+        """``budget`` grid-spread keypoints of ``gray``; native descriptors when ``describe``,
+        else ``(N, 0)`` uint8."""
         ...
 
 
@@ -231,21 +239,6 @@ def _check_gray(gray: np.ndarray) -> None:
         raise ConfigError(f"expected a non-empty (H, W) uint8 grayscale array, got shape/dtype {got}")
 
 
-# SIFT's descriptor is 4 x 4 cells (rows along the keypoint's v axis) x 8 orientation bins. In the
-# mirrored image, at the mirrored keypoint, the v axis is reversed and relative gradient angles
-# negate: rows flip and bin o becomes -o (mod 8). Checked against recomputed descriptors (mean
-# absolute difference 3.5 against 26 for unrelated pairs; the rest is interpolation).
-_SIFT_MIRROR = np.arange(128).reshape(4, 4, 8)[::-1][:, :, (-np.arange(8)) % 8].reshape(-1)
-
-
-def _sift_mirror(descriptors: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(descriptors[:, _SIFT_MIRROR])
-
-
-def _no_mirror(descriptors: np.ndarray) -> None:
-    return None
-
-
 class SiftDetector:
     """SIFT keypoints and 128-float descriptors.
 
@@ -256,22 +249,26 @@ class SiftDetector:
     name: ClassVar[str] = "sift"
     descriptor_kind: ClassVar[str] = "float"
     descriptor_dim: ClassVar[int] = 128
+    # In the mirrored image, at the mirrored keypoint, SIFT's 4 x 4 x 8 descriptor has its cell rows
+    # reversed and bin o at -o: descriptors.MIRROR_PERMUTATION. Checked against recomputed
+    # descriptors (mean absolute difference 3.5 against 26 for unrelated pairs: interpolation).
+    mirror_equivariant: ClassVar[bool] = True
 
     def __init__(self, grid: int = 3) -> None:
         self.grid = grid
         self._sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=SIFT_CONTRAST)  # type: ignore[attr-defined]
 
-    def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints:
+    def detect_and_describe(self, gray: np.ndarray, budget: int, describe: bool = True) -> Keypoints:
         _check_gray(gray)
         kept, arr = _select(gray, self._sift.detect(gray, None), budget, self.grid)
+        if not describe:
+            return _build(arr, np.zeros((len(arr), 0), np.uint8), gray, SIFT_SUPPORT)
         desc = np.zeros((0, 128), np.float32)
         if kept:
             computed, desc = self._sift.compute(gray, kept)
             if len(computed) != len(kept):  # pragma: no cover - SIFT compute keeps every keypoint
                 raise RuntimeError("SIFT compute dropped keypoints")
         return _build(arr, desc.astype(np.float32, copy=False), gray, SIFT_SUPPORT)
-
-    mirror_descriptors = staticmethod(_sift_mirror)
 
 
 class OrbDetector:
@@ -280,6 +277,7 @@ class OrbDetector:
     name: ClassVar[str] = "orb"
     descriptor_kind: ClassVar[str] = "binary"
     descriptor_dim: ClassVar[int] = 32
+    mirror_equivariant: ClassVar[bool] = False
 
     def __init__(self, grid: int = 3) -> None:
         self.grid = grid
@@ -290,11 +288,11 @@ class OrbDetector:
             fastThreshold=ORB_FAST_THRESHOLD,
         )
 
-    mirror_descriptors = staticmethod(_no_mirror)
-
-    def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints:
+    def detect_and_describe(self, gray: np.ndarray, budget: int, describe: bool = True) -> Keypoints:
         _check_gray(gray)
         kept, arr = _select(gray, self._orb.detect(gray, None), budget, self.grid)
+        if not describe:
+            return _build(arr, np.zeros((len(arr), 0), np.uint8), gray)
         desc = np.zeros((0, 32), np.uint8)
         if kept:
             computed, desc = self._orb.compute(gray, kept)
@@ -317,6 +315,7 @@ class BriefDetector:
     name: ClassVar[str] = "brief"
     descriptor_kind: ClassVar[str] = "binary"
     descriptor_dim: ClassVar[int] = 32
+    mirror_equivariant: ClassVar[bool] = False
 
     def __init__(self, grid: int = 3) -> None:
         self.grid = grid
@@ -325,13 +324,13 @@ class BriefDetector:
         )
         self._brief = cv2.xfeatures2d.BriefDescriptorExtractor_create(32, True)  # type: ignore[attr-defined]
 
-    mirror_descriptors = staticmethod(_no_mirror)
-
-    def detect_and_describe(self, gray: np.ndarray, budget: int) -> Keypoints:
+    def detect_and_describe(self, gray: np.ndarray, budget: int, describe: bool = True) -> Keypoints:
         _check_gray(gray)
         _, arr = _select(gray, self._fast.detect(gray, None), budget, self.grid)
         arr[:, 2] = BRIEF_SIZE
         arr[:, 3] = centroid_angles(gray, arr[:, :2], int(BRIEF_SIZE) // 2)
+        if not describe:
+            return _build(arr, np.zeros((len(arr), 0), np.uint8), gray)
         desc = np.zeros((0, 32), np.uint8)
         if len(arr):
             pad = _BRIEF_PAD
@@ -392,6 +391,51 @@ def downscale(gray: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), ratio
 
 
+def descriptor_kind(config: KeypointConfig) -> str:
+    """``"float"`` (compared by L2) or ``"binary"`` (Hamming) descriptors, as ``config`` describes keypoints."""
+    return "float" if config.descriptor == "patch" else _DETECTORS[config.detector].descriptor_kind
+
+
+def mirror_descriptors(config: KeypointConfig, descriptors: np.ndarray) -> np.ndarray | None:
+    """Descriptors of the mirrored keypoints (:func:`mirror_rows`) in the mirrored image, derived
+    without detecting again; ``None`` when the detector is not mirror-equivariant (ORB, BRIEF)."""
+    if not _DETECTORS[config.detector].mirror_equivariant:
+        return None
+    return patch_desc.mirror(descriptors)  # patch and SIFT descriptors share the layout
+
+
+def detect_features(
+    small: np.ndarray, config: KeypointConfig, budget: int | None = None
+) -> tuple[Keypoints, np.ndarray | None]:
+    """Detect and describe ``budget`` (default ``config.budget``) keypoints of an already downscaled image.
+
+    Returns
+    -------
+    keypoints : Keypoints
+        Described as ``config.descriptor`` says; ``scale`` 1.
+    patches : (N, 32, 32) float32 array or None
+        The scale-1 patches the descriptors were computed from (``"patch"`` descriptors), else None.
+    """
+    native = config.descriptor == "native"
+    kps = make_detector(config).detect_and_describe(
+        small, config.budget if budget is None else budget, describe=native
+    )
+    if native:
+        return kps, None
+    blocks = extract_patches(small, kps, (1.0,))
+    return replace(kps, descriptors=patch_desc.patch_descriptors(blocks)), blocks
+
+
+def patches_at(
+    small: np.ndarray, kps: Keypoints, scales: tuple[float, ...], unit: np.ndarray | None = None
+) -> np.ndarray:
+    """``(N * S, 32, 32)`` patches of ``kps`` at ``scales``, keypoint-major; ``unit`` (the scale-1
+    patches of these keypoints, from :func:`detect_features`) is reused when ``scales`` is ``(1.0,)``."""
+    if unit is not None and tuple(scales) == (1.0,):
+        return unit
+    return extract_patches(small, kps, scales)
+
+
 def detect(gray: np.ndarray, config: KeypointConfig, budget: int | None = None) -> Keypoints:
     """Downscale ``gray`` to ``config.max_side`` and detect ``budget`` (default ``config.budget``) keypoints.
 
@@ -420,14 +464,14 @@ def detect_and_hash(
     hashes : (N * S, 8) uint8 array
         Keypoint-major: row ``i * S + j`` is keypoint ``i`` at ``scales[j]``.
     """
-    small, kps = _detect_downscaled(gray, config, budget)
-    return kps, hash_patches(small, kps, scales)
+    small, kps, unit = _detect_downscaled(gray, config, budget)
+    return kps, patch_hashes(patches_at(small, kps, scales, unit))
 
 
 def _detect_downscaled(
     gray: np.ndarray, config: KeypointConfig, budget: int | None
-) -> tuple[np.ndarray, Keypoints]:
+) -> tuple[np.ndarray, Keypoints, np.ndarray | None]:
     _check_gray(gray)
     small, ratio = downscale(gray, config.max_side)
-    kps = make_detector(config).detect_and_describe(small, config.budget if budget is None else budget)
-    return small, Keypoints(kps.xy, kps.size, kps.angle, kps.response, kps.descriptors, kps.shape, ratio)
+    kps, unit = detect_features(small, config, budget)
+    return small, replace(kps, scale=ratio), unit

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import hashing, patches
+from . import hashing
 from . import keypoints as kp_mod
 from .config import IndexConfig, SearchConfig
 from .extract import keypoint_rows
@@ -74,7 +74,7 @@ class LocalIndex:
             raise ValueError("LocalIndex needs an index configured with keypoints")
         self.store = store
         self.kconfig = config.keypoints
-        self.detector = kp_mod.make_detector(self.kconfig)
+        self.binary_descriptors = kp_mod.descriptor_kind(self.kconfig) == "binary"
         hashes = store.patch_hashes()
         self.scales_per_kp = hashes.shape[1]
         # Multi-index hashing at any size: a flat scan was 36x slower for 400 query hashes over 65 K
@@ -106,13 +106,14 @@ class LocalIndex:
         the row numbers (into ``rows``) of the lookup keypoints.
         """
         img = np.ascontiguousarray(small[:, ::-1]) if mirrored else small
-        kps = self.detector.detect_and_describe(img, max(cfg.keypoints, cfg.verify_keypoints))
+        kps, unit = kp_mod.detect_features(img, self.kconfig, max(cfg.keypoints, cfg.verify_keypoints))
         lookup = np.arange(len(kps))
         if len(kps) > cfg.keypoints:
             lookup = np.sort(
                 kp_mod.select_spread(kps.xy, kps.response, img.shape[:2], self.kconfig.grid, cfg.keypoints)
             )
-        blocks = patches.extract_patches(img, kps.take(lookup), cfg.query_scales)
+        unit = None if unit is None else unit[lookup]
+        blocks = kp_mod.patches_at(img, kps.take(lookup), cfg.query_scales, unit)
         return QueryPass(
             keypoint_rows(kps),
             kps.descriptors,
@@ -131,7 +132,7 @@ class LocalIndex:
         their patches are the direct ones upside down, and their descriptors a fixed permutation, so
         no second detection is needed.
         """
-        desc = self.detector.mirror_descriptors(qp.descriptors)
+        desc = kp_mod.mirror_descriptors(self.kconfig, qp.descriptors)
         if desc is None:
             return self.query_pass(small, True, qp.ratio, cfg)
         rows = qp.rows.copy()
@@ -233,7 +234,9 @@ class LocalIndex:
         lo = int(self.offsets[image])
         pairs = hash_pairs.copy()
         pairs[:, 1] -= lo
-        pairs = np.concatenate([pairs, self._descriptor_pairs(qp.descriptors, desc, cfg.ratio)])
+        pairs = np.concatenate(
+            [pairs, _descriptor_pairs(qp.descriptors, desc, cfg.ratio, self.binary_descriptors)]
+        )
         pairs = np.unique(pairs, axis=0)
         if len(pairs) < cfg.min_inliers:
             return f"{len(pairs)} correspondences < min_inliers {cfg.min_inliers}"
@@ -265,21 +268,6 @@ class LocalIndex:
             return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
         return inliers, self._geometry(model, qp, image)
 
-    @staticmethod
-    def _descriptor_pairs(query: np.ndarray, stored: np.ndarray, ratio: float) -> np.ndarray:
-        """(query kp, stored kp) pairs whose nearest stored descriptor passes the ratio test."""
-        if len(query) == 0 or len(stored) < 2:
-            return np.zeros((0, 2), np.int64)
-        if query.dtype == np.uint8 and query.shape[1] == stored.shape[1] and stored.dtype == np.uint8:
-            dist, nidx = cv2.batchDistance(query, stored, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
-        else:
-            dist, nidx = cv2.batchDistance(
-                query.astype(np.float32), stored.astype(np.float32), cv2.CV_32F, normType=cv2.NORM_L2, K=2
-            )
-        dist = dist.astype(np.float32)
-        good = (nidx[:, 0] >= 0) & (dist[:, 0] < ratio * dist[:, 1])
-        return np.column_stack([np.nonzero(good)[0], nidx[good, 0]]).astype(np.int64)
-
     def _geometry(self, model: np.ndarray, qp: QueryPass, image: int) -> Geometry:
         """Rotation, scale, mirroring and footprint of the query in the indexed image's pixels."""
         h, w = qp.shape
@@ -295,6 +283,24 @@ class LocalIndex:
             mirrored=qp.mirrored,
             footprint=tuple((round(float(x), 1), round(float(y), 1)) for x, y in mapped),
         )
+
+
+def _descriptor_pairs(query: np.ndarray, stored: np.ndarray, ratio: float, binary: bool) -> np.ndarray:
+    """(query kp, stored kp) pairs whose nearest stored descriptor passes the ratio test.
+
+    ``binary`` descriptors are packed bits compared by Hamming distance, the others by L2.
+    """
+    if len(query) == 0 or len(stored) < 2:
+        return np.zeros((0, 2), np.int64)
+    if binary:
+        dist, nidx = cv2.batchDistance(query, stored, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    else:
+        dist, nidx = cv2.batchDistance(
+            query.astype(np.float32), stored.astype(np.float32), cv2.CV_32F, normType=cv2.NORM_L2, K=2
+        )
+    dist = dist.astype(np.float32)
+    good = (nidx[:, 0] >= 0) & (dist[:, 0] < ratio * dist[:, 1])
+    return np.column_stack([np.nonzero(good)[0], nidx[good, 0]]).astype(np.int64)
 
 
 def _consistent_angles(delta: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ Layout of ``<index dir>/index.h5`` (format ``imgsearch-index``, version :data:`F
     /local/           keypoints of all images, flat, image after image (offsets = cumsum(kp_count))
         keypoints     (M, 5)     float32 columns x, y, size, angle, response, in keypoint-image
                                  pixels (see imgsearch.keypoints for the conventions)
-        descriptors   (M, D)     uint8: SIFT's values (OpenCV's are integers 0-255), ORB/BRIEF bits
+        descriptors   (M, D)     uint8: patch or SIFT descriptors (integers 0-255, D = 128), or
+                                 native ORB/BRIEF packed bits (D = 32); see KeypointConfig.descriptor
         patch_hash    (M, S, 8)  uint8, one pHash per patch scale
 
 All datasets are chunked and resizable. A write never touches the live file: it streams the kept
@@ -40,7 +41,7 @@ from ..config import IndexConfig
 from ..errors import ConfigError, IndexFormatError
 
 FORMAT_NAME = "imgsearch-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: patch descriptors by default (KeypointConfig.descriptor)
 FILE_NAME = "index.h5"
 _LOCK_NAME = ".lock"
 _BLOCK_ROWS = 1 << 18

@@ -1,0 +1,97 @@
+"""Patch descriptors: SIFT-layout gradient histograms of the rotation-normalised keypoint patches.
+
+The local tier already cuts a 32×32 patch around every keypoint, rotated to its orientation and
+sized to the keypoint's descriptor window (:mod:`imgsearch.patches`), to hash it. This module
+describes those same patches for geometric verification, all of them with a handful of array
+operations, instead of asking the detector to describe every keypoint again from its own image
+pyramid (OpenCV's SIFT descriptor costs about 35 µs a keypoint at 210 px; this about 5 µs).
+
+Definition (``patch_descriptors``), for each ``(32, 32)`` patch, rows along the patch's y axis:
+
+1. average 2×2 blocks to ``16×16`` (a little smoothing, a quarter of the work);
+2. central differences ``gx[v, u] = p[v, u+1] - p[v, u-1]`` and ``gy`` likewise (zero on the
+   outermost row or column);
+3. project the gradient on 8 directions ``45°·o`` (``o = 0`` along the patch x axis, ``o = 2``
+   along its y axis) and keep the positive part: ``max(0, gx cos 45°o + gy sin 45°o)``;
+4. pool each direction into a 4×4 grid of cells with bilinear cell weights times a Gaussian window
+   of σ half the patch side (Lowe's weighting);
+5. normalise to unit length, clip at 0.2, normalise again, scale by 512 and round: integers in
+   0–255 as float32, the layout and range of OpenCV's SIFT descriptor ``(cell row, cell column,
+   direction)``, so the two are compared the same way (L2, ratio test).
+
+Flipping a patch upside down (its rows reversed) permutes its descriptor exactly
+(:data:`MIRROR_PERMUTATION`): cell rows reverse and direction ``o`` becomes ``-o``. The same
+permutation holds, up to interpolation, for OpenCV's SIFT descriptor.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .errors import ConfigError
+
+DIM = 128  # 4 × 4 cells × 8 directions
+_CELLS = 4
+_DIRECTIONS = 8
+_SIDE = 16  # pooled patch side
+_PATCH = 32
+_CLIP = 0.2  # Lowe's clipping of normalised bins
+_SCALE = 512.0  # OpenCV's SIFT scaling of the unit-length descriptor before rounding
+
+
+def _pooling_weights() -> np.ndarray:
+    """``(16 * 16, 16)`` float32: weight of pooled pixel ``v*16+u`` in cell ``row*4+col``."""
+    centre = (np.arange(_SIDE) + 0.5) / _SIDE  # pixel centres, patch side 1
+    cell = centre * _CELLS - 0.5  # the same in cell units, cell centres at 0..3
+    bilinear = np.maximum(0.0, 1.0 - np.abs(cell[:, None] - np.arange(_CELLS)[None, :]))  # (16, 4)
+    gauss = np.exp(-((centre - 0.5) ** 2) / (2 * 0.5**2))  # σ = half the side
+    axis = bilinear * gauss[:, None]
+    return np.einsum("va,ub->vuab", axis, axis).reshape(_SIDE * _SIDE, _CELLS * _CELLS).astype(np.float32)
+
+
+_WEIGHTS = _pooling_weights()
+_HALF = np.float32(np.sqrt(0.5))
+# Rows flip (cell row r -> 3 - r) and direction o -> -o (mod 8).
+MIRROR_PERMUTATION = (
+    np.arange(DIM).reshape(_CELLS, _CELLS, _DIRECTIONS)[::-1][:, :, (-np.arange(_DIRECTIONS)) % _DIRECTIONS]
+).reshape(-1)
+
+
+def patch_descriptors(patches: np.ndarray) -> np.ndarray:
+    """Describe ``(N, 32, 32)`` patches (any intensity scale): ``(N, 128)`` float32 of integers 0–255.
+
+    See the module docstring for the definition. A patch with no gradient gets all zeros.
+    """
+    if patches.ndim != 3 or patches.shape[1:] != (_PATCH, _PATCH):
+        raise ConfigError(f"expected (N, 32, 32) patches, got shape {patches.shape}")
+    n = patches.shape[0]
+    if n == 0:
+        return np.zeros((0, DIM), np.float32)
+    flat = np.ascontiguousarray(patches, dtype=np.float32).reshape(n * _PATCH, _PATCH)
+    pooled = cv2.resize(flat, (_SIDE, n * _SIDE), interpolation=cv2.INTER_AREA).reshape(n, _SIDE, _SIDE)
+    gx = np.zeros_like(pooled)
+    gy = np.zeros_like(pooled)
+    np.subtract(pooled[:, :, 2:], pooled[:, :, :-2], out=gx[:, :, 1:-1])
+    np.subtract(pooled[:, 2:, :], pooled[:, :-2, :], out=gy[:, 1:-1, :])
+    # Directions 0..3 are x, x+y, y, y-x; directions 4..7 are their opposites.
+    proj = np.empty((n, _DIRECTIONS, _SIDE, _SIDE), np.float32)
+    for o, g in enumerate((gx, (gx + gy) * _HALF, gy, (gy - gx) * _HALF)):
+        np.maximum(g, 0.0, out=proj[:, o])
+        np.maximum(-g, 0.0, out=proj[:, o + 4])
+    hist = (proj.reshape(n * _DIRECTIONS, _SIDE * _SIDE) @ _WEIGHTS).reshape(n, _DIRECTIONS, _CELLS * _CELLS)
+    desc = np.ascontiguousarray(hist.transpose(0, 2, 1)).reshape(n, DIM)
+    return _normalise(desc)
+
+
+def _normalise(desc: np.ndarray) -> np.ndarray:
+    """Lowe's normalisation, in place: unit length, clip at 0.2, unit length, ×512, rounded."""
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True) + np.float32(1e-7)
+    np.minimum(desc, _CLIP, out=desc)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True) + np.float32(1e-7)
+    return np.minimum(np.rint(desc * np.float32(_SCALE)), 255.0, out=desc)
+
+
+def mirror(descriptors: np.ndarray) -> np.ndarray:
+    """Descriptors of the patches upside down: ``(N, 128)``, a permutation of columns."""
+    return np.ascontiguousarray(descriptors[:, MIRROR_PERMUTATION])
