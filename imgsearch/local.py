@@ -45,9 +45,9 @@ ANGLE_BINS = 36  # 10° bins for the orientation-consistency histogram
 ANGLE_WINDOW = 2  # keep pairs within ±2 bins (±20°) of the histogram peak
 SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keypoint-image pixels
 RANSAC_ITERS = 2000
-# Multi-index hashing (large indexes) with 16-bit tables. Measured on 800 photos (J=400): exact-
-# substring probes find 64 % of the radius-8 neighbours at 2.9 ms for 260 query hashes; one-bit
-# probes find 99 % at 23x the cost. Probing one bit is worth it when a query has few hashes.
+# Multi-index hashing with 16-bit tables. Measured on 800 photos (J=400, 264 K rows): exact-substring
+# probes search 400 query hashes in 1.3 ms; one-bit probes find 45 % more radius-8 neighbours at
+# 10x the cost (0.4 and 1.1 ms for 40 hashes). Probing one bit is worth it when a query has few hashes.
 MIH_TABLES = 4
 FLIP_MAX_HASHES = 160  # auto hash_flips: 1 for at most this many query hashes, else 0
 
@@ -77,20 +77,12 @@ class LocalIndex:
         self.binary_descriptors = kp_mod.descriptor_kind(self.kconfig) == "binary"
         hashes = store.patch_hashes()
         self.scales_per_kp = hashes.shape[1]
-        # Multi-index hashing at any size: a flat scan was 36x slower for 400 query hashes over 65 K
-        # rows, and both kinds return the same rows by construction.
+        # Multi-index hashing at any size: a flat scan was 36x slower (FAISS's MIH then) for 400
+        # query hashes over 65 K rows, and both kinds return the same rows by construction.
         self.hashes = HammingIndex("mih", tables=MIH_TABLES)
         self.hashes.add(hashes.reshape(-1, hashes.shape[-1]))
         self.offsets = store.images.offsets
         self.kp_scale = store.images.columns["kp_scale"]
-
-    def memory_bytes(self) -> int:
-        """Payload of the in-RAM search structures: 8 B a patch hash plus the image offsets.
-
-        A lower bound: FAISS's multi-index hashing tables add their own bucket entries on top
-        (``scripts/bench_query.py`` measures the process's resident memory).
-        """
-        return len(self.hashes) * 8 + self.offsets.nbytes
 
     def image_of(self, keypoint: np.ndarray) -> np.ndarray:
         """Indexed image of each global keypoint row (a search in the image offsets, no table)."""

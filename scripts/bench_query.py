@@ -83,22 +83,11 @@ def _deep_size(obj: object) -> int:
     return size
 
 
-def _faiss_bytes(hamming_index) -> int:
-    """Serialized size of a :class:`HammingIndex`'s FAISS index (codes plus any hash tables)."""
-    import faiss
-
-    inner = getattr(hamming_index, "_index", None)
-    if inner is None:
-        return 0
-    return int(faiss.serialize_index_binary(inner).size)
-
-
 def memory_components(index) -> list[tuple[str, int]]:
     """``(structure, bytes)`` of the in-RAM search structures of an open :class:`imgsearch.Index`."""
     cols = index.images.columns
     out = [
-        ("global pHashes (FAISS codes, 8 B each)", len(index.global_index) * 8),
-        ("global FAISS index, serialized", _faiss_bytes(index.global_index)),
+        (f"global pHash index ({index.global_index.kind})", index.global_index.nbytes()),
         ("digests, sorted (16 B) + order (8 B)", index._digests_sorted.nbytes + index._digest_order.nbytes),
         (
             "image table, numeric columns",
@@ -111,10 +100,8 @@ def memory_components(index) -> list[tuple[str, int]]:
     ]
     local = getattr(index, "local", None)
     if local is not None:
-        out.append(("local: patch hashes (8 B) + owners + offsets", local.memory_bytes()))
-        out.append(
-            (f"local: patch-hash FAISS index ({local.hashes.kind}), serialized", _faiss_bytes(local.hashes))
-        )
+        out.append((f"local: patch-hash index ({local.hashes.kind}: codes, tables)", local.hashes.nbytes()))
+        out.append(("local: image offsets and keypoint scales", local.offsets.nbytes + local.kp_scale.nbytes))
     return out
 
 

@@ -152,7 +152,7 @@ def test_flat_and_mih_agree_at_every_flips(data, flips) -> None:
 def test_bad_arguments_raise() -> None:
     with pytest.raises(ConfigError, match="'lsh'"):
         HammingIndex("lsh")
-    for tables in (0, 3, 9):
+    for tables in (0, 1, 2, 3, 9):
         with pytest.raises(ConfigError, match=str(tables)):
             HammingIndex("mih", tables=tables)
     index = HammingIndex("flat")
@@ -160,3 +160,35 @@ def test_bad_arguments_raise() -> None:
     for radius in (-1, 64):
         with pytest.raises(ConfigError, match=str(radius)):
             index.range_search(np.zeros((1, 8), np.uint8), radius)
+
+
+def test_mih_memory_is_codes_plus_one_row_id_per_table(data) -> None:
+    base, _ = data
+    index = _index("mih", base)
+    fixed = 4 * (2**16 + 1) * 4  # four tables of 16-bit bucket boundaries, uint32
+    assert index.nbytes() == len(base) * (8 + 4 * 4) + fixed
+    assert _index("flat", base).nbytes() == len(base) * 8
+
+
+def test_mih_on_real_patch_hashes_equals_the_scan() -> None:
+    """Patch hashes are far from uniform (smooth patches share substrings): crowded buckets and
+    neighbours found by several tables at once, each to be returned once."""
+    from conftest import KODAK, kodak_gray
+
+    from imgsearch.config import KeypointConfig
+    from imgsearch.keypoints import detect_and_hash
+
+    hashes = np.concatenate(
+        [detect_and_hash(kodak_gray(i), KeypointConfig(), (1.0,), 300)[1] for i in range(len(KODAK))]
+    )
+    queries = np.concatenate(
+        [detect_and_hash(kodak_gray(i)[::-1, ::-1], KeypointConfig(), (1.0,), 100)[1] for i in (0, 9)]
+    )
+    index = HammingIndex("mih")
+    index.add(hashes)
+    found = []
+    for radius in (4, 8, 12):
+        expected = reference(hashes, queries, radius)
+        assert as_lists(*index.range_search(queries, radius)) == expected
+        found.append(sum(map(len, expected)))
+    assert 0 < found[0] < found[1] < found[2] and found[2] > len(queries) // 2  # not vacuous
