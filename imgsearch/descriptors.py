@@ -74,13 +74,18 @@ def patch_descriptors(patches: np.ndarray) -> np.ndarray:
     gy = np.zeros_like(pooled)
     np.subtract(pooled[:, :, 2:], pooled[:, :, :-2], out=gx[:, :, 1:-1])
     np.subtract(pooled[:, 2:, :], pooled[:, :-2, :], out=gy[:, 1:-1, :])
-    # Directions 0..3 are x, x+y, y, y-x; directions 4..7 are their opposites.
-    proj = np.empty((n, _DIRECTIONS, _SIDE, _SIDE), np.float32)
-    for o, g in enumerate((gx, (gx + gy) * _HALF, gy, (gy - gx) * _HALF)):
-        np.maximum(g, 0.0, out=proj[:, o])
-        np.maximum(-g, 0.0, out=proj[:, o + 4])
-    hist = (proj.reshape(n * _DIRECTIONS, _SIDE * _SIDE) @ _WEIGHTS).reshape(n, _DIRECTIONS, _CELLS * _CELLS)
-    desc = np.ascontiguousarray(hist.transpose(0, 2, 1)).reshape(n, DIM)
+    # Directions 0..3 are x, x+y, y, y-x; directions 4..7 are their opposites. Direction-major
+    # (8, n, 16, 16) keeps every operation contiguous.
+    half = _DIRECTIONS // 2
+    along = np.empty((half, n, _SIDE, _SIDE), np.float32)
+    along[0], along[2] = gx, gy
+    np.multiply(gx + gy, _HALF, out=along[1])
+    np.multiply(gy - gx, _HALF, out=along[3])
+    proj = np.empty((_DIRECTIONS, n, _SIDE, _SIDE), np.float32)
+    np.maximum(along, 0.0, out=proj[:half])
+    np.maximum(np.negative(along, out=along), 0.0, out=proj[half:])
+    hist = (proj.reshape(_DIRECTIONS * n, _SIDE * _SIDE) @ _WEIGHTS).reshape(_DIRECTIONS, n, _CELLS * _CELLS)
+    desc = np.ascontiguousarray(hist.transpose(1, 2, 0)).reshape(n, DIM)
     return _normalise(desc)
 
 

@@ -50,9 +50,7 @@ def fixture_patches(i: int, n: int) -> np.ndarray:
 
 def test_matches_the_slow_reference() -> None:
     rng = np.random.default_rng(0)
-    patches = np.concatenate(
-        [fixture_patches(3, 4), rng.uniform(0, 255, (2, 32, 32)).astype(np.float32)]
-    )
+    patches = np.concatenate([fixture_patches(3, 4), rng.uniform(0, 255, (2, 32, 32)).astype(np.float32)])
     fast = descriptors.patch_descriptors(patches)
     slow = np.stack([reference_descriptor(p) for p in patches])
     assert fast.shape == (6, 128) and fast.dtype == np.float32
