@@ -37,7 +37,7 @@ from . import descriptors as patch_desc
 from .config import KeypointConfig
 from .errors import ConfigError
 from .hashing import patch_hashes
-from .patches import extract_patches
+from .patches import extract_patches, hash_patches
 
 SIFT_CONTRAST = 0.01  # permissive; OpenCV divides it by nOctaveLayers=3 (Lowe's 0.03 is 0.09 here)
 SIFT_SUPPORT = 6.0  # SIFT descriptor window (4 cells of 3σ) over OpenCV's SIFT size (2σ)
@@ -465,7 +465,9 @@ def detect_and_hash(
         Keypoint-major: row ``i * S + j`` is keypoint ``i`` at ``scales[j]``.
     """
     small, kps, unit = _detect_downscaled(gray, config, budget)
-    return kps, patch_hashes(patches_at(small, kps, scales, unit))
+    if unit is not None and tuple(scales) == (1.0,):
+        return kps, patch_hashes(unit)
+    return kps, hash_patches(small, kps, scales)  # sampled and hashed chunk by chunk
 
 
 def _detect_downscaled(
