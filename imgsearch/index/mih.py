@@ -73,9 +73,10 @@ class MultiIndexHash:
         return self.codes.nbytes + sum(p.nbytes for p in self.perm) + sum(s.nbytes for s in self.starts)
 
     def substring(self, codes: np.ndarray, table: int) -> np.ndarray:
-        """Substring ``table`` of ``(N,)`` uint64 codes: ``(N,)`` int64 in ``[0, 2**width)``."""
+        """Substring ``table`` of ``(N,)`` uint64 codes: ``(N,)`` uint16 (or uint8) in ``[0, 2**width)``."""
         shift = np.uint64(64 - self.width * (table + 1))
-        return ((codes >> shift) & np.uint64((1 << self.width) - 1)).astype(np.int64)
+        narrow = np.uint16 if self.width == 16 else np.uint8
+        return ((codes >> shift) & np.uint64((1 << self.width) - 1)).astype(narrow)
 
     def add(self, hashes: np.ndarray) -> None:
         """Append ``(N, 8)`` uint8 hashes and rebuild the tables (a counting sort per table)."""
@@ -100,7 +101,7 @@ class MultiIndexHash:
         masks = _probe_masks(self.width, flips)
         found_q, found_r, found_d = [], [], []
         for t in range(self.tables):
-            probes = (self.substring(queries, t)[:, None] ^ masks[None, :]).reshape(-1)
+            probes = (self.substring(queries, t).astype(np.int64)[:, None] ^ masks[None, :]).reshape(-1)
             lo = self.starts[t][probes].astype(np.int64)
             hi = self.starts[t][probes + 1].astype(np.int64)
             counts = hi - lo
