@@ -37,7 +37,7 @@ from . import descriptors as patch_desc
 from .config import KeypointConfig
 from .errors import ConfigError
 from .hashing import patch_hashes
-from .patches import extract_patches, hash_patches
+from .patches import extract_patches
 
 SIFT_CONTRAST = 0.01  # permissive; OpenCV divides it by nOctaveLayers=3 (Lowe's 0.03 is 0.09 here)
 SIFT_SUPPORT = 6.0  # SIFT descriptor window (4 cells of 3σ) over OpenCV's SIFT size (2σ)
@@ -219,8 +219,15 @@ def _select(
     return [kps[i] for i in unique[keep]], arr[keep]
 
 
-def _build(arr: np.ndarray, descriptors: np.ndarray, gray: np.ndarray, size_factor: float = 1.0) -> Keypoints:
-    """Keypoints from ``(N, 5)`` (x, y, size, angle, response) rows, strongest first (ties: input order)."""
+def _build(
+    arr: np.ndarray, descriptors: np.ndarray | None, gray: np.ndarray, size_factor: float = 1.0
+) -> Keypoints:
+    """Keypoints from ``(N, 5)`` (x, y, size, angle, response) rows, strongest first (ties: input order).
+
+    ``descriptors`` None means not described: ``(N, 0)`` uint8.
+    """
+    if descriptors is None:
+        descriptors = np.zeros((len(arr), 0), np.uint8)
     order = np.argsort(-arr[:, 4], kind="stable")
     arr, descriptors = arr[order], descriptors[order]
     return Keypoints(
@@ -262,7 +269,7 @@ class SiftDetector:
         _check_gray(gray)
         kept, arr = _select(gray, self._sift.detect(gray, None), budget, self.grid)
         if not describe:
-            return _build(arr, np.zeros((len(arr), 0), np.uint8), gray, SIFT_SUPPORT)
+            return _build(arr, None, gray, SIFT_SUPPORT)
         desc = np.zeros((0, 128), np.float32)
         if kept:
             computed, desc = self._sift.compute(gray, kept)
@@ -292,7 +299,7 @@ class OrbDetector:
         _check_gray(gray)
         kept, arr = _select(gray, self._orb.detect(gray, None), budget, self.grid)
         if not describe:
-            return _build(arr, np.zeros((len(arr), 0), np.uint8), gray)
+            return _build(arr, None, gray)
         desc = np.zeros((0, 32), np.uint8)
         if kept:
             computed, desc = self._orb.compute(gray, kept)
@@ -330,7 +337,7 @@ class BriefDetector:
         arr[:, 2] = BRIEF_SIZE
         arr[:, 3] = centroid_angles(gray, arr[:, :2], int(BRIEF_SIZE) // 2)
         if not describe:
-            return _build(arr, np.zeros((len(arr), 0), np.uint8), gray)
+            return _build(arr, None, gray)
         desc = np.zeros((0, 32), np.uint8)
         if len(arr):
             pad = _BRIEF_PAD
@@ -465,9 +472,7 @@ def detect_and_hash(
         Keypoint-major: row ``i * S + j`` is keypoint ``i`` at ``scales[j]``.
     """
     small, kps, unit = _detect_downscaled(gray, config, budget)
-    if unit is not None and tuple(scales) == (1.0,):
-        return kps, patch_hashes(unit)
-    return kps, hash_patches(small, kps, scales)  # sampled and hashed chunk by chunk
+    return kps, patch_hashes(patches_at(small, kps, scales, unit))
 
 
 def _detect_downscaled(

@@ -109,7 +109,7 @@ class HammingIndex:
             lims = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         else:
             lims, dist, ids = self._index.range_search(q, radius + 1)
-            lims, dist, ids = lims.astype(np.int64), dist.astype(np.int32), ids.astype(np.int64)
+            lims = lims.astype(np.int64)
             if not exact:
                 lims, dist, ids = self._probe_filter(self._index, q, lims, dist, ids, nflip)
             query_of = np.repeat(np.arange(q.shape[0]), np.diff(lims))

@@ -4,7 +4,7 @@ The 64 bits are split into ``tables`` substrings of ``64 / tables`` consecutive 
 most significant first: table ``t`` holds bytes ``[8t / tables, 8(t + 1) / tables)`` of the packed
 hash). Per table the structure is two arrays:
 
-* ``perm[t]``: ``(N,)`` uint32 row ids sorted by their substring ``t`` (a counting sort);
+* ``perm[t]``: ``(N,)`` uint32 row ids sorted by their substring ``t`` (a stable radix sort);
 * ``starts[t]``: ``(2**width + 1,)`` uint32 bucket boundaries, so the rows whose substring is ``s``
   are ``perm[t][starts[t][s]:starts[t][s + 1]]``.
 
@@ -79,7 +79,7 @@ class MultiIndexHash:
         return ((codes >> shift) & np.uint64((1 << self.width) - 1)).astype(narrow)
 
     def add(self, hashes: np.ndarray) -> None:
-        """Append ``(N, 8)`` uint8 hashes and rebuild the tables (a counting sort per table)."""
+        """Append ``(N, 8)`` uint8 hashes and rebuild the tables (a stable sort of narrow keys per table)."""
         if len(self) + len(hashes) > _MAX_ROWS:
             raise ConfigError(f"multi-index hashing holds at most {_MAX_ROWS} rows; shard the index")
         self.codes = np.concatenate([self.codes, codes_of(hashes)])
