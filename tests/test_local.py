@@ -435,3 +435,25 @@ def test_merge_keeps_the_direct_pass_like_one_index() -> None:
     assert [m.path for m in merged.matches] == ["a.jpg"] and merged.rejected == []
     only_mirrored = merge_results([QueryResult("q", [], [], ["exact", "global", "local"]), b])
     assert [m.path for m in only_mirrored.matches] == ["b.jpg"]
+
+
+@pytest.mark.parametrize(("a", "b"), [(0, 1), (5, 5), (12, 20)])
+def test_two_nearest_matches_a_brute_force_scan(a: int, b: int) -> None:
+    """The matrix-product nearest neighbours equal a float64 scan over every pair, on real descriptors."""
+    from imgsearch.local import two_nearest_l2
+
+    config = KeypointConfig()
+    query, _ = kp_mod.detect_features(kp_mod.downscale(kodak_gray(a), 210)[0], config)
+    stored, _ = kp_mod.detect_features(kp_mod.downscale(kodak_gray(b), 210)[0], config)
+    q = query.descriptors.astype(np.float64)
+    s = np.rint(stored.descriptors).astype(np.uint8)  # as stored in the index
+    nearest, first, second = two_nearest_l2(query.descriptors, s)
+    full = ((q[:, None, :] - s[None, :, :].astype(np.float64)) ** 2).sum(axis=2)
+    ranked = np.sort(full, axis=1)
+    np.testing.assert_array_equal(first, ranked[:, 0])  # exact: integer descriptors
+    np.testing.assert_array_equal(second, ranked[:, 1])
+    np.testing.assert_array_equal(full[np.arange(len(q)), nearest], ranked[:, 0])
+    ties = ranked[:, 0] == ranked[:, 1]
+    np.testing.assert_array_equal(nearest[~ties], np.argmin(full, axis=1)[~ties])
+    if a == b:  # an image against itself: every keypoint finds itself at distance 0
+        assert np.all(first[: len(s)] == 0)

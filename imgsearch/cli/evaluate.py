@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -11,10 +11,10 @@ from rich.table import Table as RichTable
 
 from ..config import TIERS
 from ..errors import ConfigError
-from ..evaluate.protocol import EvalConfig, run_eval
-from ..evaluate.results import EvalResult, Table
-from ..evaluate.transforms import TRANSFORMS
 from .common import EXIT_FAILED, EXIT_OK, err, progress_bar, usage_errors
+
+if TYPE_CHECKING:
+    from ..evaluate.results import EvalResult, Table
 
 DEFAULT_OUT = Path("eval-results")
 # Display names of table columns and summary metrics (the CSV files keep the field names).
@@ -73,6 +73,9 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate the engine on modified copies of a folder's images; print and write the tables."""
+    # Imported here: every other command (``query`` above all) starts 40 ms sooner without them.
+    from ..evaluate.protocol import EvalConfig, run_eval
+
     with usage_errors():
         options: dict[str, Any] = {}
         if js is not None:
@@ -118,6 +121,8 @@ def print_tables(result: EvalResult, console: Console | None = None) -> None:
 
 def list_transforms() -> None:
     """List the named transforms an evaluation applies, with family and parameter ranges."""
+    from ..evaluate.transforms import TRANSFORMS
+
     table = RichTable("name", "family", "description", title="Transforms")
     for t in TRANSFORMS.values():
         table.add_row(t.name, t.family, t.description)

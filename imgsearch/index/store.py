@@ -141,7 +141,10 @@ class Store:
         self.images = ImageTable(cols)
         self._offsets = self.images.offsets
         lengths = {name: len(col) for name, col in cols.items()}
-        rows = {name: ds.shape[0] for name, ds in self.local_datasets().items()}
+        g = self._file.get("local")
+        # Opened once: looking a dataset up by name costs more than reading one image's rows.
+        self._local = {} if g is None else {name: g[name] for name in LOCAL_FIELDS if name in g}
+        rows = {name: ds.shape[0] for name, ds in self._local.items()}
         if len(set(lengths.values())) > 1 or any(n != int(self._offsets[-1]) for n in rows.values()):
             self._file.close()
             raise IndexFormatError(
@@ -170,12 +173,10 @@ class Store:
     def read_local(self, image_id: int, fields: tuple[str, ...] = LOCAL_FIELDS) -> dict[str, np.ndarray]:
         """Keypoint arrays of one image (a contiguous slice of each named /local dataset)."""
         lo, hi = int(self._offsets[image_id]), int(self._offsets[image_id + 1])
-        g = self._file["local"]
-        return {name: g[name][lo:hi] for name in fields}
+        return {name: self._local[name][lo:hi] for name in fields}
 
     def local_datasets(self) -> Mapping[str, h5py.Dataset]:
-        g = self._file.get("local")
-        return {} if g is None else {name: g[name] for name in LOCAL_FIELDS if name in g}
+        return self._local
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
