@@ -105,6 +105,11 @@ class SearchConfig:
     global_verify_distance : int
         Images within this distance but beyond ``global_max_distance`` are candidates the local
         tier verifies geometrically (when the index has one); a pHash alone is not proof there.
+    query_side : int or None
+        Long side (px) a query is downscaled to for the local tier; ``None`` is the index's
+        ``max_side``. Indexed images keep every detail at ``max_side``; a query detected at a
+        smaller size still meets them (SIFT is scale-invariant), and SIFT's cost grows faster
+        than the area (see ``scripts/results``).
     keypoints : int
         K, the number of query keypoints whose patch hashes are looked up (they cast the votes).
     verify_keypoints : int
@@ -134,6 +139,7 @@ class SearchConfig:
     tiers: tuple[str, ...] = TIERS
     global_max_distance: int = 4
     global_verify_distance: int = 12
+    query_side: int | None = 180
     keypoints: int = 400
     verify_keypoints: int = 400
     query_scales: tuple[float, ...] = (1.0,)
@@ -162,6 +168,8 @@ class SearchConfig:
             self.global_max_distance,
             32,
         )
+        if self.query_side is not None:
+            _check_range("SearchConfig", "query_side", self.query_side, 64, 4096)
         _check_range("SearchConfig", "keypoints", self.keypoints, 1, 100_000)
         _check_range("SearchConfig", "verify_keypoints", self.verify_keypoints, 0, 100_000)
         object.__setattr__(self, "query_scales", tuple(float(s) for s in self.query_scales))

@@ -152,7 +152,7 @@ class LocalIndex:
             return [], [
                 Rejection(path_of(i), "local", f"global candidate at {d} bits: {reason}") for i, _, d in hints
             ]
-        small, ratio = kp_mod.downscale(gray, self.kconfig.max_side)
+        small, ratio = kp_mod.downscale(gray, cfg.query_side or self.kconfig.max_side)
         direct = self.query_pass(small, False, ratio, cfg)
         hinted = {False: {i: d for i, r, d in hints if not r}, True: {i: d for i, r, d in hints if r}}
         matches, rejected = self._search_pass(direct, cfg, path_of, hinted[False])
@@ -175,7 +175,7 @@ class LocalIndex:
         pairs = self._hash_pairs(qp, cfg)  # (P, 2): query kp, indexed kp
         images = self.image_of(pairs[:, 1])
         # One vote per (query keypoint, image).
-        votes_key = np.unique(np.column_stack([pairs[:, 0], images]), axis=0)
+        votes_key = unique_pairs(np.column_stack([pairs[:, 0], images]))
         cand, counts = np.unique(votes_key[:, 1], return_counts=True)
         votes_of = dict(zip(cand.tolist(), counts.tolist(), strict=True))
         order = [int(cand[k]) for k in np.lexsort((cand, -counts))]
@@ -214,7 +214,7 @@ class LocalIndex:
         flips = cfg.hash_flips if cfg.hash_flips >= 0 else int(len(qp.hashes) <= FLIP_MAX_HASHES)
         lims, _, ids = self.hashes.range_search(qp.hashes, cfg.patch_radius, flips=flips)
         query_kp = qp.lookup[np.repeat(np.arange(len(qp.hashes)), np.diff(lims)) // len(cfg.query_scales)]
-        return np.unique(np.column_stack([query_kp, ids // self.scales_per_kp]), axis=0)
+        return unique_pairs(np.column_stack([query_kp, ids // self.scales_per_kp]))
 
     # -- verification -------------------------------------------------------------------
     def _verify(
@@ -229,7 +229,7 @@ class LocalIndex:
         pairs = np.concatenate(
             [pairs, _descriptor_pairs(qp.descriptors, desc, cfg.ratio, self.binary_descriptors)]
         )
-        pairs = np.unique(pairs, axis=0)
+        pairs = unique_pairs(pairs)
         if len(pairs) < cfg.min_inliers:
             return f"{len(pairs)} correspondences < min_inliers {cfg.min_inliers}"
         # The scale test is on keypoint-image pixels, where copies of any size meet.
@@ -316,6 +316,17 @@ def two_nearest_l2(query: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, n
     second = dist.min(axis=1)
     q_norm = np.einsum("ij,ij->i", q, q)
     return nearest, np.maximum(first + q_norm, 0.0), np.maximum(second + q_norm, 0.0)
+
+
+def unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    """The distinct rows of a ``(P, 2)`` array of non-negative integers, sorted: ``np.unique(pairs,
+    axis=0)`` as ``(P', 2)`` int64, through one int64 key per row (several times faster)."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if len(pairs) == 0:
+        return pairs
+    base = int(pairs[:, 1].max()) + 1
+    keys = np.unique(pairs[:, 0] * base + pairs[:, 1])
+    return np.column_stack([keys // base, keys % base])
 
 
 def _consistent_angles(delta: np.ndarray) -> np.ndarray:

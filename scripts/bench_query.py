@@ -23,6 +23,7 @@ to a temporary folder, and measures:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -53,11 +54,22 @@ def build_index(files: list[str], directory: Path, j: int | None, workers: int) 
     cmd = [*imgsearch_command(), "build", "--index", str(directory), "--workers", str(workers)]
     cmd += ["--no-local"] if j is None else ["-J", str(j)]
     start = time.perf_counter()
-    proc = subprocess.run([*cmd, *files], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [*cmd, *files], capture_output=True, text=True, check=False, preexec_fn=lambda: _pin(None)
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"error: imgsearch build failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return elapsed
+
+
+_ALL_CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _pin(cores: int | None) -> None:
+    """Run this process (and the children it starts later) on its first ``cores`` cores; None: all."""
+    if _ALL_CORES:
+        os.sched_setaffinity(0, set(_ALL_CORES if cores is None else _ALL_CORES[:cores]))
 
 
 def cli_query(directory: Path, files: list[str], k: int | None) -> tuple[float, int]:
@@ -137,8 +149,11 @@ def stats(ms: list[float]) -> dict:
     }
 
 
-def in_process(directory: Path, queries: list[workload.Query], k: int | None) -> dict:
-    """RSS around ``Index.open``, then ``query_many`` over the batch (after one warm-up query)."""
+def in_process(
+    directory: Path, queries: list[workload.Query], distractors: list[workload.Query], k: int | None
+) -> dict:
+    """RSS around ``Index.open``, then ``query_many`` over the copies and over the distractors
+    (after one warm-up query)."""
     from imgsearch import Index
 
     rss_before = workload.rss_bytes()
@@ -156,15 +171,24 @@ def in_process(directory: Path, queries: list[workload.Query], k: int | None) ->
     out = {
         "rss_before": rss_before,
         "rss_after": rss_after,
-        "rss_after_queries": workload.rss_bytes(),
         "batch_s": wall,
         "hit_rate": hits / len(queries),
         "errors": errors,
         "memory": memory_components(index),
         "images": len(index),
         "patch_hashes": 0 if index.local is None else len(index.local.hashes),
+        "local_fraction": sum("local" in r.tiers_run for r in results) / len(results),
         **stats([r.elapsed_ms for r in results]),
     }
+    if distractors:
+        found = index.query_many([q.path for q in distractors], **overrides)
+        out["distractors"] = {
+            "count": len(distractors),
+            "false_positives": sum(bool(r.matches) for r in found),
+            "errors": sum(r.error is not None for r in found),
+            **stats([r.elapsed_ms for r in found]),
+        }
+    out["rss_after_queries"] = workload.rss_bytes()
     index.close()
     return out
 
@@ -184,6 +208,11 @@ def print_tables(result: dict, console: Console) -> None:
         "p95 ms",
         "vs imagehash (mean)",
         "top-1 hit",
+        "local tier",
+        "distractors: CLI s",
+        "mean ms",
+        "p95 ms",
+        "false pos.",
     ):
         t.add_column(col, justify="left" if col == "tool" else "right")
     if peer:
@@ -202,6 +231,7 @@ def print_tables(result: dict, console: Console) -> None:
         )
     for r in result["runs"]:
         ratio = f"{r['mean_ms'] / peer['mean_ms']:.2f}×" if peer else ""
+        d = r.get("distractors")
         t.add_row(
             "imgsearch " + r["tiers"],
             str(r["j"] or ""),
@@ -214,8 +244,20 @@ def print_tables(result: dict, console: Console) -> None:
             f"{r['p95_ms']:.2f}",
             ratio,
             f"{r['hit_rate']:.1%}",
+            f"{r['local_fraction']:.0%}",
+            *(
+                (
+                    f"{r['cli_distractors_s']:.2f}",
+                    f"{d['mean_ms']:.2f}",
+                    f"{d['p95_ms']:.2f}",
+                    f"{d['false_positives']} / {d['count']}",
+                )
+                if d
+                else ("", "", "", "")
+            ),
         )
     t.columns[4].header = f"CLI {result['queries']} q, s"
+    t.columns[12].header = f"distractors: CLI {result.get('distractor_queries', 0)} q, s"
     console.print(t)
     seen = set()
     for r in result["runs"]:
@@ -261,6 +303,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--k", default=None, help="with --local: comma-separated K values (default: library's)"
     )
+    parser.add_argument(
+        "--distractors",
+        type=int,
+        default=None,
+        help="modified copies of photos NOT indexed (the files after --limit), queried as a second "
+        "batch for speed and false positives (default: all of them; 0: none)",
+    )
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=1,
+        help="run the queries (CLI and in-process) on this many cores (default 1; 0: all); the "
+        "index is built on all cores",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip the imagehash peer")
     parser.add_argument("--json", type=Path, default=None, help="save the numbers to this JSON file")
     args = parser.parse_args(argv)
@@ -280,14 +336,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.queries < 1:
         parser.error(f"--queries must be >= 1, got {args.queries}")
 
-    console = Console(width=150) if not sys.stdout.isatty() else Console()
-    files = workload.list_images(args.folder, args.limit)
+    console = Console(width=220) if not sys.stdout.isatty() else Console()
+    _pin(args.cores or None)
+    every = workload.list_images(args.folder, None)
+    files = every[: args.limit]
+    unindexed = every[args.limit :]
+    unindexed = unindexed[: args.distractors if args.distractors is not None else len(unindexed)]
     tiers = "all tiers" if args.local else "exact+global"
     tmp = Path(tempfile.mkdtemp(prefix="bench-query-"))
     try:
         console.print(f"making {args.queries} queries ({len(transforms)} transforms) in {tmp} ...")
         queries = workload.make_queries(files, transforms, args.queries, args.seed, tmp / "queries")
-        workload.warm_cache(files + [q.path for q in queries])
+        distractors = [
+            workload.write_query(
+                f,
+                transforms[i % len(transforms)],
+                args.seed * 100_003 + 50_000 + i,
+                tmp / "distractors" / f"{i:05d}_{transforms[i % len(transforms)]}.jpg",
+                None,
+            )
+            for i, f in enumerate(unindexed)
+        ]
+        workload.warm_cache(files + [q.path for q in queries + distractors])
         peer = None
         if not args.no_peer:
             try:
@@ -303,7 +373,10 @@ def main(argv: list[str] | None = None) -> int:
             for k in ks:
                 cli_s, lines = cli_query(directory, [q.path for q in queries], k)
                 cli_one_s, _ = cli_query(directory, [queries[0].path], k)
-                run = in_process(directory, queries, k)
+                cli_distractors_s = (
+                    cli_query(directory, [q.path for q in distractors], k)[0] if distractors else None
+                )
+                run = in_process(directory, queries, distractors, k)
                 runs.append(
                     {
                         "tiers": tiers,
@@ -313,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                         "cli_s": cli_s,
                         "cli_lines": lines,
                         "cli_one_s": cli_one_s,
+                        "cli_distractors_s": cli_distractors_s,
                         **run,
                     }
                 )
@@ -322,9 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     counts = {t: sum(q.transform == t for q in queries) for t in transforms}
     result = {
         "title": f"query: {len(queries)} modified copies against {len(files)} indexed files from {args.folder}",
-        "caption": f"{workload.cpu_note()}; ratio = imgsearch mean ms ÷ imagehash's; "
+        "caption": f"{workload.cpu_note()}; queries on {args.cores or 'all'} core(s); "
+        "ratio = imgsearch mean ms ÷ imagehash's; "
         f"transforms round robin ({min(counts.values())}-{max(counts.values())} each)",
         "queries": len(queries),
+        "distractor_queries": len(distractors),
+        "cores": args.cores or len(_ALL_CORES),
         "indexed": len(files),
         "transforms": transforms,
         "exact_copy_queries": sum(TRANSFORMS[q.transform].exact_copy for q in queries),

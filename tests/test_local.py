@@ -158,6 +158,30 @@ def test_crop_found_with_its_box(local_index: Index, i: int) -> None:
     assert best.inliers >= local_index.config.search.min_inliers
 
 
+@pytest.mark.parametrize("query_side", [None, 120, 400])
+@pytest.mark.parametrize("i", [0, 8])
+def test_any_query_side_finds_the_crop_and_its_box(
+    local_index: Index, i: int, query_side: int | None
+) -> None:
+    """The query's detection size (``query_side``; None: the index's 210 px) changes the keypoints,
+    not the answer: the crop is found with its box in the original's pixels."""
+    rgb = kodak_rgb(i)
+    x0, y0, w, h = crop_box(rgb.shape, 0.7)
+    query = cv2.resize(rgb[y0 : y0 + h, x0 : x0 + w], (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
+    result = local_index.query(query, tiers=LOCAL, query_side=query_side)
+    g = only_match(result, i).geometry
+    assert g.scale == pytest.approx(0.5, rel=SCALE_RTOL)
+    np.testing.assert_allclose(g.footprint, box_corners(x0, y0, w, h), atol=CORNER_TOL)
+
+
+def test_query_side_is_validated() -> None:
+    from imgsearch import SearchConfig
+    from imgsearch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="query_side"):
+        SearchConfig(query_side=10)
+
+
 @pytest.mark.parametrize("factor", [1.6, 0.7])
 def test_resized_crop_reports_scale(local_index: Index, factor: float) -> None:
     """A crop shown larger (smaller) has scale 1/factor; its footprint is still the crop box.
@@ -457,3 +481,12 @@ def test_two_nearest_matches_a_brute_force_scan(a: int, b: int) -> None:
     np.testing.assert_array_equal(nearest[~ties], np.argmin(full, axis=1)[~ties])
     if a == b:  # an image against itself: every keypoint finds itself at distance 0
         assert np.all(first[: len(s)] == 0)
+
+
+def test_unique_pairs_equals_numpy_unique_rows() -> None:
+    from imgsearch.local import unique_pairs
+
+    rng = np.random.default_rng(3)
+    for n, hi in [(0, 5), (1, 5), (500, 7), (5000, 300_000)]:
+        pairs = np.column_stack([rng.integers(0, 400, n), rng.integers(0, hi, n)])
+        np.testing.assert_array_equal(unique_pairs(pairs), np.unique(pairs.reshape(-1, 2), axis=0))

@@ -42,11 +42,23 @@ def test_bench_ingest_smoke(tmp_path: Path) -> None:
 
 def test_bench_query_smoke(tmp_path: Path) -> None:
     out = tmp_path / "query.json"
-    stdout = run_script("bench_query.py", str(DATA), "--limit", "10", "--queries", "6", "--json", str(out))
+    stdout = run_script(
+        "bench_query.py",
+        str(DATA),
+        "--limit",
+        "10",
+        "--queries",
+        "6",
+        "--distractors",
+        "3",
+        "--json",
+        str(out),
+    )
     assert "p95 ms" in stdout and "bytes / image" in stdout
     result = json.loads(out.read_text())
     (run,) = result["runs"]
     assert run["cli_lines"] == 6 and run["images"] == 10 and run["errors"] == 0
+    assert run["distractors"]["count"] == 3 and run["distractors"]["errors"] == 0
 
 
 def test_compare_peers_imgsearch_only(tmp_path: Path) -> None:
@@ -77,6 +89,15 @@ def test_compare_peers_imgsearch_only(tmp_path: Path) -> None:
     assert set(totals) == {"imgsearch"}
 
 
-@pytest.mark.parametrize("name", ["bench_ingest.py", "bench_query.py", "compare_peers.py"])
+def test_sweep_search_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "sweep.json"
+    args = ["--name", "query_side", "--values", "120", "--seeds", "0", "--per-transform", "1"]
+    stdout = run_script("sweep_search.py", str(DATA), *args, "--j", "50", "--k", "20", "--json", str(out))
+    assert "false positives" in stdout
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["value"] == 120 and set(run["runs"]) == {"20"}
+
+
+@pytest.mark.parametrize("name", ["bench_ingest.py", "bench_query.py", "compare_peers.py", "sweep_search.py"])
 def test_scripts_have_help(name: str) -> None:
     assert "usage:" in run_script(name, "--help", timeout=60)

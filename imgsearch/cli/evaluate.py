@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -71,6 +72,13 @@ def evaluate(
     work: Annotated[
         Path | None, typer.Option(help="Keep the query files and indexes here (default: a temporary folder).")
     ] = None,
+    search: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--search",
+            help="NAME=VALUE: set a SearchConfig field for every query (repeatable), e.g. query_side=150.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate the engine on modified copies of a folder's images; print and write the tables."""
     # Imported here: every other command (``query`` above all) starts 40 ms sooner without them.
@@ -82,6 +90,8 @@ def evaluate(
             options["js"] = _ints("--j", js)
         if ks is not None:
             options["ks"] = _ints("--k", ks)
+        if search:
+            options["search"] = dict(_setting(item) for item in search)
         config = EvalConfig(
             folder=folder,
             distractor_fraction=distractors,
@@ -160,6 +170,17 @@ def _ints(option: str, text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in _names(text))
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
+
+
+def _setting(item: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` as (name, value): VALUE read as JSON (``150``, ``null``, ``[1.0, 1.4]``), else text."""
+    name, sep, value = item.partition("=")
+    if not sep or not name.strip():
+        raise ConfigError(f"--search takes NAME=VALUE, got {item!r}")
+    try:
+        return name.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return name.strip(), value
 
 
 def register(app: typer.Typer) -> None:

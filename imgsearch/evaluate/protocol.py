@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,9 @@ class EvalConfig:
         Worker processes for indexing (``None``: all cores).
     top : int
         Matches kept per query (the predictions pooled by µAP).
+    search : dict
+        :class:`~imgsearch.config.SearchConfig` fields set for every query (``keypoints`` and
+        ``tiers`` come from ``ks`` and ``tiers``), e.g. ``{"query_side": 150}`` to measure a setting.
     """
 
     folder: Path
@@ -83,6 +86,7 @@ class EvalConfig:
     tiers: tuple[str, ...] = TIERS
     workers: int | None = None
     top: int = 10
+    search: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folder", Path(self.folder))
@@ -112,6 +116,11 @@ class EvalConfig:
             raise ConfigError(f"EvalConfig.workers must be >= 1 or None, got {self.workers!r}")
         if self.top < 1:
             raise ConfigError(f"EvalConfig.top must be >= 1, got {self.top!r}")
+        object.__setattr__(self, "search", dict(self.search))
+        reserved = {"keypoints", "tiers"} & set(self.search)
+        if reserved:
+            raise ConfigError(f"EvalConfig.search cannot set {sorted(reserved)}: use ks and tiers")
+        SearchConfig().replace(**self.search)  # raises ConfigError naming a bad field or value
 
     @property
     def local(self) -> bool:
@@ -371,7 +380,7 @@ def _query_and_score(
     for j in js:
         with Index.open(_index_dir(work, j)) as index:
             for k in ks:
-                overrides: dict[str, Any] = {"tiers": config.tiers}
+                overrides: dict[str, Any] = {**config.search, "tiers": config.tiers}
                 if k is not None:
                     overrides["keypoints"] = k
                 stage = "querying" if k is None else f"querying J={j} K={k}"

@@ -41,7 +41,7 @@ from ..config import IndexConfig
 from ..errors import ConfigError, IndexFormatError
 
 FORMAT_NAME = "imgsearch-index"
-FORMAT_VERSION = 2  # 2: patch descriptors by default (KeypointConfig.descriptor)
+FORMAT_VERSION = 3  # 2: patch descriptors by default; 3: SearchConfig.query_side in the stored config
 FILE_NAME = "index.h5"
 _LOCK_NAME = ".lock"
 _BLOCK_ROWS = 1 << 18

@@ -184,6 +184,24 @@ def test_eval_j_by_k_with_local_tier(photos: Path, tmp_path: Path):
     assert all(_png(tmp_path / "out" / name) for name in PLOTS)
 
 
+def test_eval_search_settings_reach_every_query(photos: Path, tmp_path: Path):
+    """An impossible inlier count set through ``search`` makes the local tier find nothing."""
+    config = EvalConfig(
+        photos,
+        distractor_fraction=0.25,
+        per_transform=2,
+        transforms=("crop_25",),
+        tiers=("local",),
+        js=(100,),
+        ks=(100,),
+        workers=1,
+        search={"min_inliers": 100_000},
+    )
+    result = run_eval(config, tmp_path / "out")
+    assert result.transform("crop_25").hit_at_1 == 0.0
+    assert result.config.to_dict()["search"] == {"min_inliers": 100_000}
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -207,7 +225,16 @@ def test_cli_eval(app: typer.Typer, photos: Path, tmp_path: Path):
 
 @pytest.mark.parametrize(
     "extra",
-    [["--j", "100,abc"], ["--transforms", "jpeg,nope"], ["--tiers", "exact,fast"], ["--distractors", "1.5"]],
+    [
+        ["--j", "100,abc"],
+        ["--transforms", "jpeg,nope"],
+        ["--tiers", "exact,fast"],
+        ["--distractors", "1.5"],
+        ["--search", "nope=1"],
+        ["--search", "query_side=10"],
+        ["--search", "keypoints=5"],
+        ["--search", "query_side"],
+    ],
 )
 def test_cli_eval_usage_errors_exit_2(app: typer.Typer, photos: Path, tmp_path: Path, extra):
     result = CliRunner().invoke(app, ["eval", str(photos), "--out", str(tmp_path), *extra])
