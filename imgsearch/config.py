@@ -69,6 +69,11 @@ class KeypointConfig:
         ``1 × grid`` for an elongated one.
     patch_scales : tuple of float
         Each keypoint's patch side is ``size × s`` for each ``s``; indexed images store these scales.
+    hashed : int or None
+        How many of an image's J keypoints have their patch hashes in the in-RAM search structure
+        (they cast the votes); all J are stored and serve in verification. Keypoints are stored in
+        grid-spread order (:func:`imgsearch.keypoints.spread_order`), so these are spread over
+        the image too. ``None``: all of them.
     """
 
     detector: str = "sift"
@@ -77,6 +82,7 @@ class KeypointConfig:
     budget: int = 400
     grid: int = 3
     patch_scales: tuple[float, ...] = (1.0,)
+    hashed: int | None = 240
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -90,6 +96,8 @@ class KeypointConfig:
         _check_range("KeypointConfig", "grid", self.grid, 1, 16)
         object.__setattr__(self, "patch_scales", tuple(float(s) for s in self.patch_scales))
         _check_scales("KeypointConfig", "patch_scales", self.patch_scales)
+        if self.hashed is not None:
+            _check_range("KeypointConfig", "hashed", self.hashed, 1, 100_000)
 
 
 @dataclass(frozen=True)

@@ -75,18 +75,32 @@ class LocalIndex:
         self.store = store
         self.kconfig = config.keypoints
         self.binary_descriptors = kp_mod.descriptor_kind(self.kconfig) == "binary"
+        self.offsets = store.images.offsets
+        self.kp_scale = store.images.columns["kp_scale"]
         hashes = store.patch_hashes()
         self.scales_per_kp = hashes.shape[1]
+        # Only the first ``hashed`` keypoints of each image (stored in grid-spread order) vote.
+        counts = np.diff(self.offsets)
+        if self.kconfig.hashed is not None and len(hashes):
+            hashes = hashes[
+                np.arange(len(hashes)) - np.repeat(self.offsets[:-1], counts) < self.kconfig.hashed
+            ]
+            counts = np.minimum(counts, self.kconfig.hashed)
+        # Image offsets of the voting keypoints' rows (hash rows // scales_per_kp).
+        self.hashed_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         # Multi-index hashing at any size: a flat scan was 36x slower (FAISS's MIH then) for 400
         # query hashes over 65 K rows, and both kinds return the same rows by construction.
         self.hashes = HammingIndex("mih", tables=MIH_TABLES)
         self.hashes.add(hashes.reshape(-1, hashes.shape[-1]))
-        self.offsets = store.images.offsets
-        self.kp_scale = store.images.columns["kp_scale"]
 
     def image_of(self, keypoint: np.ndarray) -> np.ndarray:
         """Indexed image of each global keypoint row (a search in the image offsets, no table)."""
         return np.searchsorted(self.offsets, keypoint, side="right") - 1
+
+    def keypoint_of(self, voter: np.ndarray) -> np.ndarray:
+        """Global keypoint row of each voting keypoint row (the hash index's rows over the scales)."""
+        image = np.searchsorted(self.hashed_offsets, voter, side="right") - 1
+        return self.offsets[image] + (voter - self.hashed_offsets[image])
 
     # -- query side ---------------------------------------------------------------------
     def query_pass(self, small: np.ndarray, mirrored: bool, ratio: float, cfg: SearchConfig) -> QueryPass:
@@ -214,7 +228,7 @@ class LocalIndex:
         flips = cfg.hash_flips if cfg.hash_flips >= 0 else int(len(qp.hashes) <= FLIP_MAX_HASHES)
         lims, _, ids = self.hashes.range_search(qp.hashes, cfg.patch_radius, flips=flips)
         query_kp = qp.lookup[np.repeat(np.arange(len(qp.hashes)), np.diff(lims)) // len(cfg.query_scales)]
-        return unique_pairs(np.column_stack([query_kp, ids // self.scales_per_kp]))
+        return unique_pairs(np.column_stack([query_kp, self.keypoint_of(ids // self.scales_per_kp)]))
 
     # -- verification -------------------------------------------------------------------
     def _verify(

@@ -1,7 +1,8 @@
-"""Sweep one search setting with the evaluation protocol: hit@1, false positives and latency per value.
+"""Sweep one setting with the evaluation protocol: hit@1, false positives and latency per value.
 
-How a query-time default is chosen by measurement: for each value of ``--name`` (a
-:class:`imgsearch.SearchConfig` field) and each seed, one ``imgsearch eval`` run
+How a default is chosen by measurement: for each value of ``--name`` (a
+:class:`imgsearch.SearchConfig` field, or with ``--keypoint`` a :class:`imgsearch.KeypointConfig`
+field, which builds one index per value) and each seed, one ``imgsearch eval`` run
 (:func:`imgsearch.evaluate.protocol.run_eval`, the same split, transforms and distractors as the CLI)
 with that field set for every query. Prints one row per value: hit@1 per K averaged over the seeds
 (and the worst seed), false positives summed over every run, median and p95 latency, and the
@@ -9,6 +10,8 @@ transforms that missed at the largest K.
 
     .venv/bin/python scripts/sweep_search.py --name query_side --values 150,180,null --seeds 0,1 \\
         --json scripts/results/sweep_query_side.json
+    .venv/bin/python scripts/sweep_search.py --keypoint --name hashed --values 160,240,null \\
+        --json scripts/results/sweep_hashed.json
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def run_one(folder: Path, name: str, value, seed: int, args, work: Path) -> dict
         ks=tuple(int(k) for k in args.k.split(",")),
         seed=seed,
         workers=args.workers,
-        search={name: value},
+        **({"keypoints": {name: value}} if args.keypoint else {"search": {name: value}}),
     )
     start = time.perf_counter()
     result = run_eval(config, work / "out", work_dir=work / "eval")
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", type=Path, default=workload.DEFAULT_PHOTOS)
     parser.add_argument("--name", required=True, help="a SearchConfig field, e.g. query_side")
+    parser.add_argument("--keypoint", action="store_true", help="--name is a KeypointConfig field")
     parser.add_argument("--values", required=True, help="comma-separated JSON values, e.g. 150,180,null")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
     parser.add_argument("--per-transform", type=int, default=30)

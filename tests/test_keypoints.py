@@ -23,6 +23,7 @@ from imgsearch.keypoints import (
     grid_shape,
     make_detector,
     select_spread,
+    spread_order,
 )
 from imgsearch.patches import MAX_STEP, PATCH, extract_patches, hash_patches, pyramid_levels
 
@@ -141,6 +142,48 @@ def test_select_spread_covers_every_cell():
     assert len(cells(spread.xy)) == 9
     selected = SiftDetector(grid=3).detect_and_describe(gray, budget)
     assert len(selected) == budget and len(cells(selected.xy)) == 9
+
+
+def _spread_reference(xy, response, shape_hw, grid):
+    """Slow rule of ``spread_order``: rounds over the cells, strongest of each cell per round."""
+    h, w = shape_hw
+    rows, cols = grid_shape(h, w, grid)
+    order = sorted(range(len(response)), key=lambda i: (-response[i], i))
+    cell = [
+        min(int((xy[i, 1] + 0.5) * rows // h), rows - 1) * cols
+        + min(int((xy[i, 0] + 0.5) * cols // w), cols - 1)
+        for i in range(len(response))
+    ]
+    rank = {}
+    seen = [0] * (rows * cols)
+    for i in order:
+        rank[i] = seen[cell[i]]
+        seen[cell[i]] += 1
+    return sorted(range(len(response)), key=lambda i: (rank[i], order.index(i)))
+
+
+@pytest.mark.parametrize("shape_hw", [(120, 120), (80, 240)])
+def test_spread_order_matches_reference_and_every_prefix_is_spread(shape_hw):
+    rng = np.random.default_rng(7)
+    h, w = shape_hw
+    n = 300
+    xy = np.column_stack([rng.beta(0.5, 2.0, n) * (w - 1), rng.beta(2.0, 0.7, n) * (h - 1)])
+    response = np.round(rng.random(n), 2)  # ties
+    order = spread_order(xy, response, shape_hw, 3)
+    assert order.dtype == np.intp and sorted(order.tolist()) == list(range(n))
+    assert order.tolist() == _spread_reference(xy, response, shape_hw, 3)
+    # Every prefix is balanced: cells that still have keypoints left differ by at most one.
+    rows, cols = grid_shape(h, w, 3)
+    cell = (np.minimum((xy[:, 1] + 0.5) * rows // h, rows - 1) * cols).astype(int) + np.minimum(
+        (xy[:, 0] + 0.5) * cols // w, cols - 1
+    ).astype(int)
+    total = np.bincount(cell, minlength=rows * cols)
+    for length in range(1, n + 1):
+        taken = np.bincount(cell[order[:length]], minlength=rows * cols)
+        open_cells = taken < total
+        if open_cells.any():
+            assert taken.max() - taken[open_cells].min() <= 1
+    assert len(spread_order(np.zeros((0, 2)), np.zeros(0), shape_hw, 3)) == 0
 
 
 def test_select_spread_rejects_negative_budget():
@@ -350,3 +393,17 @@ def test_sift_patch_hashes_survive_rotation_and_rescale(index, change):
     assert len(paired) >= 50
     assert np.median(paired) <= MAX_PAIRED_MEDIAN[change]
     assert 28 <= np.median(unpaired) <= 36
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 420, 3000])
+def test_unique_keypoints_equals_numpy_unique_rows(n):
+    """The first of each group of equal (x, y, size, angle), as np.unique(axis=0) finds them."""
+    from imgsearch.keypoints import _unique_keypoints
+
+    rng = np.random.default_rng(n)
+    xy = np.round(rng.random((n, 2)) * 20, 1).astype(np.float32)  # coarse values: many duplicates
+    size = np.round(rng.random(n) * 2).astype(np.float32)
+    angle = np.round(rng.random(n) * 2).astype(np.float32)
+    key = np.round(np.column_stack([xy, size, angle]).astype(np.float64), 2)
+    expected = np.sort(np.unique(key, axis=0, return_index=True)[1]) if n else np.zeros(0, np.intp)
+    np.testing.assert_array_equal(_unique_keypoints(xy, size, angle), expected)

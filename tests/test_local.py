@@ -490,3 +490,28 @@ def test_unique_pairs_equals_numpy_unique_rows() -> None:
     for n, hi in [(0, 5), (1, 5), (500, 7), (5000, 300_000)]:
         pairs = np.column_stack([rng.integers(0, 400, n), rng.integers(0, hi, n)])
         np.testing.assert_array_equal(unique_pairs(pairs), np.unique(pairs.reshape(-1, 2), axis=0))
+
+
+def test_hashed_keypoints_are_the_first_of_each_image(tmp_path: Path) -> None:
+    """With ``hashed=H`` only each image's first H stored keypoints vote; their pairs are exactly the
+    pairs of the full index that fall on those keypoints, mapped to the same global rows."""
+    paths = list(KODAK[:6])
+    full = _build(tmp_path / "full", paths, IndexConfig(keypoints=KeypointConfig(budget=120)))
+    part = _build(tmp_path / "part", paths, IndexConfig(keypoints=KeypointConfig(budget=120, hashed=40)))
+    counts = np.diff(full.local.offsets)
+    assert np.array_equal(counts, np.diff(part.local.offsets))
+    assert len(part.local.hashes) == int(np.minimum(counts, 40).sum()) < len(full.local.hashes)
+    cfg = full.search_config()
+    rgb = kodak_rgb(2)
+    x0, y0, w, h = crop_box(rgb.shape)
+    small, ratio = kp_mod.downscale(cv2.cvtColor(rgb[y0 : y0 + h, x0 : x0 + w], cv2.COLOR_RGB2GRAY), 180)
+    qp = full.local.query_pass(small, False, ratio, cfg)
+    all_pairs = full.local._hash_pairs(qp, cfg)
+    position = all_pairs[:, 1] - full.local.offsets[full.local.image_of(all_pairs[:, 1])]
+    expected = all_pairs[position < 40]
+    assert 0 < len(expected) < len(all_pairs)
+    np.testing.assert_array_equal(part.local._hash_pairs(qp, cfg), expected)
+    # And the cropped photo is still found, with all 120 keypoints in verification.
+    assert only_match(part.query(rgb[y0 : y0 + h, x0 : x0 + w], tiers=LOCAL), 2).inliers >= 8
+    full.close()
+    part.close()

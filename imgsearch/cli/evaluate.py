@@ -79,6 +79,13 @@ def evaluate(
             help="NAME=VALUE: set a SearchConfig field for every query (repeatable), e.g. query_side=150.",
         ),
     ] = None,
+    keypoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keypoint",
+            help="NAME=VALUE: set a KeypointConfig field for every index (repeatable), e.g. hashed=200.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate the engine on modified copies of a folder's images; print and write the tables."""
     # Imported here: every other command (``query`` above all) starts 40 ms sooner without them.
@@ -92,6 +99,8 @@ def evaluate(
             options["ks"] = _ints("--k", ks)
         if search:
             options["search"] = dict(_setting(item) for item in search)
+        if keypoint:
+            options["keypoints"] = dict(_setting(item) for item in keypoint)
         config = EvalConfig(
             folder=folder,
             distractor_fraction=distractors,
@@ -176,7 +185,7 @@ def _setting(item: str) -> tuple[str, Any]:
     """``NAME=VALUE`` as (name, value): VALUE read as JSON (``150``, ``null``, ``[1.0, 1.4]``), else text."""
     name, sep, value = item.partition("=")
     if not sep or not name.strip():
-        raise ConfigError(f"--search takes NAME=VALUE, got {item!r}")
+        raise ConfigError(f"--search and --keypoint take NAME=VALUE, got {item!r}")
     try:
         return name.strip(), json.loads(value)
     except json.JSONDecodeError:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,9 @@ class EvalConfig:
     search : dict
         :class:`~imgsearch.config.SearchConfig` fields set for every query (``keypoints`` and
         ``tiers`` come from ``ks`` and ``tiers``), e.g. ``{"query_side": 150}`` to measure a setting.
+    keypoints : dict
+        :class:`~imgsearch.config.KeypointConfig` fields set for every index built (``budget``
+        comes from ``js``), e.g. ``{"hashed": 200}``.
     """
 
     folder: Path
@@ -87,6 +90,7 @@ class EvalConfig:
     workers: int | None = None
     top: int = 10
     search: dict[str, Any] = field(default_factory=dict)
+    keypoints: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folder", Path(self.folder))
@@ -121,6 +125,13 @@ class EvalConfig:
         if reserved:
             raise ConfigError(f"EvalConfig.search cannot set {sorted(reserved)}: use ks and tiers")
         SearchConfig().replace(**self.search)  # raises ConfigError naming a bad field or value
+        object.__setattr__(self, "keypoints", dict(self.keypoints))
+        if "budget" in self.keypoints:
+            raise ConfigError("EvalConfig.keypoints cannot set budget: use js")
+        unknown = set(self.keypoints) - {f.name for f in fields(KeypointConfig)}
+        if unknown:
+            raise ConfigError(f"unknown KeypointConfig fields {sorted(unknown)}")
+        KeypointConfig(**self.keypoints)
 
     @property
     def local(self) -> bool:
@@ -352,7 +363,7 @@ def _build_all(
     builds, failed = [], []
     for j in js:
         stage = "indexing" if j is None else f"indexing J={j}"
-        kp = None if j is None else KeypointConfig(budget=j)
+        kp = None if j is None else KeypointConfig(budget=j, **config.keypoints)
         start = time.perf_counter()
 
         def on_progress(n: int, total: int, stage: str = stage) -> None:

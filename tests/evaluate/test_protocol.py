@@ -234,6 +234,9 @@ def test_cli_eval(app: typer.Typer, photos: Path, tmp_path: Path):
         ["--search", "query_side=10"],
         ["--search", "keypoints=5"],
         ["--search", "query_side"],
+        ["--keypoint", "hashed=0"],
+        ["--keypoint", "budget=10"],
+        ["--keypoint", "nope=1"],
     ],
 )
 def test_cli_eval_usage_errors_exit_2(app: typer.Typer, photos: Path, tmp_path: Path, extra):
