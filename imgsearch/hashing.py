@@ -112,8 +112,11 @@ def dct_low(blocks: np.ndarray) -> np.ndarray:
 def threshold_bits(coeffs: np.ndarray) -> np.ndarray:
     """Pack ``(..., 8, 8)`` coefficients into ``(..., 8)`` uint8 hashes: bit = coefficient > median."""
     flat = coeffs.reshape(*coeffs.shape[:-2], _LOW * _LOW)
-    median = np.median(flat, axis=-1, keepdims=True)
-    return np.packbits(flat > median, axis=-1)
+    # np.median's own rule (the mean of the two middle values of 64), without its overhead:
+    # twice as fast on a batch of patches.
+    middle = np.partition(flat, (_LOW * _LOW // 2 - 1, _LOW * _LOW // 2), axis=-1)
+    median = (middle[..., _LOW * _LOW // 2 - 1] + middle[..., _LOW * _LOW // 2]) / 2.0
+    return np.packbits(flat > median[..., None], axis=-1)
 
 
 def phash_coefficients(gray: np.ndarray) -> np.ndarray:

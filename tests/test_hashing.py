@@ -347,3 +347,13 @@ def test_hamming_equals_bitwise_reference() -> None:
     m = hashing.hamming(a[:7, None], b[None, :9])
     assert m.shape == (7, 9)
     assert all(m[i, j] == reference_hamming(a[i], b[j]) for i in range(7) for j in range(9))
+
+
+def test_threshold_bits_equals_numpy_median_rule_with_ties() -> None:
+    """Bits are ``coefficient > np.median`` of each 8x8 block, ties included, for any batch shape."""
+    rng = np.random.default_rng(11)
+    for shape in [(8, 8), (300, 8, 8), (4, 8, 8, 8)]:
+        coeffs = np.round(rng.normal(size=shape) * 3)  # few distinct values: many ties at the median
+        flat = coeffs.reshape(*shape[:-2], 64)
+        expected = np.packbits(flat > np.median(flat, axis=-1, keepdims=True), axis=-1)
+        np.testing.assert_array_equal(hashing.threshold_bits(coeffs), expected)
