@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import hashing, io, keypoints, threads
+from . import hashing, io, keypoints, malloc, threads
 from .config import IndexConfig, KeypointConfig
 from .errors import ImageReadError
 
@@ -158,12 +158,16 @@ def extract_files(
     cv2.setNumThreads(1)
     try:
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=threads.limit_blas_for_good
-        ) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
             yield from _counted(pool.map(_extract_or_error, jobs, chunksize=chunk), on_done)
     finally:
         cv2.setNumThreads(cv_threads)
+
+
+def _init_worker() -> None:
+    """Settings of an extraction worker process, which imgsearch owns for its whole life."""
+    threads.limit_blas_for_good()
+    malloc.keep_freed_memory()
 
 
 def _counted(items: Iterable[ImageRecord | ImageReadError], on_done: Callable[[int], None] | None):

@@ -1,15 +1,19 @@
 """Query speed and memory: one CLI process over a batch, per-query latency in-process, RAM per image.
 
 Builds an index of the first ``--limit`` photos (default 800; exact+global tiers, or all tiers with
-``--local``, one index per J of ``--j``) with ``imgsearch build`` in a child process, then makes
-``--queries`` (default 500) modified copies of a seeded sample of the indexed photos with
-:mod:`imgsearch.evaluate.transforms` (round robin over the transforms), written as JPEG quality 95
-to a temporary folder, and measures:
+``--local``, one index per J of ``--j``) with ``imgsearch build`` in a child process on all cores,
+then makes ``--queries`` (default 500) modified copies of a seeded sample of the indexed photos with
+:mod:`imgsearch.evaluate.transforms` (round robin over the transforms), and one modified copy of
+each photo after ``--limit`` (``--distractors``, never indexed), written as JPEG quality 95 to a
+temporary folder. The queries run on ``--cores`` cores (default 1: the targets are per core), and it
+measures:
 
-* **CLI**: wall time of one ``imgsearch query --json`` process over all the queries (Python start,
-  imports and index load included), and of one over a single query (mostly that fixed cost);
+* **CLI**: wall time of one ``imgsearch query --json`` process over one query (mostly the fixed
+  cost; run first, as warm-up), then over all the copies (Python start, imports and index load
+  included), then over the distractors;
 * **in-process**: ``Index.query_many`` over the batch: mean, p50, p95 of ``QueryResult.elapsed_ms``
-  (one warm-up query first, not counted), and top-1 hit rate;
+  (one warm-up query first, not counted), top-1 hit rate, the share that reached the local tier;
+  then over the distractors: mean, p95 and false positives;
 * **peer**, measured in the same run: ``imagehash.phash`` of the query (PIL open) plus a numpy
   Hamming scan for the nearest of the indexed pHashes (one hash, no dihedral variants); the
   ``vs imagehash`` column is imgsearch's time over the peer's;
@@ -17,7 +21,7 @@ to a temporary folder, and measures:
   of each in-RAM search structure (read from what :class:`imgsearch.Index` holds).
 
     .venv/bin/python scripts/bench_query.py --json scripts/results/query.json
-    .venv/bin/python scripts/bench_query.py --local --j 400 --k 200,400
+    .venv/bin/python scripts/bench_query.py --local --j 400 --k 40,400
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from .. import malloc
 from . import build, evaluate, manage, query
 
 app = typer.Typer(
@@ -23,4 +24,5 @@ evaluate.register(app)
 
 
 def main() -> None:
+    malloc.keep_freed_memory()  # this process is ours: reuse freed memory (see imgsearch.malloc)
     app()
