@@ -182,7 +182,9 @@ def in_process(
         "memory": memory_components(index),
         "images": len(index),
         "patch_hashes": 0 if index.local is None else len(index.local.hashes),
-        "local_fraction": sum("local" in r.tiers_run for r in results) / len(results),
+        "local_fraction": 0.0
+        if index.local is None
+        else sum("local" in r.tiers_run for r in results) / len(results),
         **stats([r.elapsed_ms for r in results]),
     }
     if distractors:
