@@ -20,6 +20,12 @@ TIERS = ("exact", "global", "local")
 
 
 def _check_range(owner: str, name: str, value: float, lo: float, hi: float) -> None:
+    """``lo <= value <= hi``, and an integer (not a bool) when both bounds are integers."""
+    integral = isinstance(lo, int) and isinstance(hi, int)
+    kinds: tuple[type, ...] = (int,) if integral else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an integer" if integral else "a number"
+        raise ConfigError(f"{owner}.{name} must be {kind} in [{lo}, {hi}], got {value!r}")
     if not lo <= value <= hi:
         raise ConfigError(f"{owner}.{name} must be in [{lo}, {hi}], got {value!r}")
 
@@ -117,7 +123,9 @@ class SearchConfig:
         Long side (px) a query is downscaled to for the local tier; ``None`` is the index's
         ``max_side``. Indexed images keep every detail at ``max_side``; a query detected at a
         smaller size still meets them (SIFT is scale-invariant), and SIFT's cost grows faster
-        than the area (see ``scripts/results``).
+        than the area (``scripts/results/sweep_query_side.json``: 180 px is as good as 210 and
+        cheaper, 150 px misses small photos in screenshots). Never larger than the query itself;
+        a JPEG query is decoded at least this large.
     keypoints : int
         K, the number of query keypoints whose patch hashes are looked up (they cast the votes).
     verify_keypoints : int

@@ -62,8 +62,9 @@ class Keypoints:
     angle : (N,) float32 array
         Orientation in degrees, ``[0, 360)``, OpenCV's convention (see the module docstring).
     response : (N,) float32 array
-        Detector strength; larger is stronger. Comparable within one detector only. Keypoints are
-        sorted by decreasing response.
+        Detector strength; larger is stronger. Comparable within one detector only. Detectors
+        return keypoints sorted by decreasing response; an index stores them in
+        :func:`spread_order`.
     descriptors : (N, D) array
         float32 for SIFT and patch descriptors (D = 128); uint8 packed bits for native ORB and BRIEF
         (D = 32 bytes = 256 bits); ``(N, 0)`` uint8 when not described.

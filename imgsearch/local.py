@@ -1,9 +1,10 @@
 """The local tier: patch-hash votes, then geometric verification of the best-voted images.
 
-A query is downscaled like the indexed images (``max_side``); ``max(K, verify_keypoints)``
-grid-spread keypoints are detected and described, and the patches of K of them (grid-spread too)
-are hashed at the query scales and looked up in one Hamming range search; each of those keypoints
-votes at most once per indexed image. When this direct pass finds no copy, a mirrored pass runs
+A query is downscaled to ``SearchConfig.query_side`` (180 px; the indexed images to ``max_side``,
+210); ``max(K, verify_keypoints)`` grid-spread keypoints are detected and described, and the
+patches of K of them (grid-spread too) are hashed at the query scales and looked up in one Hamming
+range search among the first ``KeypointConfig.hashed`` keypoints of each indexed image; each of
+those query keypoints votes at most once per indexed image. When this direct pass finds no copy, a mirrored pass runs
 (descriptors and patches are not mirror-invariant): for SIFT it is derived from the direct pass
 (mirrored positions and angles, patches upside down, permuted descriptors), for ORB and BRIEF the
 mirrored query is detected again.
@@ -315,8 +316,8 @@ def two_nearest_l2(query: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, n
     Returns ``(Q,)`` intp index of the nearest (lowest index among ties) and ``(Q,)`` float32
     squared distances to the nearest and the second nearest. One matrix product,
     ``|q|² + |s|² - 2 q·s``: on one core about 5x faster than ``cv2.batchDistance`` for 400 x 330
-    descriptors, and exact for descriptors of integers whose squared norms stay below 2**24 (SIFT
-    and patch descriptors are scaled to norm 512).
+    descriptors, and exact in float32 for integer descriptors whose every partial sum stays below
+    2**24: true for D = 128 values in 0-255 (at most 128 * 255**2, about 8.3 million).
     """
     q = np.asarray(query, np.float32)
     s = np.asarray(stored, np.float32)
@@ -338,6 +339,8 @@ def unique_pairs(pairs: np.ndarray) -> np.ndarray:
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     if len(pairs) == 0:
         return pairs
+    if pairs.min() < 0:
+        raise ValueError("unique_pairs takes non-negative integers")
     base = int(pairs[:, 1].max()) + 1
     keys = np.unique(pairs[:, 0] * base + pairs[:, 1])
     return np.column_stack([keys // base, keys % base])

@@ -120,12 +120,17 @@ class QueryImage:
     data: bytes | None
     gray: np.ndarray | None = None
     hints: list[tuple[int, bool, int]] = field(default_factory=list)
+    decoded_for: int = 0  # the min_side ``gray`` was decoded for (JPEGs decode at reduced size)
 
     def decoded(self, min_side: int) -> np.ndarray:
-        if self.gray is None:
-            if self.data is None:
+        """The grayscale query with its long side at least ``min_side`` (or its full size)."""
+        if self.data is None:
+            if self.gray is None:
                 raise ImageReadError(self.name, "no image data")
+            return self.gray  # an array query: full size already
+        if self.gray is None or self.decoded_for < min_side:
             self.gray = io.decode_image(self.data, path=self.name, min_side=min_side, gray=True)
+            self.decoded_for = min_side
         return self.gray
 
 
@@ -210,7 +215,9 @@ def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[M
     """Keypoint votes and geometric verification (:mod:`imgsearch.local`)."""
     if index.local is None:
         return [], []
-    return index.local.search(q.decoded(index.config.decode_side), cfg, index.path_of, q.hints)
+    # Decoded again, larger, only when query_side asks for more than the index's own size.
+    side = max(index.config.decode_side, cfg.query_side or 0)
+    return index.local.search(q.decoded(side), cfg, index.path_of, q.hints)
 
 
 TIER_SEARCH = {"exact": search_exact, "global": search_global, "local": search_local}

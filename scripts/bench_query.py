@@ -342,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     transforms = [t.name for t in get_transforms(args.transforms.split(",") if args.transforms else None)]
     if args.queries < 1:
         parser.error(f"--queries must be >= 1, got {args.queries}")
+    if args.cores < 0 or (args.distractors is not None and args.distractors < 0):
+        parser.error("--cores and --distractors must be >= 0")
 
     console = Console(width=220) if not sys.stdout.isatty() else Console()
     _pin(args.cores or None)

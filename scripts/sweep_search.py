@@ -37,7 +37,7 @@ def run_one(folder: Path, name: str, value, seed: int, args, work: Path) -> dict
         folder,
         per_transform=args.per_transform,
         js=(args.j,),
-        ks=tuple(int(k) for k in args.k.split(",")),
+        ks=tuple(int(k) for k in args.k.split(",") if k.strip()),
         seed=seed,
         workers=args.workers,
         **({"keypoints": {name: value}} if args.keypoint else {"search": {name: value}}),
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
                 runs.append(run_one(args.folder, args.name, value, seed, args, Path(tmp)))
 
-    ks = [k for k in args.k.split(",")]
+    ks = [str(int(k)) for k in args.k.split(",") if k.strip()]
     table = Table(
         title=f"{args.name}: evaluation per value (J={args.j}, {args.per_transform} per transform, "
         f"seeds {args.seeds})",

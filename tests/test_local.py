@@ -40,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import KODAK, kodak_gray, kodak_rgb
+from conftest import KODAK, encode_jpeg, kodak_gray, kodak_rgb
 
 from imgsearch import Index, IndexConfig, KeypointConfig, merge_results
 from imgsearch import keypoints as kp_mod
@@ -477,8 +477,7 @@ def test_two_nearest_matches_a_brute_force_scan(a: int, b: int) -> None:
     np.testing.assert_array_equal(first, ranked[:, 0])  # exact: integer descriptors
     np.testing.assert_array_equal(second, ranked[:, 1])
     np.testing.assert_array_equal(full[np.arange(len(q)), nearest], ranked[:, 0])
-    ties = ranked[:, 0] == ranked[:, 1]
-    np.testing.assert_array_equal(nearest[~ties], np.argmin(full, axis=1)[~ties])
+    np.testing.assert_array_equal(nearest, np.argmin(full, axis=1))  # ties: the lowest index
     if a == b:  # an image against itself: every keypoint finds itself at distance 0
         assert np.all(first[: len(s)] == 0)
 
@@ -515,3 +514,52 @@ def test_hashed_keypoints_are_the_first_of_each_image(tmp_path: Path) -> None:
     assert only_match(part.query(rgb[y0 : y0 + h, x0 : x0 + w], tiers=LOCAL), 2).inliers >= 8
     full.close()
     part.close()
+
+
+@pytest.mark.parametrize(("query_side", "at_least", "below"), [(None, 210, 400), (400, 400, 1001)])
+def test_a_jpeg_query_is_decoded_for_its_query_side(
+    local_index: Index, monkeypatch: pytest.MonkeyPatch, query_side: int | None, at_least: int, below: int
+) -> None:
+    """A large JPEG is decoded at reduced size for the index (210 px here), and again, larger, only
+    when ``query_side`` asks for more: the local tier then detects at that size."""
+    from imgsearch.local import LocalIndex
+
+    rgb = cv2.resize(kodak_rgb(5), (1000, 667), interpolation=cv2.INTER_CUBIC)
+    data = encode_jpeg(rgb, 92)
+    seen: list[tuple[int, ...]] = []
+    search = LocalIndex.search
+
+    def spy(self, gray, cfg, path_of, hints=()):
+        seen.append(gray.shape)
+        return search(self, gray, cfg, path_of, hints)
+
+    monkeypatch.setattr(LocalIndex, "search", spy)
+    result = local_index.query(data, tiers=LOCAL, query_side=query_side)
+    assert len(seen) == 1 and at_least <= max(seen[0]) < below
+    assert Path(result.matches[0].path) == KODAK[5].absolute()
+
+
+@pytest.mark.parametrize("i", [1, 8, 19])
+def test_stored_keypoints_hashes_and_descriptors_agree_in_spread_order(local_index: Index, i: int) -> None:
+    """Each stored keypoint row, its patch hash and its descriptor describe the same keypoint (they
+    were permuted together), and the rows are in grid-spread order (the first ``hashed`` vote)."""
+    from imgsearch import descriptors, hashing, io
+    from imgsearch.extract import quantise_descriptors
+    from imgsearch.patches import extract_patches
+
+    image = int(np.nonzero(local_index.images.columns["path"] == str(KODAK[i].absolute()))[0][0])
+    stored = local_index.local.store.read_local(image)
+    config = local_index.config.keypoints
+    gray = io.decode_image(KODAK[i].read_bytes(), min_side=local_index.config.decode_side, gray=True)
+    small, _ = kp_mod.downscale(gray, config.max_side)
+    rows = stored["keypoints"]
+    kps = kp_mod.Keypoints(
+        xy=rows[:, :2], size=rows[:, 2], angle=rows[:, 3], response=rows[:, 4],
+        descriptors=stored["descriptors"], shape=small.shape[:2],
+    )  # fmt: skip
+    patches = extract_patches(small, kps, config.patch_scales)
+    np.testing.assert_array_equal(hashing.patch_hashes(patches), stored["patch_hash"].reshape(-1, 8))
+    recomputed = quantise_descriptors(descriptors.patch_descriptors(patches))
+    assert np.abs(recomputed.astype(int) - stored["descriptors"]).max() <= 1  # float summation order
+    order = kp_mod.spread_order(kps.xy, kps.response, kps.shape, config.grid)
+    np.testing.assert_array_equal(order, np.arange(len(kps)))

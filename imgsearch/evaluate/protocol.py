@@ -121,17 +121,22 @@ class EvalConfig:
         if self.top < 1:
             raise ConfigError(f"EvalConfig.top must be >= 1, got {self.top!r}")
         object.__setattr__(self, "search", dict(self.search))
-        reserved = {"keypoints", "tiers"} & set(self.search)
-        if reserved:
-            raise ConfigError(f"EvalConfig.search cannot set {sorted(reserved)}: use ks and tiers")
-        SearchConfig().replace(**self.search)  # raises ConfigError naming a bad field or value
         object.__setattr__(self, "keypoints", dict(self.keypoints))
         if "budget" in self.keypoints:
             raise ConfigError("EvalConfig.keypoints cannot set budget: use js")
         unknown = set(self.keypoints) - {f.name for f in fields(KeypointConfig)}
         if unknown:
             raise ConfigError(f"unknown KeypointConfig fields {sorted(unknown)}")
-        KeypointConfig(**self.keypoints)
+        reserved = {"keypoints", "tiers"} & set(self.search)
+        if reserved:
+            raise ConfigError(f"EvalConfig.search cannot set {sorted(reserved)}: use ks and tiers")
+        try:  # a ConfigError names a bad field or value; a TypeError comes from a value of another type
+            SearchConfig().replace(**self.search)
+            KeypointConfig(**self.keypoints)
+        except TypeError as exc:
+            raise ConfigError(
+                f"EvalConfig: a search or keypoint setting has the wrong type ({exc})"
+            ) from None
 
     @property
     def local(self) -> bool:

@@ -41,7 +41,9 @@ from ..config import IndexConfig
 from ..errors import ConfigError, IndexFormatError
 
 FORMAT_NAME = "imgsearch-index"
-FORMAT_VERSION = 3  # 2: patch descriptors by default; 3: SearchConfig.query_side in the stored config
+# 2: patch descriptors by default; 3: keypoints stored in grid-spread order, KeypointConfig.hashed
+# and SearchConfig.query_side in the stored configuration.
+FORMAT_VERSION = 3
 FILE_NAME = "index.h5"
 _LOCK_NAME = ".lock"
 _BLOCK_ROWS = 1 << 18

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -184,20 +185,31 @@ def test_eval_j_by_k_with_local_tier(photos: Path, tmp_path: Path):
     assert all(_png(tmp_path / "out" / name) for name in PLOTS)
 
 
-def test_eval_search_settings_reach_every_query(photos: Path, tmp_path: Path):
-    """An impossible inlier count set through ``search`` makes the local tier find nothing."""
-    config = EvalConfig(
+def _crop_only(photos: Path, j: int, **settings) -> EvalConfig:
+    """A small local-tier evaluation on one crop transform, with ``settings`` (search, keypoints)."""
+    return EvalConfig(
         photos,
         distractor_fraction=0.25,
         per_transform=2,
         transforms=("crop_25",),
         tiers=("local",),
-        js=(100,),
-        ks=(100,),
+        js=(j,),
+        ks=(j,),
         workers=1,
-        search={"min_inliers": 100_000},
+        **settings,
     )
-    result = run_eval(config, tmp_path / "out")
+
+
+def test_eval_keypoint_settings_reach_every_index(photos: Path, tmp_path: Path):
+    run_eval(_crop_only(photos, 60, keypoints={"hashed": 7}), tmp_path / "out", work_dir=tmp_path / "work")
+    with Index.open(tmp_path / "work" / "index_J60") as index:
+        assert index.config.keypoints.hashed == 7 and index.config.keypoints.budget == 60
+        assert len(index.local.hashes) == int(np.minimum(np.diff(index.local.offsets), 7).sum())
+
+
+def test_eval_search_settings_reach_every_query(photos: Path, tmp_path: Path):
+    """An impossible inlier count set through ``search`` makes the local tier find nothing."""
+    result = run_eval(_crop_only(photos, 100, search={"min_inliers": 100_000}), tmp_path / "out")
     assert result.transform("crop_25").hit_at_1 == 0.0
     assert result.config.to_dict()["search"] == {"min_inliers": 100_000}
 
@@ -235,6 +247,9 @@ def test_cli_eval(app: typer.Typer, photos: Path, tmp_path: Path):
         ["--search", "keypoints=5"],
         ["--search", "query_side"],
         ["--keypoint", "hashed=0"],
+        ["--keypoint", "hashed=1.5"],
+        ["--search", "query_side=abc"],
+        ["--search", "query_scales=1.0"],
         ["--keypoint", "budget=10"],
         ["--keypoint", "nope=1"],
     ],
