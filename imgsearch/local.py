@@ -209,7 +209,7 @@ class LocalIndex:
             if isinstance(result, str):
                 rejected.append(Rejection(path_of(image), "local", _pass_reason(qp, prefix + result), votes))
                 continue
-            inliers, geometry = result
+            inliers, coverage, geometry = result
             matches.append(
                 Match(
                     path_of(image),
@@ -218,6 +218,7 @@ class LocalIndex:
                     distance=hinted.get(image),
                     votes=votes,
                     inliers=inliers,
+                    coverage=coverage,
                     geometry=geometry,
                     image_id=image,
                 )
@@ -234,8 +235,8 @@ class LocalIndex:
     # -- verification -------------------------------------------------------------------
     def _verify(
         self, image: int, qp: QueryPass, hash_pairs: np.ndarray, cfg: SearchConfig
-    ) -> tuple[int, Geometry] | str:
-        """Verify one candidate; return (inliers, geometry) or the reason it is rejected."""
+    ) -> tuple[int, float, Geometry] | str:
+        """Verify one candidate; return (inliers, coverage, geometry) or the reason it is rejected."""
         stored = self.store.read_local(image, ("keypoints", "descriptors"))
         rows, desc = stored["keypoints"], stored["descriptors"]
         lo = int(self.offsets[image])
@@ -273,7 +274,30 @@ class LocalIndex:
         scale = math.hypot(model[0, 0], model[1, 0])
         if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
             return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
-        return inliers, self._geometry(model, qp, image)
+        in_query, in_image = self._coverage(qp, rows, inlier_pairs, image)
+        coverage = max(in_query, in_image)
+        if coverage < cfg.min_coverage:
+            return (
+                f"{inliers} inliers cover {in_query:.0%} of the query and {in_image:.0%} of the image "
+                f"< min_coverage {cfg.min_coverage:.0%} (a shared logo, watermark or text?)"
+            )
+        return inliers, round(coverage, 3), self._geometry(model, qp, image)
+
+    def _coverage(
+        self, qp: QueryPass, rows: np.ndarray, inlier_pairs: np.ndarray, image: int
+    ) -> tuple[float, float]:
+        """Shares of the query's and of the indexed image's keypoint hulls covered by the inliers' hulls.
+
+        The area where an image has keypoints at all (the convex hull of its keypoints) is the
+        reference, so that a copy of a photo whose texture sits in one object still covers it
+        well. A copy covers a good part of one of the two (a crop: of the query; a photo in a
+        screenshot: of the image); a logo, watermark or caption that two distinct images share
+        covers little of either.
+        """
+        return (
+            _hull_share(qp.rows[inlier_pairs[:, 0], :2], qp.rows[:, :2]),
+            _hull_share(rows[inlier_pairs[:, 1], :2], rows[:, :2]),
+        )
 
     def _geometry(self, model: np.ndarray, qp: QueryPass, image: int) -> Geometry:
         """Rotation, scale, mirroring and footprint of the query in the indexed image's pixels."""
@@ -344,6 +368,15 @@ def unique_pairs(pairs: np.ndarray) -> np.ndarray:
     base = int(pairs[:, 1].max()) + 1
     keys = np.unique(pairs[:, 0] * base + pairs[:, 1])
     return np.column_stack([keys // base, keys % base])
+
+
+def _hull_share(points: np.ndarray, reference: np.ndarray) -> float:
+    """Area of the convex hull of ``points`` over that of ``reference`` (a superset), in [0, 1]."""
+    whole = cv2.contourArea(cv2.convexHull(np.ascontiguousarray(reference, np.float32)))
+    if whole <= 0.0:
+        return 1.0
+    part = cv2.contourArea(cv2.convexHull(np.ascontiguousarray(points, np.float32)))
+    return min(1.0, part / whole)
 
 
 def _consistent_angles(delta: np.ndarray) -> np.ndarray:

@@ -58,6 +58,8 @@ class Match:
     variant: str | None = None  # global: which dihedral variant of the query matched
     votes: int | None = None  # local: query keypoints that voted for the image
     inliers: int | None = None  # local: matches consistent with the estimated transform
+    # local: the larger of the shares of the query and of the indexed image inside the inliers' hull
+    coverage: float | None = None
     geometry: Geometry | None = None
     image_id: int = -1
 

@@ -67,7 +67,9 @@ REASONS = re.compile(
     r"|\d+ orientation-consistent correspondences < min_inliers \d+"
     r"|RANSAC found no transform"
     r"|implausible scale [\d.]+ \(RANSAC, \d+ inliers\)"
-    r"|\d+ RANSAC inliers < min_inliers \d+)"
+    r"|\d+ RANSAC inliers < min_inliers \d+"
+    r"|\d+ inliers cover \d+% of the query and \d+% of the image < min_coverage \d+%"
+    r" \(a shared logo, watermark or text\?\))"
 )
 
 
@@ -349,7 +351,7 @@ def test_verification_rejects_shuffled_positions(local_index: Index, monkeypatch
     the orientation filter pass as before: only RANSAC can tell, and it must.
     """
     cfg, qp, image, pairs = _crop_candidate(local_index, 3)
-    inliers, _ = local_index.local._verify(image, qp, pairs, cfg)
+    inliers, _, _ = local_index.local._verify(image, qp, pairs, cfg)
     assert inliers >= 3 * cfg.min_inliers
     store = local_index.local.store
     read_local = store.read_local
@@ -563,3 +565,38 @@ def test_stored_keypoints_hashes_and_descriptors_agree_in_spread_order(local_ind
     assert np.abs(recomputed.astype(int) - stored["descriptors"]).max() <= 1  # float summation order
     order = kp_mod.spread_order(kps.xy, kps.response, kps.shape, config.grid)
     np.testing.assert_array_equal(order, np.arange(len(kps)))
+
+
+@pytest.fixture(scope="module")
+def watermarked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, list[np.ndarray]]:
+    """Photos 0-11 indexed and photos 12-23 as queries, all under one shared caption (15 % of the
+    area, same words, place and colours): a catalogue whose images carry the same watermark."""
+    from imgsearch.evaluate.overlays import text_overlay
+
+    root = tmp_path_factory.mktemp("watermarked")
+
+    def mark(i: int) -> np.ndarray:
+        return text_overlay(kodak_rgb(i), np.random.default_rng(9), 0.15, 0.15)
+
+    for i in range(12):
+        (root / f"{i:04d}.jpg").write_bytes(encode_jpeg(mark(i), 92))
+    index = _build(root / "ix", sorted(root.glob("*.jpg")))
+    yield index, [mark(i) for i in range(12, 24)]
+    index.close()
+
+
+def test_min_coverage_rejects_a_shared_caption(watermarked: tuple[Index, list[np.ndarray]]) -> None:
+    """Distinct photos that share a caption match on it alone (so the test can fail: without the
+    coverage test one does); with ``min_coverage`` the inliers cover too little of both images."""
+    index, queries = watermarked
+    loose = [index.query(q, tiers=LOCAL, min_coverage=0.0) for q in queries]
+    found = [m for r in loose for m in r.matches]
+    assert found and all(m.coverage < 0.15 for m in found), [(m.path, m.coverage) for m in found]
+    for q, before in zip(queries, loose, strict=True):
+        result = index.query(q, tiers=LOCAL, min_coverage=0.15)
+        assert not result.matches, [(m.path, m.inliers, m.coverage) for m in result.matches]
+        if before.matches:  # the caption match is now a rejection that says why
+            assert any("min_coverage" in r.reason for r in result.rejected), result.rejected
+    # A copy of a watermarked photo is still found, covering most of it.
+    copy = index.query(encode_jpeg(kodak_rgb(3)[20:, 10:], 80), tiers=LOCAL, min_coverage=0.15)
+    assert copy.matches and copy.matches[0].coverage > 0.5

@@ -98,6 +98,14 @@ def test_sweep_search_smoke(tmp_path: Path) -> None:
     assert run["value"] == 120 and set(run["runs"]) == {"20"}
 
 
-@pytest.mark.parametrize("name", ["bench_ingest.py", "bench_query.py", "compare_peers.py", "sweep_search.py"])
+def test_shared_overlay_smoke() -> None:
+    args = ["--indexed", "6", "--queries-from", "18", "--workers", "1"]
+    stdout = run_script("shared_overlay.py", str(DATA), *args)
+    assert "false positives" in stdout and "/ 6" in stdout
+
+
+@pytest.mark.parametrize(
+    "name", ["bench_ingest.py", "bench_query.py", "compare_peers.py", "sweep_search.py", "shared_overlay.py"]
+)
 def test_scripts_have_help(name: str) -> None:
     assert "usage:" in run_script(name, "--help", timeout=60)
