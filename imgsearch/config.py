@@ -270,7 +270,7 @@ class IndexConfig:
                 keypoints=None if kp is None else KeypointConfig(**kp),
                 search=SearchConfig(**data["search"]),
             )
-        except (KeyError, TypeError) as exc:
+        except TypeError as exc:  # a field of the wrong type (the field sets were checked above)
             raise ConfigError(f"invalid index configuration {data!r}: {exc}") from exc
 
     @classmethod

@@ -37,6 +37,7 @@ from . import descriptors as patch_desc
 from .config import KeypointConfig
 from .errors import ConfigError
 from .hashing import patch_hashes
+from .io import resize_long_side
 from .patches import extract_patches
 
 SIFT_CONTRAST = 0.01  # permissive; OpenCV divides it by nOctaveLayers=3 (Lowe's 0.03 is 0.09 here)
@@ -423,13 +424,10 @@ def downscale(gray: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
     Returns the image and the downscaled/original pixel ratio (1.0 when kept as is).
     """
-    h, w = gray.shape[:2]
-    long_side = max(h, w)
+    long_side = max(gray.shape[:2])
     if long_side <= max_side:
         return gray, 1.0
-    ratio = max_side / long_side
-    size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), ratio
+    return resize_long_side(gray, max_side), max_side / long_side
 
 
 def descriptor_kind(config: KeypointConfig) -> str:

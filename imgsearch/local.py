@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -40,7 +40,7 @@ from .config import IndexConfig, SearchConfig
 from .extract import keypoint_rows
 from .index.binary import HammingIndex
 from .index.store import Store
-from .search import Geometry, Match, Rejection
+from .search import MIRRORED_PASS, Geometry, Match, Rejection
 
 ANGLE_BINS = 36  # 10° bins for the orientation-consistency histogram
 ANGLE_WINDOW = 2  # keep pairs within ±2 bins (±20°) of the histogram peak
@@ -65,6 +65,10 @@ class QueryPass:
     ratio: float  # keypoint-image pixels per decoded-query pixel
     lookup: np.ndarray  # (K,) rows of the keypoints whose patch hashes were looked up
     patches: np.ndarray  # (K * S, 32, 32) float32 patches behind ``hashes``
+    hull_area: float = field(init=False)  # of all the keypoints: the reference of coverage
+
+    def __post_init__(self) -> None:
+        self.hull_area = _hull_area(self.rows[:, :2])
 
 
 class LocalIndex:
@@ -114,13 +118,14 @@ class LocalIndex:
         """
         img = np.ascontiguousarray(small[:, ::-1]) if mirrored else small
         kps, unit = kp_mod.detect_features(img, self.kconfig, max(cfg.keypoints, cfg.verify_keypoints))
-        lookup = np.arange(len(kps))
-        if len(kps) > cfg.keypoints:
+        lookup, voters = np.arange(len(kps)), kps
+        if len(kps) > cfg.keypoints:  # else all of them look up, and nothing needs copying
             lookup = np.sort(
                 kp_mod.select_spread(kps.xy, kps.response, img.shape[:2], self.kconfig.grid, cfg.keypoints)
             )
-        unit = None if unit is None else unit[lookup]
-        blocks = kp_mod.patches_at(img, kps.take(lookup), cfg.query_scales, unit)
+            voters = kps.take(lookup)
+            unit = None if unit is None else unit[lookup]
+        blocks = kp_mod.patches_at(img, voters, cfg.query_scales, unit)
         return QueryPass(
             keypoint_rows(kps),
             kps.descriptors,
@@ -274,7 +279,7 @@ class LocalIndex:
         scale = math.hypot(model[0, 0], model[1, 0])
         if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
             return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
-        in_query, in_image = self._coverage(qp, rows, inlier_pairs, image)
+        in_query, in_image = _coverage(qp, rows, inlier_pairs)
         coverage = max(in_query, in_image)
         if coverage < cfg.min_coverage:
             return (
@@ -282,22 +287,6 @@ class LocalIndex:
                 f"< min_coverage {cfg.min_coverage:.0%} (a shared logo, watermark or text?)"
             )
         return inliers, round(coverage, 3), self._geometry(model, qp, image)
-
-    def _coverage(
-        self, qp: QueryPass, rows: np.ndarray, inlier_pairs: np.ndarray, image: int
-    ) -> tuple[float, float]:
-        """Shares of the query's and of the indexed image's keypoint hulls covered by the inliers' hulls.
-
-        The area where an image has keypoints at all (the convex hull of its keypoints) is the
-        reference, so that a copy of a photo whose texture sits in one object still covers it
-        well. A copy covers a good part of one of the two (a crop: of the query; a photo in a
-        screenshot: of the image); a logo, watermark or caption that two distinct images share
-        covers little of either.
-        """
-        return (
-            _hull_share(qp.rows[inlier_pairs[:, 0], :2], qp.rows[:, :2]),
-            _hull_share(rows[inlier_pairs[:, 1], :2], rows[:, :2]),
-        )
 
     def _geometry(self, model: np.ndarray, qp: QueryPass, image: int) -> Geometry:
         """Rotation, scale, mirroring and footprint of the query in the indexed image's pixels."""
@@ -370,13 +359,30 @@ def unique_pairs(pairs: np.ndarray) -> np.ndarray:
     return np.column_stack([keys // base, keys % base])
 
 
-def _hull_share(points: np.ndarray, reference: np.ndarray) -> float:
-    """Area of the convex hull of ``points`` over that of ``reference`` (a superset), in [0, 1]."""
-    whole = cv2.contourArea(cv2.convexHull(np.ascontiguousarray(reference, np.float32)))
-    if whole <= 0.0:
-        return 1.0
-    part = cv2.contourArea(cv2.convexHull(np.ascontiguousarray(points, np.float32)))
-    return min(1.0, part / whole)
+def _coverage(qp: QueryPass, rows: np.ndarray, inlier_pairs: np.ndarray) -> tuple[float, float]:
+    """Shares of the query's and of the indexed image's keypoint hulls covered by the inliers' hulls.
+
+    The area where an image has keypoints at all (the convex hull of its keypoints) is the
+    reference, so that a copy of a photo whose texture sits in one object still covers it well. A
+    copy covers a good part of one of the two (a crop: of the query; a photo in a screenshot: of
+    the image); a logo, watermark or caption that two distinct images share covers little of either.
+    """
+    return (
+        _share(_hull_area(qp.rows[inlier_pairs[:, 0], :2]), qp.hull_area),
+        _share(_hull_area(rows[inlier_pairs[:, 1], :2]), _hull_area(rows[:, :2])),
+    )
+
+
+def _hull_area(points: np.ndarray) -> float:
+    """Area of the convex hull of ``(N, 2)`` points (0 for fewer than 3 or collinear ones)."""
+    if len(points) < 3:
+        return 0.0
+    return float(cv2.contourArea(cv2.convexHull(np.ascontiguousarray(points, np.float32))))
+
+
+def _share(part: float, whole: float) -> float:
+    """``part / whole`` in [0, 1]; 1 when the reference area is empty."""
+    return 1.0 if whole <= 0.0 else min(1.0, part / whole)
 
 
 def _consistent_angles(delta: np.ndarray) -> np.ndarray:
@@ -391,4 +397,4 @@ def _consistent_angles(delta: np.ndarray) -> np.ndarray:
 
 
 def _pass_reason(qp: QueryPass, reason: str) -> str:
-    return f"mirrored pass: {reason}" if qp.mirrored else reason
+    return MIRRORED_PASS + reason if qp.mirrored else reason

@@ -34,7 +34,6 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError
-from .hashing import patch_hashes
 
 if TYPE_CHECKING:
     from .keypoints import Keypoints
@@ -96,18 +95,6 @@ def extract_patches(gray: np.ndarray, keypoints: Keypoints, scales: tuple[float,
     out = np.empty((len(keypoints) * scale_arr.size, PATCH, PATCH), dtype=np.float32)
     for rows, patches in _patch_chunks(gray, keypoints, scale_arr):
         out[rows] = patches
-    return out
-
-
-def hash_patches(gray: np.ndarray, keypoints: Keypoints, scales: tuple[float, ...]) -> np.ndarray:
-    """64-bit pHashes of :func:`extract_patches`: ``(N * S, 8)`` uint8, keypoint-major.
-
-    Hashes each chunk as it is sampled, so the patches never leave the cache.
-    """
-    scale_arr = _check_inputs(gray, scales)
-    out = np.empty((len(keypoints) * scale_arr.size, 8), dtype=np.uint8)
-    for rows, patches in _patch_chunks(gray, keypoints, scale_arr):
-        out[rows] = patch_hashes(patches)
     return out
 
 

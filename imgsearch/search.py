@@ -24,11 +24,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import hashing, io
-from .config import SearchConfig
+from .config import TIERS, SearchConfig
 from .errors import ImageReadError
 
 if TYPE_CHECKING:
     from .index.core import Index
+
+
+MIRRORED_PASS = "mirrored pass: "  # how the local tier's mirrored pass prefixes its rejections
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,7 @@ def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) 
     if errors:
         merged.error = errors[0]
         return merged
-    tier_rank = {t: i for i, t in enumerate(("exact", "global", "local"))}
+    tier_rank = {t: i for i, t in enumerate(TIERS)}
     found = [m for r in shard_results for m in r.matches]
     rejected = [x for r in shard_results for x in r.rejected]
     merged.tiers_run = max((r.tiers_run for r in shard_results), key=len)
@@ -289,7 +292,7 @@ def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) 
         # One index runs the local tier's mirrored pass only when the direct pass found nothing.
         if any(m.geometry is not None and not m.geometry.mirrored for m in found):
             found = [m for m in found if m.geometry is None or not m.geometry.mirrored]
-            rejected = [x for x in rejected if not x.reason.startswith("mirrored pass:")]
+            rejected = [x for x in rejected if not x.reason.startswith(MIRRORED_PASS)]
         merged.matches = sorted(found, key=lambda m: (-m.score, m.path))[:top]
     merged.rejected = rejected
     return merged

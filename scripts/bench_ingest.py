@@ -4,8 +4,7 @@ Measures, in one run and on the same files (page cache warmed first, a fresh tem
 folder per timing):
 
 * imgsearch with the exact and global tiers only (``IndexConfig(keypoints=None)``), per worker count;
-* imgsearch with all tiers (``IndexConfig()``, local tier on), per worker count; skipped with
-  "local tier not available" while the local tier is not implemented;
+* imgsearch with all tiers (``IndexConfig()``, local tier on), per worker count;
 * the peer: ``imagehash.phash(PIL.Image.open(path))`` over the files in one process.
 
 Each imgsearch timing is ``Index.add`` from the list of files to the committed HDF5 file (hashing,
@@ -34,14 +33,10 @@ from rich.console import Console
 from rich.table import Table
 
 BIG_TARGET = 100.0  # images/s, all tiers, 2 workers, 1-2 MP JPEGs
-CHILD_NOT_IMPLEMENTED = 3  # exit code of a --child whose tier is not implemented
 
 
 def build_once(files: list[str], local: bool, workers: int) -> dict:
-    """Time ``Index.add`` of ``files`` into a fresh temporary index, in this process.
-
-    Raises NotImplementedError when ``local`` and the local tier is not implemented.
-    """
+    """Time ``Index.add`` of ``files`` into a fresh temporary index, in this process."""
     from imgsearch import Index, IndexConfig
 
     config = IndexConfig() if local else IndexConfig(keypoints=None)
@@ -59,7 +54,6 @@ def time_imgsearch(list_file: Path, local: bool, workers: int, repeat: int) -> d
 
     A fresh process per timing keeps timings independent, and avoids a deadlock: forking worker
     processes from a parent whose OpenCV thread pool is running hangs them in ``cv2.setNumThreads``.
-    Raises NotImplementedError when the child reports the local tier missing.
     """
     best: dict | None = None
     for _ in range(repeat):
@@ -72,8 +66,6 @@ def time_imgsearch(list_file: Path, local: bool, workers: int, repeat: int) -> d
             str(list_file),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode == CHILD_NOT_IMPLEMENTED:
-            raise NotImplementedError
         if proc.returncode != 0:
             raise RuntimeError(f"timing child failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
         row = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -118,11 +110,7 @@ def run(
         configs.append(("all tiers", True))
     for label, with_local in configs:
         for w in workers:
-            try:
-                row = time_imgsearch(list_file, with_local, w, repeat)
-            except NotImplementedError:
-                console.print(f"[yellow]local tier not available[/yellow]: skipped '{label}'")
-                break
+            row = time_imgsearch(list_file, with_local, w, repeat)
             rows.append({"tool": "imgsearch", "tiers": label, "workers": w, **row})
     peer = next((r for r in rows if r["tool"] == "imagehash.phash"), None)
     for r in rows:
@@ -153,11 +141,7 @@ def child(argv: list[str]) -> int:
     """``--child {global,local} WORKERS LIST_FILE``: one timing, printed as a JSON line."""
     tiers, workers, list_file = argv
     files = Path(list_file).read_text().split("\n")
-    try:
-        row = build_once([f for f in files if f], tiers == "local", int(workers))
-    except NotImplementedError:
-        return CHILD_NOT_IMPLEMENTED
-    print(json.dumps(row))
+    print(json.dumps(build_once([f for f in files if f], tiers == "local", int(workers))))
     return 0
 
 

@@ -147,11 +147,10 @@ def imagehash_peer(indexed: list[str], queries: list[workload.Query]) -> dict:
 
 
 def stats(ms: list[float]) -> dict:
-    return {
-        "mean_ms": float(np.mean(ms)),
-        "p50_ms": workload.percentile(ms, 50),
-        "p95_ms": workload.percentile(ms, 95),
-    }
+    from imgsearch.evaluate.metrics import latency_percentiles
+
+    p50, p95 = latency_percentiles(ms)
+    return {"mean_ms": float(np.mean(ms)), "p50_ms": p50, "p95_ms": p95}
 
 
 def in_process(

@@ -57,13 +57,9 @@ PDQ_MAX_DISTANCE = 31
 _BUILD_CHILD = """
 import json, sys, time
 from imgsearch import Index, IndexConfig
-directory, local, workers, list_file = sys.argv[1:]
+directory, workers, list_file = sys.argv[1:]
 files = [line for line in open(list_file).read().split("\\n") if line]
-try:
-    index = Index.create(directory, IndexConfig() if local == "1" else IndexConfig(keypoints=None))
-except NotImplementedError:
-    print(json.dumps({"not_implemented": True}))
-    sys.exit(0)
+index = Index.create(directory, IndexConfig())
 start = time.perf_counter()
 report = index.add(files, workers=int(workers))
 print(json.dumps({"seconds": time.perf_counter() - start, "failed": len(report.failed)}))
@@ -117,30 +113,19 @@ def run_peers(peers: list[str], indexed: list[str], queries: list[str], tmp: Pat
 
 
 def run_imgsearch(indexed: list[str], queries: list[str], workers: int, tmp: Path, console: Console) -> dict:
-    """Build (child process, all tiers or exact+global) and query (in-process) imgsearch."""
+    """Build (child process, all tiers) and query (in-process) imgsearch."""
     from imgsearch import Index
+    from imgsearch.evaluate.metrics import latency_percentiles
 
     list_file = tmp / "indexed.txt"
     list_file.write_text("\n".join(indexed) + "\n")
-    for local in (True, False):
-        directory = tmp / ("index-all" if local else "index-global")
-        console.print(f"building the imgsearch index ({'all tiers' if local else 'exact+global'}) ...")
-        cmd = [
-            sys.executable,
-            "-c",
-            _BUILD_CHILD,
-            str(directory),
-            "1" if local else "0",
-            str(workers),
-            str(list_file),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise SystemExit(f"error: imgsearch build failed: {proc.stderr.strip()[-2000:]}")
-        built = json.loads(proc.stdout.strip().splitlines()[-1])
-        if not built.get("not_implemented"):
-            break
-        console.print("[yellow]local tier not available[/yellow]: imgsearch runs exact+global")
+    directory = tmp / "index-all"
+    console.print("building the imgsearch index (all tiers) ...")
+    cmd = [sys.executable, "-c", _BUILD_CHILD, str(directory), str(workers), str(list_file)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: imgsearch build failed: {proc.stderr.strip()[-2000:]}")
+    built = json.loads(proc.stdout.strip().splitlines()[-1])
     index = Index.open(directory)
     tiers = "+".join(t for t in index.search_config().tiers if t != "local" or index.local is not None)
     start = time.perf_counter()
@@ -157,8 +142,7 @@ def run_imgsearch(indexed: list[str], queries: list[str], workers: int, tmp: Pat
         "matches": [[m.path for m in r.matches] for r in results],
         "failed_to_index": built["failed"],
         "query_errors": errors,
-        "p50_ms": workload.percentile([r.elapsed_ms for r in results], 50),
-        "p95_ms": workload.percentile([r.elapsed_ms for r in results], 95),
+        **dict(zip(("p50_ms", "p95_ms"), latency_percentiles([r.elapsed_ms for r in results]), strict=True)),
     }
 
 
@@ -186,17 +170,6 @@ def score(specs, tools: dict, transforms: list[str]) -> tuple[list[list], dict]:
             "distractors": len(fp),
         }
     return rows, totals
-
-
-def _no_nan(obj):
-    """``obj`` with NaN floats replaced by None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {k: _no_nan(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_no_nan(v) for v in obj]
-    if isinstance(obj, float) and np.isnan(obj):
-        return None
-    return obj
 
 
 def plot(rows: list[list], names: list[str], path: Path, title: str) -> None:
@@ -360,9 +333,11 @@ def main(argv: list[str] | None = None) -> int:
             ["tool", "version", "build_s", "build_images_per_s", "query_ms_mean", "query_time_vs_imgsearch"]
         )
         w.writerows(timing_rows)
+    from imgsearch.evaluate.results import json_safe
+
     (args.out / "results.json").write_text(
         json.dumps(
-            _no_nan(
+            json_safe(
                 {
                     "config": {
                         "folder": str(args.folder),

@@ -15,10 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from imgsearch import hashing, io
+from imgsearch.evaluate.protocol import encode_query
 from imgsearch.evaluate.transforms import TRANSFORMS
 
 GLOBAL_TRANSFORMS = (
@@ -43,8 +43,7 @@ THRESHOLDS = range(0, 21)
 
 def gray_of(rgb: np.ndarray) -> np.ndarray:
     """Round-trip through JPEG q95 like a real upload, then decode to gray as the engine does."""
-    _, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    return io.decode_image(buf.tobytes(), min_side=64, gray=True)
+    return io.decode_image(encode_query(rgb), min_side=64, gray=True)
 
 
 def main() -> None:
@@ -65,16 +64,15 @@ def main() -> None:
         k = int(np.argmin(d))
         return k, int(d[k])
 
-    hits = {t: np.zeros(len(THRESHOLDS)) for t in GLOBAL_TRANSFORMS}
     true_dist: dict[str, list[int]] = {t: [] for t in GLOBAL_TRANSFORMS}
     for i, p in enumerate(indexed):
         rgb = io.read_image(p)
         for t in GLOBAL_TRANSFORMS:
             k, d = nearest(gray_of(TRANSFORMS[t](rgb, np.random.default_rng(args.seed * 100003 + i))))
             true_dist[t].append(d if k == i else 99)
-    for t in GLOBAL_TRANSFORMS:
-        arr = np.array(true_dist[t])
-        hits[t] = np.array([(arr <= d).mean() for d in THRESHOLDS])
+    hits = {
+        t: np.array([(np.array(true_dist[t]) <= d).mean() for d in THRESHOLDS]) for t in GLOBAL_TRANSFORMS
+    }
     fp_dist = []
     for i, p in enumerate(held):
         rgb = io.read_image(p)

@@ -91,6 +91,7 @@ def write_query(source: str, transform: str, seed: int, path: Path, expected: st
     ``exact_copy`` and ``"plain"`` (an unmodified query) copy the file bytes instead, keeping the
     source's suffix.
     """
+    from imgsearch.evaluate.protocol import encode_query
     from imgsearch.evaluate.transforms import TRANSFORMS, apply_transform
     from imgsearch.io import read_image
 
@@ -99,10 +100,7 @@ def write_query(source: str, transform: str, seed: int, path: Path, expected: st
         path = path.with_suffix(Path(source).suffix)
         shutil.copyfile(source, path)
     else:
-        rgb = apply_transform(transform, read_image(source), seed)
-        ok = cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
-        if not ok:
-            raise OSError(f"could not write {path}")
+        path.write_bytes(encode_query(apply_transform(transform, read_image(source), seed)))
     return Query(str(path), source, transform, expected)
 
 
@@ -118,11 +116,6 @@ def make_queries(
         source = indexed[int(src)]
         queries.append(write_query(source, t, seed * 100_003 + i, out_dir / f"{i:05d}_{t}.jpg", source))
     return queries
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of ``values``, linear interpolation; NaN when empty."""
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def rss_bytes() -> int:

@@ -31,6 +31,11 @@ def usage_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_USAGE) from None
 
 
+def split_names(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` as ``("a", "b", "c")``: a comma-separated option."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def progress_bar(label: str) -> Progress:
     """A progress bar on stderr, shown only when stderr is a terminal."""
     return Progress(

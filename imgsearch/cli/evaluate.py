@@ -12,7 +12,7 @@ from rich.table import Table as RichTable
 
 from ..config import TIERS
 from ..errors import ConfigError
-from .common import EXIT_FAILED, EXIT_OK, err, progress_bar, usage_errors
+from .common import EXIT_FAILED, EXIT_OK, err, progress_bar, split_names, usage_errors
 
 if TYPE_CHECKING:
     from ..evaluate.results import EvalResult, Table
@@ -105,8 +105,8 @@ def evaluate(
             folder=folder,
             distractor_fraction=distractors,
             per_transform=per_transform,
-            transforms=None if transforms is None else _names(transforms),
-            tiers=_names(tiers),
+            transforms=None if transforms is None else split_names(transforms),
+            tiers=split_names(tiers),
             seed=seed,
             workers=workers,
             **options,
@@ -170,13 +170,9 @@ def _cell(v: object) -> str:
     return str(v)
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
 def _ints(option: str, text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in _names(text))
+        return tuple(int(v) for v in split_names(text))
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
 

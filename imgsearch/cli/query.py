@@ -14,7 +14,16 @@ from ..config import TIERS
 from ..errors import ConfigError
 from ..index.core import Index
 from ..search import QueryResult
-from .common import DEFAULT_INDEX, EXIT_FAILED, EXIT_OK, IndexOption, err, progress_bar, usage_errors
+from .common import (
+    DEFAULT_INDEX,
+    EXIT_FAILED,
+    EXIT_OK,
+    IndexOption,
+    err,
+    progress_bar,
+    split_names,
+    usage_errors,
+)
 
 
 def query(
@@ -35,7 +44,7 @@ def query(
     if keypoints is not None:
         overrides["keypoints"] = keypoints
     if tiers is not None:
-        overrides["tiers"] = tuple(t.strip() for t in tiers.split(",") if t.strip())
+        overrides["tiers"] = split_names(tiers)
     with usage_errors(), Index.open(index) as ix:
         cfg = ix.search_config(**overrides)
         if "local" in cfg.tiers and ix.local is None and tiers is not None:

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..search import global_score
+from .results import none_first
 
 if TYPE_CHECKING:
     from .results import EvalResult
@@ -48,9 +49,9 @@ def plot_hit_vs_k(result: EvalResult) -> Figure:
     """hit@1 against K, one curve per J; a single point when the local tier is off."""
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
-    js = sorted({r.j for r in result.runs}, key=lambda v: -1 if v is None else v)
+    js = sorted({r.j for r in result.runs}, key=none_first)
     for j in js:
-        runs = sorted((r for r in result.runs if r.j == j), key=lambda r: -1 if r.k is None else r.k)
+        runs = sorted((r for r in result.runs if r.j == j), key=lambda r: none_first(r.k))
         if j is None:
             ax.plot([0], [runs[0].hit_at_1], "o", label="no local tier (J, K do not apply)")
             ax.set_xticks([])

@@ -33,10 +33,20 @@ from ..config import TIERS, IndexConfig, KeypointConfig, SearchConfig
 from ..errors import ConfigError, ImageReadError
 from ..index.core import Index, collect_paths
 from ..search import QueryResult, global_score
-from .results import BuildStats, EvalResult, ScoreSample, Table, outcomes, per_tier, per_transform, score_run
+from .results import (
+    BuildStats,
+    EvalResult,
+    RunMetrics,
+    ScoreSample,
+    Table,
+    outcomes,
+    per_tier,
+    per_transform,
+    score_run,
+)
 from .transforms import TRANSFORMS, Transform, get_transforms
 
-__all__ = ["EvalConfig", "QuerySpec", "make_queries", "run_eval", "split"]
+__all__ = ["EvalConfig", "QuerySpec", "encode_query", "make_queries", "run_eval", "split"]
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as work advances, ``stage`` a short label."""
@@ -245,7 +255,7 @@ def make_queries(
                         image = io.read_image(source)
                     modified = t(image, np.random.default_rng([seed, number[t.name], image_no]))
                     path = path.with_suffix(".jpg")
-                    path.write_bytes(_encode_jpeg(modified))
+                    path.write_bytes(encode_query(modified))
             except ImageReadError as exc:
                 failed.append((source, exc.reason))
                 break  # unreadable source: no more queries from it
@@ -265,7 +275,8 @@ def make_queries(
     return specs, failed
 
 
-def _encode_jpeg(rgb: np.ndarray) -> bytes:
+def encode_query(rgb: np.ndarray) -> bytes:
+    """A modified ``(H, W, 3)`` RGB copy as the query file's bytes: JPEG of quality 95."""
     ok, buf = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, QUERY_JPEG_QUALITY]
     )
@@ -330,12 +341,23 @@ def run_eval(
         )
         unreadable = {path for path, _ in failed}
         specs = [s for s in specs if s.source not in unreadable]  # e.g. byte copies of a broken file
-        result = _query_and_score(config, js, specs, work, progress)
-    result.builds = builds
-    result.failed = failed + build_failed
-    result.notes = notes + result.notes
-    result.peak_rss_mb, result.peak_rss_children_mb = _peak_rss_mb()
-    result.seconds = time.perf_counter() - start
+        runs, ref_results, scores = _query_and_score(config, js, specs, work, progress)
+    peak_rss_mb, peak_rss_children_mb = _peak_rss_mb()
+    result = EvalResult(
+        config=config,
+        queries=specs,
+        runs=runs,
+        builds=builds,
+        per_transform=per_transform(specs, ref_results, config.tiers),
+        per_tier=per_tier(specs, ref_results, config.tiers),
+        outcomes=outcomes(specs, ref_results),
+        scores=scores,
+        peak_rss_mb=peak_rss_mb,
+        peak_rss_children_mb=peak_rss_children_mb,
+        seconds=time.perf_counter() - start,
+        failed=failed + build_failed,
+        notes=notes,
+    )
     result.write(out_dir)
     if plots:
         from .plots import write_plots
@@ -385,8 +407,11 @@ def _build_all(
 
 def _query_and_score(
     config: EvalConfig, js: list[int | None], specs: list[QuerySpec], work: Path, progress: Progress | None
-) -> EvalResult:
-    """Query every index once per K (once in all without the local tier) and score each run."""
+) -> tuple[list[RunMetrics], list[QueryResult], ScoreSample]:
+    """Query every index once per K (once in all without the local tier) and score each run.
+
+    Returns the runs' metrics, the results of the reference run and the global-score probe.
+    """
     ks: list[int | None] = list(config.ks) if config.local else [None]
     ref_j, ref_k = config.reference
     truth = [s.original for s in specs]
@@ -406,19 +431,7 @@ def _query_and_score(
                     ref_results = results
             if j == ref_j:
                 scores = _probe_scores(index, specs, progress)
-    return EvalResult(
-        config=config,
-        queries=specs,
-        runs=runs,
-        builds=[],
-        per_transform=per_transform(specs, ref_results, config.tiers),
-        per_tier=per_tier(specs, ref_results, config.tiers),
-        outcomes=outcomes(specs, ref_results),
-        scores=scores,
-        peak_rss_mb=float("nan"),
-        peak_rss_children_mb=float("nan"),
-        seconds=float("nan"),
-    )
+    return runs, ref_results, scores
 
 
 def _query_all(

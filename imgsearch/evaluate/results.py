@@ -30,6 +30,8 @@ __all__ = [
     "Table",
     "TierRow",
     "TransformRow",
+    "json_safe",
+    "none_first",
     "outcomes",
     "per_tier",
     "per_transform",
@@ -181,8 +183,8 @@ class EvalResult:
             ["failed_files", len(self.failed)],
             ["seconds", self.seconds],
         ]
-        ks = sorted({r.k for r in self.runs}, key=_none_first)
-        js = sorted({r.j for r in self.runs}, key=_none_first)
+        ks = sorted({r.k for r in self.runs}, key=none_first)
+        js = sorted({r.j for r in self.runs}, key=none_first)
         grid = {(r.j, r.k): r.hit_at_1 for r in self.runs}
         return {
             "summary": Table(f"Summary ({where})", ["metric", "value"], summary),
@@ -198,7 +200,7 @@ class EvalResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(
+        return json_safe(
             {
                 "config": self.config.to_dict(),
                 "reference": asdict(self.reference),
@@ -346,12 +348,12 @@ def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """NaN to ``None`` and tuples to lists, recursively, for JSON."""
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return None if _isnan(obj) else obj
 
 
@@ -359,5 +361,5 @@ def _label(v: int | None) -> str:
     return "-" if v is None else str(v)
 
 
-def _none_first(v: int | None) -> int:
+def none_first(v: int | None) -> int:
     return -1 if v is None else v

@@ -257,20 +257,20 @@ class Index:
         """
         if self._store is None or self._store.is_current():
             return False
-        fresh = store_mod.Store(self.directory / store_mod.FILE_NAME)
-        self._store.close()
-        self._store = fresh
-        self._load()
+        self._reopen()
         return True
 
     def _commit(self, keep: np.ndarray | None, records: Sequence[ImageRecord]) -> None:
         """Write the new file (under the lock :meth:`_writing` holds) and reload from it."""
         new_images, new_local = stack_records(records, self.config)
-        old = self._store
-        store_mod.commit(self.directory, self.config, old, keep, new_images, new_local, __version__)
-        fresh = store_mod.Store(self.directory / store_mod.FILE_NAME)  # open the new file first
-        if old is not None:
-            old.close()
+        store_mod.commit(self.directory, self.config, self._store, keep, new_images, new_local, __version__)
+        self._reopen()
+
+    def _reopen(self) -> None:
+        """Open the live file (first, so a failure leaves this handle as it was), then swap it in."""
+        fresh = store_mod.Store(self.directory / store_mod.FILE_NAME)
+        if self._store is not None:
+            self._store.close()
         self._store = fresh
         self._load()
 
@@ -286,9 +286,7 @@ class Index:
 
         An unreadable query raises :class:`ImageReadError`; use :meth:`query_many` for batches.
         """
-        self.refresh()
-        with threads.single_blas_thread():
-            result = query_many(self, [image], self.search_config(**overrides), top)[0]
+        (result,) = self.query_many([image], top=top, **overrides)
         if result.error is not None:
             raise ImageReadError(result.query, result.error)
         return result

@@ -166,11 +166,11 @@ class Store:
 
     def patch_hashes(self) -> np.ndarray:
         """All patch hashes, ``(M, S, 8)`` uint8 (empty without a local tier)."""
-        if "local/patch_hash" not in self._file:
+        if "patch_hash" not in self._local:
             return np.zeros(
                 (0, len(self.config.keypoints.patch_scales) if self.config.keypoints else 1, 8), np.uint8
             )
-        return self._file["local/patch_hash"][...]
+        return self._local["patch_hash"][...]
 
     def read_local(self, image_id: int, fields: tuple[str, ...] = LOCAL_FIELDS) -> dict[str, np.ndarray]:
         """Keypoint arrays of one image (a contiguous slice of each named /local dataset)."""
