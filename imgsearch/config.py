@@ -126,6 +126,13 @@ class SearchConfig:
         than the area (``scripts/results/sweep_query_side.json``: 180 px is as good as 210 and
         cheaper, 150 px misses small photos in screenshots). Never larger than the query itself;
         a JPEG query is decoded at least this large.
+    zoom_side : int or None
+        When the local tier finds no copy at ``query_side``, it searches once more with the query
+        downscaled to this long side (or kept at its own size, when smaller), if that is at least
+        1.5 times ``query_side``: a photo shrunk into a busy page, a collage or another photo is too
+        small at ``query_side`` for its keypoints to meet the indexed ones
+        (``scripts/stress_transforms.py``, ``paste``). Costs time only for queries that find no
+        copy; ``None`` turns it off.
     keypoints : int
         K, the number of query keypoints whose patch hashes are looked up (they cast the votes).
     verify_keypoints : int
@@ -163,6 +170,7 @@ class SearchConfig:
     global_max_distance: int = 4
     global_verify_distance: int = 12
     query_side: int | None = 180
+    zoom_side: int | None = 360
     keypoints: int = 400
     verify_keypoints: int = 400
     query_scales: tuple[float, ...] = (1.0,)
@@ -194,6 +202,8 @@ class SearchConfig:
         )
         if self.query_side is not None:
             _check_range("SearchConfig", "query_side", self.query_side, 64, 4096)
+        if self.zoom_side is not None:
+            _check_range("SearchConfig", "zoom_side", self.zoom_side, 64, 8192)
         _check_range("SearchConfig", "keypoints", self.keypoints, 1, 100_000)
         _check_range("SearchConfig", "verify_keypoints", self.verify_keypoints, 0, 100_000)
         object.__setattr__(self, "query_scales", tuple(float(s) for s in self.query_scales))

@@ -40,7 +40,7 @@ from .config import IndexConfig, SearchConfig
 from .extract import keypoint_rows
 from .index.binary import HammingIndex
 from .index.store import Store
-from .search import MIRRORED_PASS, Geometry, Match, Rejection
+from .search import MIRRORED_PASS, ZOOMED_PASS, Geometry, Match, Rejection
 
 ANGLE_BINS = 36  # 10° bins for the orientation-consistency histogram
 ANGLE_WINDOW = 2  # keep pairs within ±2 bins (±20°) of the histogram peak
@@ -62,9 +62,10 @@ class QueryPass:
     hashes: np.ndarray  # (K * S, 8)
     mirrored: bool
     shape: tuple[int, int]
-    ratio: float  # keypoint-image pixels per decoded-query pixel
+    ratio: float  # keypoint-image pixels per pixel of the query at full size
     lookup: np.ndarray  # (K,) rows of the keypoints whose patch hashes were looked up
     patches: np.ndarray  # (K * S, 32, 32) float32 patches behind ``hashes``
+    zoomed: bool = False  # a pass at SearchConfig.zoom_side
     hull_area: float = field(init=False)  # of all the keypoints: the reference of coverage
 
     def __post_init__(self) -> None:
@@ -108,7 +109,9 @@ class LocalIndex:
         return self.offsets[image] + (voter - self.hashed_offsets[image])
 
     # -- query side ---------------------------------------------------------------------
-    def query_pass(self, small: np.ndarray, mirrored: bool, ratio: float, cfg: SearchConfig) -> QueryPass:
+    def query_pass(
+        self, small: np.ndarray, mirrored: bool, ratio: float, cfg: SearchConfig, zoomed: bool = False
+    ) -> QueryPass:
         """Detect the query's keypoints in its (mirrored) keypoint image and hash the lookup ones.
 
         ``max(K, verify_keypoints)`` grid-spread keypoints are detected and described once; the K
@@ -135,6 +138,7 @@ class LocalIndex:
             ratio,
             lookup,
             blocks,
+            zoomed,
         )
 
     def mirror_pass(self, qp: QueryPass, small: np.ndarray, cfg: SearchConfig) -> QueryPass:
@@ -146,12 +150,12 @@ class LocalIndex:
         """
         desc = kp_mod.mirror_descriptors(self.kconfig, qp.descriptors)
         if desc is None:
-            return self.query_pass(small, True, qp.ratio, cfg)
+            return self.query_pass(small, True, qp.ratio, cfg, qp.zoomed)
         rows = qp.rows.copy()
         rows[:, :2], rows[:, 3] = kp_mod.mirror_rows(qp.rows[:, :2], qp.rows[:, 3], qp.shape[1])
         blocks = np.ascontiguousarray(qp.patches[:, ::-1, :])
         return QueryPass(
-            rows, desc, hashing.patch_hashes(blocks), True, qp.shape, qp.ratio, qp.lookup, blocks
+            rows, desc, hashing.patch_hashes(blocks), True, qp.shape, qp.ratio, qp.lookup, blocks, qp.zoomed
         )
 
     def search(
@@ -160,20 +164,30 @@ class LocalIndex:
         cfg: SearchConfig,
         path_of: Callable[[int], str],
         hints: Sequence[tuple[int, bool, int]] = (),
+        *,
+        side: int | None = None,
+        zoomed: bool = False,
+        full_side: int | None = None,
     ) -> tuple[list[Match], list[Rejection]]:
         """Matches and rejections for a ``(H, W)`` uint8 query (any size; downscaled here).
 
-        The direct pass runs first; the mirrored pass only when the direct one found no copy.
-        ``hints`` are ``(image id, reflected, global distance)`` candidates of the global tier:
-        each is verified in the pass its orientation calls for, whatever its votes.
+        The query is downscaled to ``side`` (default ``cfg.query_side``, else the index's
+        ``max_side``); ``zoomed`` marks the passes as zoomed ones (:data:`ZOOMED_PASS`);
+        ``full_side`` is the query's long side at full size when ``gray`` was decoded smaller (a
+        JPEG), so that the reported scale is per pixel of the query file. The direct
+        pass runs first; the mirrored pass only when the direct one found no copy. ``hints`` are
+        ``(image id, reflected, global distance)`` candidates of the global tier: each is verified
+        in the pass its orientation calls for, whatever its votes.
         """
         if len(self.hashes) == 0:
             reason = "the index holds no keypoints to verify against"
             return [], [
                 Rejection(path_of(i), "local", f"global candidate at {d} bits: {reason}") for i, _, d in hints
             ]
-        small, ratio = kp_mod.downscale(gray, cfg.query_side or self.kconfig.max_side)
-        direct = self.query_pass(small, False, ratio, cfg)
+        small, ratio = kp_mod.downscale(gray, side or cfg.query_side or self.kconfig.max_side)
+        if full_side is not None:
+            ratio *= max(gray.shape) / max(full_side, max(gray.shape))
+        direct = self.query_pass(small, False, ratio, cfg, zoomed)
         hinted = {False: {i: d for i, r, d in hints if not r}, True: {i: d for i, r, d in hints if r}}
         matches, rejected = self._search_pass(direct, cfg, path_of, hinted[False])
         if matches or not (cfg.mirror or hinted[True]):
@@ -225,6 +239,11 @@ class LocalIndex:
                     inliers=inliers,
                     coverage=coverage,
                     geometry=geometry,
+                    search_pass=" ".join(
+                        w for w, on in (("zoomed", qp.zoomed), ("mirrored", qp.mirrored)) if on
+                    )
+                    or "direct",
+                    query_side=max(qp.shape),
                     image_id=image,
                 )
             )
@@ -397,4 +416,5 @@ def _consistent_angles(delta: np.ndarray) -> np.ndarray:
 
 
 def _pass_reason(qp: QueryPass, reason: str) -> str:
-    return MIRRORED_PASS + reason if qp.mirrored else reason
+    """``reason`` prefixed with the pass that gave it: :data:`ZOOMED_PASS`, then :data:`MIRRORED_PASS`."""
+    return (ZOOMED_PASS if qp.zoomed else "") + (MIRRORED_PASS if qp.mirrored else "") + reason

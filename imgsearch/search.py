@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 
 MIRRORED_PASS = "mirrored pass: "  # how the local tier's mirrored pass prefixes its rejections
+ZOOMED_PASS = "zoomed pass: "  # and its passes at SearchConfig.zoom_side (before MIRRORED_PASS)
+ZOOM_MIN_GAIN = 1.5  # the zoomed passes run only when they see the query this much larger
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ class Match:
     # local: the larger of the shares of the query and of the indexed image inside the inliers' hull
     coverage: float | None = None
     geometry: Geometry | None = None
+    # local: which pass found it, "direct", "mirrored", "zoomed" or "zoomed mirrored", and the
+    # long side (px) the query was searched at
+    search_pass: str | None = None
+    query_side: int | None = None
     image_id: int = -1
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,6 +143,11 @@ class QueryImage:
             self.gray = io.decode_image(self.data, path=self.name, min_side=min_side, gray=True)
             self.decoded_for = min_side
         return self.gray
+
+    def full_long_side(self, decoded: np.ndarray) -> int:
+        """Long side (px) of the query at full size, given a ``decoded`` one (maybe reduced)."""
+        size = io.image_size(self.data) if self.data is not None else None
+        return max(max(decoded.shape[:2]), max(size) if size else 0)
 
 
 def prepare_query(query: str | os.PathLike[str] | bytes | np.ndarray, name: str | None = None) -> QueryImage:
@@ -217,12 +228,29 @@ def global_score(distance: int) -> float:
 
 
 def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[Match], list[Rejection]]:
-    """Keypoint votes and geometric verification (:mod:`imgsearch.local`)."""
+    """Keypoint votes and geometric verification (:mod:`imgsearch.local`).
+
+    The query is searched at ``query_side``; when that finds no copy, once more at ``zoom_side``
+    (the zoomed passes, whose rejections say so), if the query is large enough for it to show
+    :data:`ZOOM_MIN_GAIN` times more.
+    """
     if index.local is None:
         return [], []
+    base = cfg.query_side or index.config.keypoints.max_side  # type: ignore[union-attr]
     # Decoded again, larger, only when query_side asks for more than the index's own size.
-    side = max(index.config.decode_side, cfg.query_side or 0)
-    return index.local.search(q.decoded(side), cfg, index.path_of, q.hints)
+    side = max(index.config.decode_side, base)
+    gray = q.decoded(side)
+    full = q.full_long_side(gray)
+    matches, rejected = index.local.search(gray, cfg, index.path_of, q.hints, full_side=full)
+    if matches or cfg.zoom_side is None or cfg.zoom_side < ZOOM_MIN_GAIN * base:
+        return matches, rejected
+    gray = q.decoded(cfg.zoom_side)
+    zoom = min(cfg.zoom_side, max(gray.shape))
+    if zoom < ZOOM_MIN_GAIN * base:
+        return matches, rejected
+    # The global tier's candidates were verified at query_side already: no hints here.
+    matches, more = index.local.search(gray, cfg, index.path_of, (), side=zoom, zoomed=True, full_side=full)
+    return matches, rejected + more
 
 
 TIER_SEARCH = {"exact": search_exact, "global": search_global, "local": search_local}
@@ -289,10 +317,28 @@ def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) 
         found = [m for m in found if tier_rank[m.tier] == best_tier]
         rejected = [x for x in rejected if tier_rank[x.tier] <= best_tier]
         merged.tiers_run = [t for t in merged.tiers_run if tier_rank[t] <= best_tier]
-        # One index runs the local tier's mirrored pass only when the direct pass found nothing.
-        if any(m.geometry is not None and not m.geometry.mirrored for m in found):
-            found = [m for m in found if m.geometry is None or not m.geometry.mirrored]
-            rejected = [x for x in rejected if not x.reason.startswith(MIRRORED_PASS)]
+        # One index runs the local tier's passes in order (direct, mirrored, zoomed direct, zoomed
+        # mirrored) and stops after the first that finds a copy: keep that pass's matches and the
+        # rejections of it and of the passes before it.
+        first = min(_match_pass(m) for m in found)
+        found = [m for m in found if _match_pass(m) == first]
+        rejected = [x for x in rejected if x.tier != "local" or _rejection_pass(x) <= first]
         merged.matches = sorted(found, key=lambda m: (-m.score, m.path))[:top]
     merged.rejected = rejected
     return merged
+
+
+def _match_pass(m: Match) -> tuple[bool, bool]:
+    """(zoomed, mirrored) of the local pass that found ``m``; (False, False) for other tiers."""
+    if m.geometry is None:
+        return False, False
+    return (m.search_pass or "").startswith("zoomed"), m.geometry.mirrored
+
+
+def _rejection_pass(x: Rejection) -> tuple[bool, bool]:
+    """(zoomed, mirrored) of the local pass that rejected ``x``, from its reason's prefixes."""
+    reason = x.reason
+    zoomed = reason.startswith(ZOOMED_PASS)
+    if zoomed:
+        reason = reason[len(ZOOMED_PASS) :]
+    return zoomed, reason.startswith(MIRRORED_PASS)

@@ -61,7 +61,7 @@ ANGLES = [37.0, -110.0]
 LOCAL = ("local",)
 
 REASONS = re.compile(
-    r"(mirrored pass: )?"
+    r"(zoomed pass: )?(mirrored pass: )?"
     r"(?:\d+ votes < min_votes \d+"
     r"|\d+ correspondences < min_inliers \d+"
     r"|\d+ orientation-consistent correspondences < min_inliers \d+"
@@ -92,11 +92,14 @@ def local_index(tmp_path_factory: pytest.TempPathFactory) -> Index:
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, Index]:
     """Two disjoint indexes: even-numbered photos and odd-numbered photos. Read-only."""
-    root = tmp_path_factory.mktemp("local_shards")
-    even, odd = _build(root / "even", KODAK[0::2]), _build(root / "odd", KODAK[1::2])
-    yield even, odd
-    even.close()
-    odd.close()
+    yield from _index_pair(tmp_path_factory.mktemp("local_shards"), KODAK[0::2], KODAK[1::2])
+
+
+def _index_pair(root: Path, first: list[Path], second: list[Path]):
+    pair = _build(root / "a", first), _build(root / "b", second)
+    yield pair
+    for index in pair:
+        index.close()
 
 
 def crop_box(shape: tuple[int, ...], frac: float = 0.55) -> tuple[int, int, int, int]:
@@ -463,6 +466,40 @@ def test_merge_keeps_the_direct_pass_like_one_index() -> None:
     assert [m.path for m in only_mirrored.matches] == ["b.jpg"]
 
 
+def test_merge_keeps_the_first_pass_of_direct_mirrored_zoomed_like_one_index() -> None:
+    """Passes run direct, mirrored, zoomed, zoomed mirrored, each only when the ones before found
+    nothing: a shard's zoomed match gives way to another's unzoomed one, and the rejections of the
+    passes after the winning one go too."""
+    from imgsearch import Geometry, Match, QueryResult, Rejection
+
+    def local(path: str, mirrored: bool, zoomed: bool) -> Match:
+        geometry = Geometry(0.0, 1.0, mirrored, ((0, 0), (1, 0), (1, 1), (0, 1)))
+        name = " ".join(w for w, on in (("zoomed", zoomed), ("mirrored", mirrored)) if on) or "direct"
+        return Match(path, 0.7, "local", votes=5, inliers=20, geometry=geometry, search_pass=name)
+
+    tiers = ["exact", "global", "local"]
+    direct_miss = Rejection("d.jpg", "local", "2 votes < min_votes 3")
+    mirrored_miss = Rejection("e.jpg", "local", "mirrored pass: 9 correspondences < min_inliers 10")
+    zoomed_miss = Rejection("f.jpg", "local", "zoomed pass: 2 votes < min_votes 3")
+    zoomed_mirrored_miss = Rejection("g.jpg", "local", "zoomed pass: mirrored pass: 1 votes < min_votes 3")
+    mirrored = QueryResult("q", [local("a.jpg", True, False)], [direct_miss, mirrored_miss], tiers)
+    zoomed = QueryResult("q", [local("b.jpg", False, True)], [direct_miss, mirrored_miss, zoomed_miss], tiers)
+    zoomed_mirrored = QueryResult(
+        "q",
+        [local("c.jpg", True, True)],
+        [direct_miss, mirrored_miss, zoomed_miss, zoomed_mirrored_miss],
+        tiers,
+    )
+    merged = merge_results([zoomed_mirrored, zoomed, mirrored])
+    assert [m.path for m in merged.matches] == ["a.jpg"]
+    assert {x.path for x in merged.rejected} == {"d.jpg", "e.jpg"}
+    merged = merge_results([zoomed_mirrored, zoomed])
+    assert [m.path for m in merged.matches] == ["b.jpg"]
+    assert {x.path for x in merged.rejected} == {"d.jpg", "e.jpg", "f.jpg"}
+    merged = merge_results([zoomed_mirrored, QueryResult("q", [], [direct_miss], tiers)])
+    assert [m.path for m in merged.matches] == ["c.jpg"] and len(merged.rejected) == 5
+
+
 @pytest.mark.parametrize(("a", "b"), [(0, 1), (5, 5), (12, 20)])
 def test_two_nearest_matches_a_brute_force_scan(a: int, b: int) -> None:
     """The matrix-product nearest neighbours equal a float64 scan over every pair, on real descriptors."""
@@ -531,14 +568,16 @@ def test_a_jpeg_query_is_decoded_for_its_query_side(
     seen: list[tuple[int, ...]] = []
     search = LocalIndex.search
 
-    def spy(self, gray, cfg, path_of, hints=()):
+    def spy(self, gray, cfg, path_of, hints=(), **kwargs):
         seen.append(gray.shape)
-        return search(self, gray, cfg, path_of, hints)
+        return search(self, gray, cfg, path_of, hints, **kwargs)
 
     monkeypatch.setattr(LocalIndex, "search", spy)
     result = local_index.query(data, tiers=LOCAL, query_side=query_side)
     assert len(seen) == 1 and at_least <= max(seen[0]) < below
-    assert Path(result.matches[0].path) == KODAK[5].absolute()
+    best = only_match(result, 5)
+    # Per pixel of the 1000 px file, not of the smaller decode the keypoints came from.
+    assert best.geometry.scale == pytest.approx(256 / 1000, rel=SCALE_RTOL)
 
 
 @pytest.mark.parametrize("i", [1, 8, 19])
@@ -600,3 +639,100 @@ def test_min_coverage_rejects_a_shared_caption(watermarked: tuple[Index, list[np
     # A copy of a watermarked photo is still found, covering most of it.
     copy = index.query(encode_jpeg(kodak_rgb(3)[20:, 10:], 80), tiers=LOCAL, min_coverage=0.15)
     assert copy.matches and copy.matches[0].coverage > 0.5
+
+
+# -- the zoomed pass: a photo shrunk into another -------------------------------------------
+PASTE_BACKGROUND = 5  # odd: in no index of these tests but local_index
+PASTE_SCALE = 2.5  # the background, upscaled to 640 px
+PASTE_FRACTION = 0.25  # of the background's width
+
+
+def pasted(i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixture ``i`` shrunk to a quarter of the width of another photo, pasted near its top-right.
+
+    Returns the query and the expected footprint: the query's outer corners in ``i``'s pixels."""
+    bg = cv2.resize(
+        kodak_rgb(PASTE_BACKGROUND), None, fx=PASTE_SCALE, fy=PASTE_SCALE, interpolation=cv2.INTER_CUBIC
+    )
+    photo = kodak_rgb(i)
+    h, w = photo.shape[:2]
+    nw = round(bg.shape[1] * PASTE_FRACTION)
+    nh = round(h * nw / w)
+    x0, y0 = bg.shape[1] - nw - 40, 30
+    bg[y0 : y0 + nh, x0 : x0 + nw] = cv2.resize(photo, (nw, nh), interpolation=cv2.INTER_AREA)
+    s = w / nw  # photo pixels per query pixel; edges map to edges
+    qh, qw = bg.shape[:2]
+    corners = np.array([[0, 0], [qw, 0], [qw, qh], [0, qh]], np.float64)
+    return bg, (corners - [x0, y0]) * s - 0.5
+
+
+@pytest.mark.parametrize("i", [0, 4, 12, 20])
+def test_a_photo_pasted_small_into_another_is_found_by_the_zoomed_pass(
+    shards: tuple[Index, Index], i: int
+) -> None:
+    """At 180 px the pasted photo is 45 px wide and not found; the zoomed pass (360 px) finds it,
+    with its scale and footprint, and says so. The query is a JPEG, decoded again, larger, for it."""
+    even, _ = shards
+    query, footprint = pasted(i)
+    data = encode_jpeg(query)
+    assert even.query(data, tiers=LOCAL, zoom_side=None).matches == []
+    result = even.query(data, tiers=LOCAL)
+    best = only_match(result, i)
+    assert best.search_pass == "zoomed" and best.query_side == 360
+    assert best.geometry.scale == pytest.approx(
+        kodak_rgb(i).shape[1] / round(query.shape[1] * PASTE_FRACTION), rel=SCALE_RTOL
+    )
+    # The query's corners lie far outside the photo (up to 3x its size away): errors are extrapolated.
+    np.testing.assert_allclose(best.geometry.footprint, footprint, atol=3 * ROTATED_CORNER_TOL)
+    # The passes at 180 px ran first, and their rejections are kept.
+    assert all(REASONS.fullmatch(r.reason) for r in result.rejected)
+
+
+def test_the_zoomed_pass_needs_a_large_enough_query(shards: tuple[Index, Index]) -> None:
+    """A photo absent from the index: at 256 px (below 1.5x query_side) no zoomed pass runs, at
+    400 px it does (its rejections say so), unless ``zoom_side`` is None."""
+    even, _ = shards
+
+    def zoomed_rejections(query: np.ndarray, **overrides) -> int:
+        # Radius 16 with 4 flips: every image gets votes, so every pass leaves rejections.
+        result = even.query(query, tiers=LOCAL, min_votes=1, patch_radius=16, hash_flips=4, **overrides)
+        assert result.matches == [] and result.rejected
+        return sum(r.reason.startswith("zoomed pass: ") for r in result.rejected)
+
+    absent = kodak_rgb(PASTE_BACKGROUND)
+    larger = cv2.resize(
+        absent, (400, round(400 * absent.shape[0] / absent.shape[1])), interpolation=cv2.INTER_CUBIC
+    )
+    assert zoomed_rejections(absent) == 0
+    assert zoomed_rejections(larger) > 0
+    assert zoomed_rejections(larger, zoom_side=None) == 0
+
+
+def test_zoom_side_is_validated() -> None:
+    from imgsearch import SearchConfig
+    from imgsearch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="zoom_side"):
+        SearchConfig(zoom_side=10)
+    assert SearchConfig(zoom_side=None).zoom_side is None
+
+
+@pytest.fixture(scope="module")
+def even_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, Index]:
+    """The even photos split in two: KODAK[0::4] and KODAK[2::4]. Read-only."""
+    yield from _index_pair(tmp_path_factory.mktemp("even_shards"), KODAK[0::4], KODAK[2::4])
+
+
+@pytest.mark.parametrize("i", [4, 12])
+def test_shards_merge_to_the_single_index_after_a_zoomed_pass(
+    shards: tuple[Index, Index], even_shards: tuple[Index, Index], i: int
+) -> None:
+    even, _ = shards
+    query = pasted(i)[0]
+    single = even.query(query, tiers=LOCAL)
+    merged = merge_results([shard.query(query, tiers=LOCAL) for shard in even_shards])
+
+    def key(result):
+        return [(m.path, m.score, m.inliers, m.search_pass, m.query_side, m.geometry) for m in result.matches]
+
+    assert key(merged) == key(single) and single.matches[0].search_pass == "zoomed"

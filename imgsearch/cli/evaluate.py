@@ -98,9 +98,9 @@ def evaluate(
         if ks is not None:
             options["ks"] = _ints("--k", ks)
         if search:
-            options["search"] = dict(_setting(item) for item in search)
+            options["search"] = dict(parse_setting(item) for item in search)
         if keypoint:
-            options["keypoints"] = dict(_setting(item) for item in keypoint)
+            options["keypoints"] = dict(parse_setting(item) for item in keypoint)
         config = EvalConfig(
             folder=folder,
             distractor_fraction=distractors,
@@ -177,7 +177,7 @@ def _ints(option: str, text: str) -> tuple[int, ...]:
         raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
 
 
-def _setting(item: str) -> tuple[str, Any]:
+def parse_setting(item: str) -> tuple[str, Any]:
     """``NAME=VALUE`` as (name, value): VALUE read as JSON (``150``, ``null``, ``[1.0, 1.4]``), else text."""
     name, sep, value = item.partition("=")
     if not sep or not name.strip():

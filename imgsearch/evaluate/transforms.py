@@ -122,7 +122,7 @@ def _lut(image: Image, table: np.ndarray) -> Image:
 # --------------------------------------------------------------------------- geometry
 
 
-def _jpeg(image: Image, rng: np.random.Generator, lo: int, hi: int) -> Image:
+def jpeg(image: Image, rng: np.random.Generator, lo: int, hi: int) -> Image:
     quality = int(rng.integers(lo, hi, endpoint=True))
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -143,7 +143,7 @@ def _aspect(image: Image, rng: np.random.Generator) -> Image:
     return resize(image, w * s, h) if rng.random() < 0.5 else resize(image, w, h * s)
 
 
-def _perspective(image: Image, rng: np.random.Generator, amount: float = 0.08) -> Image:
+def perspective(image: Image, rng: np.random.Generator, amount: float = 0.08) -> Image:
     h, w = image.shape[:2]
     src = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float32)
     dst = src + rng.uniform(-amount, amount, size=(4, 2)).astype(np.float32) * [w, h]
@@ -171,7 +171,7 @@ def _largest_inscribed(w: int, h: int, angle_deg: float) -> tuple[float, float]:
     return (w * cos_a - h * sin_a) / cos_2a, (h * cos_a - w * sin_a) / cos_2a
 
 
-def _rotate(image: Image, angle: float, fill: tuple[int, int, int] | None) -> Image:
+def rotate(image: Image, angle: float, fill: tuple[int, int, int] | None) -> Image:
     """Rotate by ``angle`` degrees counter-clockwise on an expanded canvas.
 
     ``fill`` is the colour of the uncovered corners; ``None`` replicates the edge pixels.
@@ -193,7 +193,7 @@ def _rotate(image: Image, angle: float, fill: tuple[int, int, int] | None) -> Im
 def _rotate_inscribed(image: Image, angle: float) -> Image:
     """Rotate, then keep the largest centred axis-aligned rectangle with no filled corners."""
     h, w = image.shape[:2]
-    rotated = _rotate(image, angle, fill=None)
+    rotated = rotate(image, angle, fill=None)
     iw, ih = _largest_inscribed(w, h, angle)
     cw = min(rotated.shape[1], max(MIN_SIDE, int(iw) - 2))  # 1 px margin against edge blending
     ch = min(rotated.shape[0], max(MIN_SIDE, int(ih) - 2))
@@ -208,10 +208,10 @@ def _rotate_small_crop(image: Image, rng: np.random.Generator, lo: float, hi: fl
 def _rotate_any(image: Image, rng: np.random.Generator) -> Image:
     angle = float(rng.uniform(15.0, 345.0))
     fill = random_colour(rng) if rng.random() < 0.5 else (0, 0, 0)
-    return _rotate(image, angle, fill)
+    return rotate(image, angle, fill)
 
 
-def _crop(image: Image, rng: np.random.Generator, lo: float, hi: float) -> Image:
+def crop(image: Image, rng: np.random.Generator, lo: float, hi: float) -> Image:
     """Crop keeping an area fraction in [lo, hi], aspect 0.75-1.33x the original's, anywhere."""
     h, w = image.shape[:2]
     area = float(rng.uniform(lo, hi))
@@ -224,11 +224,11 @@ def _crop(image: Image, rng: np.random.Generator, lo: float, hi: float) -> Image
 
 
 def _crop_rotate(image: Image, rng: np.random.Generator) -> Image:
-    return _rotate(_crop(image, rng, 0.5, 0.7), _signed(rng, 5.0, 30.0), fill=(0, 0, 0))
+    return rotate(crop(image, rng, 0.5, 0.7), _signed(rng, 5.0, 30.0), fill=(0, 0, 0))
 
 
 def _crop_mirror(image: Image, rng: np.random.Generator) -> Image:
-    return _crop(image, rng, 0.5, 0.7)[:, ::-1]
+    return crop(image, rng, 0.5, 0.7)[:, ::-1]
 
 
 # --------------------------------------------------------------------------- colour and filters
@@ -284,12 +284,12 @@ def _noise(image: Image, rng: np.random.Generator) -> Image:
 
 
 def _combo_strong(image: Image, rng: np.random.Generator) -> Image:
-    out = _crop(image, rng, 0.5, 0.7)
+    out = crop(image, rng, 0.5, 0.7)
     out = _rotate_inscribed(out, float(rng.uniform(-10.0, 10.0)))
     out = _brightness_contrast(out, rng, contrast=(0.75, 1.3), brightness=25.0)
     out = _saturation(out, rng, lo=0.5, hi=1.6, away=0.2)
     out = text_overlay(out, rng, lo=0.08, hi=0.15)
-    return _jpeg(out, rng, 35, 45)
+    return jpeg(out, rng, 35, 45)
 
 
 def _combo_mirror(image: Image, rng: np.random.Generator) -> Image:
@@ -313,7 +313,7 @@ def _fixed(op: Callable[[Image], Image]) -> TransformFn:
 _CROP_DESC = "off-centre crop keeping {} % of the area, aspect 0.75-1.33x the original's"
 _TABLE: list[tuple[str, str, str, TransformFn]] = [
     ("exact_copy", "identity", "the original file, byte for byte", _identity),
-    ("jpeg", "compression", "JPEG re-encode at quality 20-50", partial(_jpeg, lo=20, hi=50)),
+    ("jpeg", "compression", "JPEG re-encode at quality 20-50", partial(jpeg, lo=20, hi=50)),
     (
         "rescale_down",
         "geometry",
@@ -327,7 +327,7 @@ _TABLE: list[tuple[str, str, str, TransformFn]] = [
         partial(_rescale, lo=1.3, hi=2.0),
     ),
     ("aspect", "geometry", "one axis scaled by 0.7-0.93x or 1.07-1.4x, the other kept", _aspect),
-    ("perspective", "geometry", "corners moved by up to 8 % of the side, black background", _perspective),
+    ("perspective", "geometry", "corners moved by up to 8 % of the side, black background", perspective),
     ("mirror", "geometry", "horizontal flip (image[:, ::-1])", _fixed(lambda im: im[:, ::-1])),
     ("vflip", "geometry", "vertical flip (image[::-1])", _fixed(lambda im: im[::-1])),
     ("rot90", "rotate", "quarter turn counter-clockwise, like np.rot90", _fixed(np.rot90)),
@@ -345,9 +345,9 @@ _TABLE: list[tuple[str, str, str, TransformFn]] = [
         "rotation by 15-345°, canvas expanded, corners black or a random solid colour",
         _rotate_any,
     ),
-    ("crop_70", "crop", _CROP_DESC.format("67-73"), partial(_crop, lo=0.67, hi=0.73)),
-    ("crop_45", "crop", _CROP_DESC.format("42-48"), partial(_crop, lo=0.42, hi=0.48)),
-    ("crop_25", "crop", _CROP_DESC.format("22-28"), partial(_crop, lo=0.22, hi=0.28)),
+    ("crop_70", "crop", _CROP_DESC.format("67-73"), partial(crop, lo=0.67, hi=0.73)),
+    ("crop_45", "crop", _CROP_DESC.format("42-48"), partial(crop, lo=0.42, hi=0.48)),
+    ("crop_25", "crop", _CROP_DESC.format("22-28"), partial(crop, lo=0.22, hi=0.28)),
     (
         "crop_rotate",
         "crop",
