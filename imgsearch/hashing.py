@@ -164,6 +164,17 @@ def dihedral_coefficients(coeffs: np.ndarray) -> np.ndarray:
     return out + 0.0  # normalise -0.0 to 0.0
 
 
+def inverted_coefficients(coeffs: np.ndarray) -> np.ndarray:
+    """``(..., 8, 8)``: the coefficient blocks of the negative images (``255 - gray``), from their own.
+
+    The resample is an average and the DCT linear: every AC coefficient changes sign and the DC
+    one becomes that of a flat 255 image (``255 * 32``, orthonormal DCT of 32×32) minus its own.
+    """
+    out = -coeffs
+    out[..., 0, 0] = 255.0 * _RESAMPLE - coeffs[..., 0, 0]
+    return out + 0.0  # normalise -0.0 to 0.0
+
+
 def patch_hashes(patches: np.ndarray) -> np.ndarray:
     """pHash a batch of ``(N, 32, 32)`` patches with one batched DCT: ``(N, 8)`` uint8.
 

@@ -176,22 +176,28 @@ def search_exact(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[M
 
 
 def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[Match], list[Rejection]]:
-    """Images whose pHash is within ``global_max_distance`` of a dihedral variant of the query's.
+    """Images whose pHash is within ``global_max_distance`` of a dihedral variant of the query's,
+    or of the negative query's (``variant`` then starts with ``"inverted "``).
 
     Images within ``global_verify_distance`` but further are left in ``q.hints`` for the local
     tier to verify, nearest first and at most ``max_candidates`` of them, when it will run. A
     nearly flat query (:func:`imgsearch.hashing.is_flat`) is never a sure match: its pHash is
-    noise, so every candidate becomes a hint or, without the local tier, a rejection.
+    noise, so every candidate becomes a hint or, without the local tier, a rejection. The local
+    tier cannot verify a negative: inverted variants count only within ``global_max_distance``.
     """
     verify = "local" in cfg.tiers and index.local is not None
     radius = cfg.global_verify_distance if verify else cfg.global_max_distance
     coeffs = hashing.phash_coefficients(q.decoded(index.config.decode_side))
     flat = hashing.is_flat(coeffs)
-    variants = hashing.threshold_bits(hashing.dihedral_coefficients(coeffs))
+    blocks = hashing.dihedral_coefficients(coeffs)
+    variants = hashing.threshold_bits(np.concatenate([blocks, hashing.inverted_coefficients(blocks)]))
     lims, dist, ids = index.global_index.range_search(variants, radius)
+    variant_of = np.repeat(np.arange(len(variants)), np.diff(lims))
+    direct = len(blocks)
+    keep = (variant_of < direct) | (dist <= cfg.global_max_distance)
+    ids, dist, variant_of = ids[keep], dist[keep], variant_of[keep]
     if len(ids) == 0:
         return [], []
-    variant_of = np.repeat(np.arange(len(variants)), np.diff(lims))
     # Best (smallest) distance per image, ties to the lower variant number (identity first).
     order = np.lexsort((variant_of, dist, ids))
     first = np.ones(len(order), bool)
@@ -200,7 +206,8 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     best = best[np.lexsort((ids[best], dist[best]))]
     matches, rejected = [], []
     for k in best:
-        image, d, variant = int(ids[k]), int(dist[k]), hashing.DIHEDRAL_NAMES[int(variant_of[k])]
+        image, d, v = int(ids[k]), int(dist[k]), int(variant_of[k])
+        variant = ("inverted " if v >= direct else "") + hashing.DIHEDRAL_NAMES[v % direct]
         if d <= cfg.global_max_distance and not flat:
             matches.append(
                 Match(
@@ -210,6 +217,12 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
                     distance=d,
                     variant=variant,
                     image_id=image,
+                )
+            )
+        elif v >= direct:  # within global_max_distance, so the query is flat; no local check of negatives
+            rejected.append(
+                Rejection(
+                    index.path_of(image), "global", f"{d} bits ({variant}), but the query is nearly flat"
                 )
             )
         elif verify and len(q.hints) < cfg.max_candidates:

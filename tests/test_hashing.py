@@ -260,6 +260,21 @@ def test_dihedral_hashes_on_random_arrays(shape: tuple[int, int]) -> None:
         assert np.array_equal(rows[k], hashing.phash(np.ascontiguousarray(NUMPY_DIHEDRAL[name](gray)))), name
 
 
+@pytest.mark.parametrize("i", range(24))
+def test_inverted_coefficients_are_the_negative_images(i: int) -> None:
+    """The negative's coefficients from the image's own equal those of ``255 - gray`` computed
+    directly; their hashes differ in no bit (ties at the median excepted: none on the fixtures)."""
+    gray = kodak_gray(i)
+    coeffs = hashing.phash_coefficients(gray)
+    negative = hashing.phash_coefficients(255 - gray)
+    np.testing.assert_allclose(hashing.inverted_coefficients(coeffs), negative, atol=1e-5)
+    assert hashing.hash_to_hex(
+        hashing.threshold_bits(hashing.inverted_coefficients(coeffs))
+    ) == hashing.hash_to_hex(hashing.phash(255 - gray))
+    # The negative is far from the image itself: the two hashes share about no bits.
+    assert hashing.hamming(hashing.phash(gray), hashing.phash(255 - gray)) >= 56
+
+
 # -- batched patch hashes and Hamming distance ---------------------------------------------------------
 
 

@@ -226,12 +226,40 @@ def test_global_tier_variant_recovers_original(global_index: Index) -> None:
     assert len(set(seen)) == 1 and seen[0] <= 4, seen
 
 
+@pytest.mark.parametrize(
+    ("name", "transform", "variant"),
+    [
+        ("negative", lambda a: 255 - a, "inverted identity"),
+        ("negative mirrored", lambda a: 255 - a[:, ::-1], "inverted mirror"),
+        (
+            "negative rot90 half size",
+            lambda a: cv2.resize(np.rot90(255 - a), None, fx=0.5, fy=0.5),
+            "inverted rot270",
+        ),
+    ],
+)
+def test_global_tier_finds_negatives(
+    global_index: Index, tmp_path: Path, name: str, transform, variant: str
+) -> None:
+    """A colour negative is the original's pHash with every bit but about two flipped: found through
+    the inverted variants, named so, within the global distance."""
+    wrong = {}
+    for i, original in enumerate(KODAK):
+        query = write_jpeg(tmp_path / f"{i:04d}.jpg", np.ascontiguousarray(transform(kodak_rgb(i))), 90)
+        got = [(Path(m.path).name, m.tier, m.variant) for m in global_index.query(query).matches]
+        if got != [(original.name, "global", variant)]:
+            wrong[original.name] = got
+    assert not wrong
+
+
 def test_distinct_photos_never_match(tmp_path: Path) -> None:
     for i, photo in enumerate(KODAK):
         with Index.create(tmp_path / f"without_{i}", GLOBAL_ONLY) as index:
             assert index.add([p for p in KODAK if p != photo], workers=1).ok
             result = index.query(photo)
             assert result.matches == [], (photo.name, result.matches)
+            negative = index.query(255 - kodak_rgb(i))
+            assert negative.matches == [], (photo.name, "negative", negative.matches)
             assert result.tiers_run == list(GLOBAL_ONLY.search.tiers)
 
 
