@@ -170,7 +170,7 @@ class SearchConfig:
     global_max_distance: int = 4
     global_verify_distance: int = 12
     query_side: int | None = 180
-    zoom_side: int | None = 360
+    zoom_side: int | None = 270
     keypoints: int = 400
     verify_keypoints: int = 400
     query_scales: tuple[float, ...] = (1.0,)

@@ -670,7 +670,7 @@ def pasted(i: int) -> tuple[np.ndarray, np.ndarray]:
 def test_a_photo_pasted_small_into_another_is_found_by_the_zoomed_pass(
     shards: tuple[Index, Index], i: int
 ) -> None:
-    """At 180 px the pasted photo is 45 px wide and not found; the zoomed pass (360 px) finds it,
+    """At 180 px the pasted photo is 45 px wide and not found; the zoomed pass (270 px) finds it,
     with its scale and footprint, and says so. The query is a JPEG, decoded again, larger, for it."""
     even, _ = shards
     query, footprint = pasted(i)
@@ -678,7 +678,7 @@ def test_a_photo_pasted_small_into_another_is_found_by_the_zoomed_pass(
     assert even.query(data, tiers=LOCAL, zoom_side=None).matches == []
     result = even.query(data, tiers=LOCAL)
     best = only_match(result, i)
-    assert best.search_pass == "zoomed" and best.query_side == 360
+    assert best.search_pass == "zoomed" and best.query_side == 270
     assert best.geometry.scale == pytest.approx(
         kodak_rgb(i).shape[1] / round(query.shape[1] * PASTE_FRACTION), rel=SCALE_RTOL
     )
