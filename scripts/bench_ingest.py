@@ -162,7 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         const=200,
         default=0,
         metavar="N",
-        help="benchmark on N (default 200) 1-2 MP JPEGs upscaled from the folder's photos",
+        help="benchmark on N (default 200) JPEGs upscaled from the folder's photos to --megapixels",
+    )
+    parser.add_argument(
+        "--megapixels",
+        type=float,
+        default=1.92,
+        help="size of the --big JPEGs (default 1.92: 1600x1200 at 4:3)",
     )
     parser.add_argument("--json", type=Path, default=None, help="save the numbers to this JSON file")
     args = parser.parse_args(argv)
@@ -176,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     files = workload.list_images(args.folder, args.big or args.limit)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-big-") as tmp:
         if args.big:
-            console.print(f"writing {len(files)} upscaled 1-2 MP JPEGs to {tmp} ...")
-            files = workload.make_big(files, Path(tmp))
+            console.print(f"writing {len(files)} JPEGs upscaled to {args.megapixels} MP to {tmp} ...")
+            files = workload.make_big(files, Path(tmp), args.megapixels)
         mp = workload.megapixels(files)
         title = f"ingest: {len(files)} files from {args.folder}" + (" (upscaled)" if args.big else "")
         title += f", mean {mp:.2f} MP"

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from imgsearch import Index, IndexConfig, io
-    from imgsearch.cli.evaluate import parse_setting
+    from imgsearch.cli.common import parse_setting
     from imgsearch.evaluate.protocol import encode_query
 
     photos = workload.list_images(args.folder, None)

@@ -99,6 +99,32 @@ def test_query_all_good_exits_0(built, queries) -> None:
     assert "global" in table.stdout
 
 
+def test_query_search_settings(built) -> None:
+    """``--search NAME=VALUE`` sets a SearchConfig field; a bad name, value or type is a usage error."""
+    index, folder = built
+    query = write_jpeg(folder.parent / "q.jpg", rescale(kodak_rgb(1), 0.5), 40)
+    (found,) = json_lines(run("query", "--json", "-i", index, query).stdout)
+    assert [m["tier"] for m in found["matches"]] == ["global"]
+    # The exact tier alone does not find a recompressed copy.
+    (strict,) = json_lines(
+        run(
+            "query",
+            "--json",
+            "-i",
+            index,
+            "--search",
+            'tiers=["exact"]',
+            "--search",
+            "zoom_side=null",
+            query,
+        ).stdout
+    )
+    assert strict["matches"] == []
+    for bad in ("nope=1", "global_max_distance=99", "query_scales=1.0", "global_max_distance"):
+        result = run("query", "-i", index, "--search", bad, query, code=2)
+        assert "error" in result.stderr
+
+
 def test_top_is_honoured(built) -> None:
     index, folder = built
     (both,) = json_lines(run("query", "--json", "-i", index, KODAK[0]).stdout)

@@ -104,8 +104,26 @@ def test_shared_overlay_smoke() -> None:
     assert "false positives" in stdout and "/ 6" in stdout
 
 
+def test_stress_transforms_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "stress.json"
+    args = ["--indexed", "16", "--per-transform", "2", "--k", "40", "--workers", "1", "--out", str(out)]
+    stdout = run_script("stress_transforms.py", str(DATA), *args, "--search", "zoom_side=null")
+    assert "paste" in stdout and "false pos." in stdout
+    result = json.loads(out.read_text())
+    assert result["search"] == {"zoom_side": None} and len(result["rows"]) == 18
+    assert all(r["copies"] == 2 and r["distractors"] == 2 for r in result["rows"])
+
+
 @pytest.mark.parametrize(
-    "name", ["bench_ingest.py", "bench_query.py", "compare_peers.py", "sweep_search.py", "shared_overlay.py"]
+    "name",
+    [
+        "bench_ingest.py",
+        "bench_query.py",
+        "compare_peers.py",
+        "sweep_search.py",
+        "shared_overlay.py",
+        "stress_transforms.py",
+    ],
 )
 def test_scripts_have_help(name: str) -> None:
     assert "usage:" in run_script(name, "--help", timeout=60)

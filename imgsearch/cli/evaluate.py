@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,7 +11,16 @@ from rich.table import Table as RichTable
 
 from ..config import TIERS
 from ..errors import ConfigError
-from .common import EXIT_FAILED, EXIT_OK, err, progress_bar, split_names, usage_errors
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    SearchOption,
+    err,
+    parse_setting,
+    progress_bar,
+    split_names,
+    usage_errors,
+)
 
 if TYPE_CHECKING:
     from ..evaluate.results import EvalResult, Table
@@ -72,13 +80,7 @@ def evaluate(
     work: Annotated[
         Path | None, typer.Option(help="Keep the query files and indexes here (default: a temporary folder).")
     ] = None,
-    search: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--search",
-            help="NAME=VALUE: set a SearchConfig field for every query (repeatable), e.g. query_side=150.",
-        ),
-    ] = None,
+    search: SearchOption = None,
     keypoint: Annotated[
         list[str] | None,
         typer.Option(
@@ -175,17 +177,6 @@ def _ints(option: str, text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in split_names(text))
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
-
-
-def parse_setting(item: str) -> tuple[str, Any]:
-    """``NAME=VALUE`` as (name, value): VALUE read as JSON (``150``, ``null``, ``[1.0, 1.4]``), else text."""
-    name, sep, value = item.partition("=")
-    if not sep or not name.strip():
-        raise ConfigError(f"--search and --keypoint take NAME=VALUE, got {item!r}")
-    try:
-        return name.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return name.strip(), value
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,9 @@ from .common import (
     EXIT_FAILED,
     EXIT_OK,
     IndexOption,
+    SearchOption,
     err,
+    parse_setting,
     progress_bar,
     split_names,
     usage_errors,
@@ -38,15 +40,20 @@ def query(
     ] = None,
     tiers: Annotated[str | None, typer.Option(help=f"Comma-separated subset of {','.join(TIERS)}.")] = None,
     explain: Annotated[bool, typer.Option(help="Also show rejected candidates and why.")] = False,
+    search: SearchOption = None,
 ) -> None:
     """Query images against an index; exit 1 if any query could not be read."""
-    overrides: dict[str, object] = {}
+    with usage_errors():
+        overrides: dict[str, object] = dict(parse_setting(item) for item in search or ())
     if keypoints is not None:
         overrides["keypoints"] = keypoints
     if tiers is not None:
         overrides["tiers"] = split_names(tiers)
     with usage_errors(), Index.open(index) as ix:
-        cfg = ix.search_config(**overrides)
+        try:  # a ConfigError names a bad field or value; a TypeError comes from a value of another type
+            cfg = ix.search_config(**overrides)
+        except TypeError as exc:
+            raise ConfigError(f"--search: a setting has the wrong type ({exc})") from None
         if "local" in cfg.tiers and ix.local is None and tiers is not None:
             raise ConfigError(f"{index}: this index has no local tier (built with --no-local)")
         results: list[QueryResult] = []
