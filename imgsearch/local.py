@@ -300,10 +300,13 @@ class LocalIndex:
             return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
         in_query, in_image = _coverage(qp, rows, inlier_pairs)
         coverage = max(in_query, in_image)
-        if coverage < cfg.min_coverage:
+        floor, name = cfg.min_coverage, "min_coverage"
+        if qp.zoomed and cfg.zoom_min_coverage > floor:
+            floor, name = cfg.zoom_min_coverage, "zoom_min_coverage"
+        if coverage < floor:
             return (
                 f"{inliers} inliers cover {in_query:.0%} of the query and {in_image:.0%} of the image "
-                f"< min_coverage {cfg.min_coverage:.0%} (a shared logo, watermark or text?)"
+                f"< {name} {floor:.0%} (a shared logo, watermark or text?)"
             )
         return inliers, round(coverage, 3), self._geometry(model, qp, image)
 

@@ -68,7 +68,7 @@ REASONS = re.compile(
     r"|RANSAC found no transform"
     r"|implausible scale [\d.]+ \(RANSAC, \d+ inliers\)"
     r"|\d+ RANSAC inliers < min_inliers \d+"
-    r"|\d+ inliers cover \d+% of the query and \d+% of the image < min_coverage \d+%"
+    r"|\d+ inliers cover \d+% of the query and \d+% of the image < (zoom_)?min_coverage \d+%"
     r" \(a shared logo, watermark or text\?\))"
 )
 
@@ -686,6 +686,13 @@ def test_a_photo_pasted_small_into_another_is_found_by_the_zoomed_pass(
     np.testing.assert_allclose(best.geometry.footprint, footprint, atol=3 * ROTATED_CORNER_TOL)
     # The passes at 180 px ran first, and their rejections are kept.
     assert all(REASONS.fullmatch(r.reason) for r in result.rejected)
+    # A zoomed match must cover zoom_min_coverage of the query or of the image.
+    strict = even.query(data, tiers=LOCAL, zoom_min_coverage=min(1.0, best.coverage + 0.01))
+    assert strict.matches == []
+    (why,) = [
+        r.reason for r in strict.rejected if Path(r.path) == KODAK[i].absolute() and "zoom_min" in r.reason
+    ]
+    assert why.startswith("zoomed pass: ") and REASONS.fullmatch(why)
 
 
 def test_the_zoomed_pass_needs_a_large_enough_query(shards: tuple[Index, Index]) -> None:
@@ -714,6 +721,8 @@ def test_zoom_side_is_validated() -> None:
 
     with pytest.raises(ConfigError, match="zoom_side"):
         SearchConfig(zoom_side=10)
+    with pytest.raises(ConfigError, match="zoom_min_coverage"):
+        SearchConfig(zoom_min_coverage=1.5)
     assert SearchConfig(zoom_side=None).zoom_side is None
 
 
