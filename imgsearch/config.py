@@ -133,12 +133,6 @@ class SearchConfig:
         small at ``query_side`` for its keypoints to meet the indexed ones
         (``scripts/stress_transforms.py``, ``paste``). Costs time only for queries that find no
         copy; ``None`` turns it off.
-    zoom_min_coverage : float
-        The ``min_coverage`` of the zoomed passes (the larger of the two applies there). At 270 px
-        a caption or logo that distinct images share shows enough detail to match: 48 of 149
-        distinct photos under one caption matched in the zoomed pass alone, with coverage 0.006-0.19,
-        while the pasted photos it is for covered 0.14-0.68 (``scripts/shared_overlay.py``,
-        ``scripts/stress_transforms.py``); 0.12 keeps every one of those and 3 of the 48.
     keypoints : int
         K, the number of query keypoints whose patch hashes are looked up (they cast the votes).
     verify_keypoints : int
@@ -177,7 +171,6 @@ class SearchConfig:
     global_verify_distance: int = 12
     query_side: int | None = 180
     zoom_side: int | None = 270
-    zoom_min_coverage: float = 0.12
     keypoints: int = 400
     verify_keypoints: int = 400
     query_scales: tuple[float, ...] = (1.0,)
@@ -223,7 +216,6 @@ class SearchConfig:
         _check_range("SearchConfig", "min_inliers", self.min_inliers, 3, 100_000)
         _check_range("SearchConfig", "ransac_threshold", self.ransac_threshold, 0.1, 100.0)
         _check_range("SearchConfig", "min_coverage", self.min_coverage, 0.0, 1.0)
-        _check_range("SearchConfig", "zoom_min_coverage", self.zoom_min_coverage, 0.0, 1.0)
 
     def replace(self, **changes: Any) -> SearchConfig:
         """A copy with ``changes`` applied (validated); unknown names raise :class:`ConfigError`."""

@@ -34,9 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries-from", type=int, default=800, help="query the photos from this one on")
     parser.add_argument("--min-coverage", default="0,0.15,0.25", help="comma-separated values")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--search", action="append", default=[], help="NAME=VALUE: a SearchConfig field, e.g. zoom_side=null"
+    )
     args = parser.parse_args(argv)
 
     from imgsearch import Index, IndexConfig
+    from imgsearch.cli.common import parse_setting
     from imgsearch.evaluate.overlays import logo_overlay, text_overlay
 
     def mark(path: str) -> np.ndarray:
@@ -44,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(args.seed)
         return logo_overlay(rgb, rng) if args.kind == "logo" else text_overlay(rgb, rng, args.area, args.area)
 
+    overrides = dict(parse_setting(item) for item in args.search)
     photos = workload.list_images(args.folder, None)
     indexed, queried = photos[: args.indexed], photos[args.queries_from :]
     if not queried:
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(
         title=f"shared {args.kind} overlay (seed {args.seed}"
         + (f", area {args.area:.0%}" if args.kind == "text" else "")
+        + "".join(f", {item}" for item in args.search)
         + f"): {len(indexed)} indexed, {len(queried)} distinct photos queried"
     )
     for col in ("min_coverage", "false positives", "largest coverage among them"):
@@ -66,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         with Index.create(Path(tmp) / "index", IndexConfig()) as index:
             index.add([folder], workers=args.workers)
             for value in (float(v) for v in args.min_coverage.split(",") if v.strip()):
-                found = [r.matches[0] for r in index.query_many(queries, min_coverage=value) if r.matches]
+                results = index.query_many(queries, min_coverage=value, **overrides)
+                found = [r.matches[0] for r in results if r.matches]
                 largest = max((m.coverage or 0.0 for m in found), default=float("nan"))
                 table.add_row(f"{value:.2f}", f"{len(found)} / {len(queries)}", f"{largest:.3f}")
     console.print(table)
