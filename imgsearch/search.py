@@ -261,8 +261,12 @@ def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[M
     zoom = min(cfg.zoom_side, max(gray.shape))
     if zoom < ZOOM_MIN_GAIN * base:
         return matches, rejected
-    # The global tier's candidates were verified at query_side already: no hints here.
-    matches, more = index.local.search(gray, cfg, index.path_of, (), side=zoom, zoomed=True, full_side=full)
+    # The global tier's candidates were verified at query_side already: no hints here. The last
+    # resort looks up every keypoint it describes, whatever K: detecting them is most of its cost.
+    thorough = cfg.replace(keypoints=max(cfg.keypoints, cfg.verify_keypoints))
+    matches, more = index.local.search(
+        gray, thorough, index.path_of, (), side=zoom, zoomed=True, full_side=full
+    )
     return matches, rejected + more
 
 

@@ -717,6 +717,9 @@ def test_a_photo_pasted_small_into_another_is_found_by_the_zoomed_pass(
     np.testing.assert_allclose(best.geometry.footprint, footprint, atol=3 * ROTATED_CORNER_TOL)
     # The passes at 180 px ran first, and their rejections are kept.
     assert all(REASONS.fullmatch(r.reason) for r in result.rejected)
+    # The zoomed pass looks up all its described keypoints whatever K: K=10 finds the copy too.
+    few = only_match(even.query(data, tiers=LOCAL, keypoints=10), i)
+    assert few.search_pass == "zoomed"
     # The copy shows smaller than indexed at 270 px too (keypoint-image pixels): the scale test passes.
     assert best.geometry.scale * (210 / 256) / (270 / query.shape[1]) > 1.0
 
