@@ -126,15 +126,14 @@ class SearchConfig:
         than the area (``scripts/results/sweep_query_side.json``: 180 px is as good as 210 and
         cheaper, 150 px misses small photos in screenshots). Never larger than the query itself;
         a JPEG query is decoded at least this large.
-    zoom_side : int or None
+    zoom_factor : float or None
         When the local tier finds no copy at ``query_side``, it searches once more with the query
-        downscaled to this long side (or kept at its own size, when smaller), if that is at least
-        1.5 times ``query_side``: a photo shrunk into a busy page, a collage or another photo is too
-        small at ``query_side`` for its keypoints to meet the indexed ones
-        (``scripts/stress_transforms.py``, ``paste``). The zoomed passes look up all
-        ``verify_keypoints`` keypoints, whatever ``keypoints``, and accept only copies that still
-        show smaller than indexed. Costs time only for queries that find no copy (about 40 ms on
-        one core); ``None`` turns it off.
+        at this many times ``query_side`` (270 px), if the query is at least that large: a photo
+        shrunk into a busy page, a collage or another photo is too small at ``query_side`` for its
+        keypoints to meet the indexed ones (``scripts/stress_transforms.py``, ``paste``). The
+        zoomed passes look up all ``verify_keypoints`` keypoints, whatever ``keypoints``, and
+        accept only copies that still show smaller than indexed. Costs time only for queries that
+        find no copy (about 40 ms on one core); ``None`` turns it off.
     keypoints : int
         K, the number of query keypoints whose patch hashes are looked up (they cast the votes).
     verify_keypoints : int
@@ -172,7 +171,7 @@ class SearchConfig:
     global_max_distance: int = 4
     global_verify_distance: int = 12
     query_side: int | None = 180
-    zoom_side: int | None = 270
+    zoom_factor: float | None = 1.5
     keypoints: int = 400
     verify_keypoints: int = 400
     query_scales: tuple[float, ...] = (1.0,)
@@ -204,8 +203,8 @@ class SearchConfig:
         )
         if self.query_side is not None:
             _check_range("SearchConfig", "query_side", self.query_side, 64, 4096)
-        if self.zoom_side is not None:
-            _check_range("SearchConfig", "zoom_side", self.zoom_side, 64, 8192)
+        if self.zoom_factor is not None:
+            _check_range("SearchConfig", "zoom_factor", self.zoom_factor, 1.25, 8.0)
         _check_range("SearchConfig", "keypoints", self.keypoints, 1, 100_000)
         _check_range("SearchConfig", "verify_keypoints", self.verify_keypoints, 0, 100_000)
         object.__setattr__(self, "query_scales", tuple(float(s) for s in self.query_scales))

@@ -7,7 +7,10 @@ range search among the first ``KeypointConfig.hashed`` keypoints of each indexed
 those query keypoints votes at most once per indexed image. When this direct pass finds no copy, a mirrored pass runs
 (descriptors and patches are not mirror-invariant): for SIFT it is derived from the direct pass
 (mirrored positions and angles, patches upside down, permuted descriptors), for ORB and BRIEF the
-mirrored query is detected again.
+mirrored query is detected again. When neither finds a copy and the query is large enough, both
+run again on the query at ``zoom_factor`` times ``query_side`` (the zoomed passes: a photo shrunk
+into a page or another photo is too small at 180 px), looking up all the keypoints they describe and
+accepting only copies that still show smaller than indexed (:data:`ZOOM_MIN_SCALE`).
 
 The images with the most votes, and the global tier's candidates (``hints``), are verified one by
 one, on their own stored keypoints only (so a candidate's verdict depends on the query and that
@@ -45,7 +48,7 @@ from .search import MIRRORED_PASS, ZOOMED_PASS, Geometry, Match, Rejection
 ANGLE_BINS = 36  # 10° bins for the orientation-consistency histogram
 ANGLE_WINDOW = 2  # keep pairs within ±2 bins (±20°) of the histogram peak
 SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keypoint-image pixels
-# The zoomed pass is for copies too small in the query at query_side: at zoom_side they still show
+# The zoomed pass is for copies too small in the query at query_side: zoomed, they still show
 # smaller than indexed (scale above 1). Measured: photos pasted into another photo matched there at
 # 2.2-4.1, while distinct photos sharing a caption matched on it at 0.76-0.93 (the caption is as
 # large in both), so a zoomed match below 1 is refused: 20 % caption shared by 300 indexed and 149
@@ -72,7 +75,7 @@ class QueryPass:
     ratio: float  # keypoint-image pixels per pixel of the query at full size
     lookup: np.ndarray  # (K,) rows of the keypoints whose patch hashes were looked up
     patches: np.ndarray  # (K * S, 32, 32) float32 patches behind ``hashes``
-    zoomed: bool = False  # a pass at SearchConfig.zoom_side
+    zoomed: bool = False  # a pass at SearchConfig.zoom_factor times query_side
     hull_area: float = field(init=False)  # of all the keypoints: the reference of coverage
 
     def __post_init__(self) -> None:
@@ -250,7 +253,7 @@ class LocalIndex:
                         w for w, on in (("zoomed", qp.zoomed), ("mirrored", qp.mirrored)) if on
                     )
                     or "direct",
-                    query_side=max(qp.shape),
+                    searched_side=max(qp.shape),
                     image_id=image,
                 )
             )

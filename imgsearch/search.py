@@ -1,12 +1,13 @@
 """The tiered query: exact → global → local, fastest first, stopping at the first tier that is sure.
 
 * **exact**: the BLAKE2b digest of the query file's bytes equals an indexed one; no decoding.
-* **global**: one of the 8 dihedral variants of the query's pHash lies within
-  ``global_max_distance`` bits of an indexed image's pHash. Images a little further, up to
+* **global**: one of the 8 dihedral variants of the query's pHash, or of its negative's, lies
+  within ``global_max_distance`` bits of an indexed image's pHash. Images a little further, up to
   ``global_verify_distance``, are handed to the local tier as candidates: among 949 distinct photos
   the closest pair over the dihedral variants is 8 bits apart, so there a pHash is a lead, not proof.
 * **local**: keypoint patch hashes vote for images; the best-voted and the global tier's candidates
-  are verified geometrically (:mod:`imgsearch.local`).
+  are verified geometrically (:mod:`imgsearch.local`); a mirrored pass, then zoomed passes on the
+  query at ``zoom_factor`` times ``query_side``, run when the earlier ones found nothing.
 
 Each tier returns the matches it judged copies and, for candidates it looked at and turned down, a
 :class:`Rejection` saying why. A tier is *sure* when it returns at least one match; then the slower
@@ -15,6 +16,7 @@ tiers are skipped.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -32,8 +34,7 @@ if TYPE_CHECKING:
 
 
 MIRRORED_PASS = "mirrored pass: "  # how the local tier's mirrored pass prefixes its rejections
-ZOOMED_PASS = "zoomed pass: "  # and its passes at SearchConfig.zoom_side (before MIRRORED_PASS)
-ZOOM_MIN_GAIN = 1.5  # the zoomed passes run only when they see the query this much larger
+ZOOMED_PASS = "zoomed pass: "  # and its passes at SearchConfig.zoom_factor (before MIRRORED_PASS)
 
 
 @dataclass(frozen=True)
@@ -59,17 +60,17 @@ class Match:
     path: str
     score: float  # in (0, 1], higher is surer; comparable across tiers
     tier: str
-    distance: int | None = None  # global: Hamming bits of the closest dihedral variant
-    variant: str | None = None  # global: which dihedral variant of the query matched
+    distance: int | None = None  # global: Hamming bits of the closest variant
+    variant: str | None = None  # global: which variant of the query matched ("inverted ..." for negatives)
     votes: int | None = None  # local: query keypoints that voted for the image
     inliers: int | None = None  # local: matches consistent with the estimated transform
     # local: the larger of the shares of the query and of the indexed image inside the inliers' hull
     coverage: float | None = None
     geometry: Geometry | None = None
     # local: which pass found it, "direct", "mirrored", "zoomed" or "zoomed mirrored", and the
-    # long side (px) the query was searched at
+    # long side (px) the query was searched at in that pass
     search_pass: str | None = None
-    query_side: int | None = None
+    searched_side: int | None = None
     image_id: int = -1
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,7 +132,9 @@ class QueryImage:
     data: bytes | None
     gray: np.ndarray | None = None
     hints: list[tuple[int, bool, int]] = field(default_factory=list)
-    decoded_for: int = 0  # the min_side ``gray`` was decoded for (JPEGs decode at reduced size)
+    # The largest min_side ``gray`` serves: its long side, or any when it is the full size (JPEGs
+    # decode at reduced size; other formats, and arrays, are always full size).
+    serves: float = 0
 
     def decoded(self, min_side: int) -> np.ndarray:
         """The grayscale query with its long side at least ``min_side`` (or its full size)."""
@@ -139,15 +142,17 @@ class QueryImage:
             if self.gray is None:
                 raise ImageReadError(self.name, "no image data")
             return self.gray  # an array query: full size already
-        if self.gray is None or self.decoded_for < min_side:
+        if self.gray is None or self.serves < min_side:
             self.gray = io.decode_image(self.data, path=self.name, min_side=min_side, gray=True)
-            self.decoded_for = min_side
+            long_side = max(self.gray.shape)
+            self.serves = math.inf if long_side >= self.full_long_side() else long_side
         return self.gray
 
-    def full_long_side(self, decoded: np.ndarray) -> int:
-        """Long side (px) of the query at full size, given a ``decoded`` one (maybe reduced)."""
+    def full_long_side(self) -> int:
+        """Long side (px) of the query at full size (from the header: the decode may be reduced)."""
+        decoded = max(self.gray.shape) if self.gray is not None else 0
         size = io.image_size(self.data) if self.data is not None else None
-        return max(max(decoded.shape[:2]), max(size) if size else 0)
+        return max(decoded, max(size) if size else 0)
 
 
 def prepare_query(query: str | os.PathLike[str] | bytes | np.ndarray, name: str | None = None) -> QueryImage:
@@ -243,29 +248,26 @@ def global_score(distance: int) -> float:
 def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[Match], list[Rejection]]:
     """Keypoint votes and geometric verification (:mod:`imgsearch.local`).
 
-    The query is searched at ``query_side``; when that finds no copy, once more at ``zoom_side``
-    (the zoomed passes, whose rejections say so), if the query is large enough for it to show
-    :data:`ZOOM_MIN_GAIN` times more.
+    The query is searched at ``query_side``; when that finds no copy, once more at ``zoom_factor``
+    times that (the zoomed passes, whose rejections say so), if the query is that large.
     """
-    if index.local is None:
+    local = index.local
+    if local is None:
         return [], []
-    base = cfg.query_side or index.config.keypoints.max_side  # type: ignore[union-attr]
+    base = cfg.query_side or local.kconfig.max_side
     # Decoded again, larger, only when query_side asks for more than the index's own size.
-    side = max(index.config.decode_side, base)
-    gray = q.decoded(side)
-    full = q.full_long_side(gray)
-    matches, rejected = index.local.search(gray, cfg, index.path_of, q.hints, full_side=full)
-    if matches or cfg.zoom_side is None or cfg.zoom_side < ZOOM_MIN_GAIN * base:
+    gray = q.decoded(max(index.config.decode_side, base))
+    full = q.full_long_side()
+    matches, rejected = local.search(gray, cfg, index.path_of, q.hints, side=base, full_side=full)
+    zoom = round(cfg.zoom_factor * base) if cfg.zoom_factor else 0
+    if matches or not zoom or full < zoom:
         return matches, rejected
-    gray = q.decoded(cfg.zoom_side)
-    zoom = min(cfg.zoom_side, max(gray.shape))
-    if zoom < ZOOM_MIN_GAIN * base:
-        return matches, rejected
-    # The global tier's candidates were verified at query_side already: no hints here. The last
-    # resort looks up every keypoint it describes, whatever K: detecting them is most of its cost.
+    # The global tier's candidates were verified at query_side already: no hints here (so no
+    # zoomed match carries a global distance). The last resort looks up every keypoint it
+    # describes, whatever K: detecting them is most of its cost.
     thorough = cfg.replace(keypoints=max(cfg.keypoints, cfg.verify_keypoints))
-    matches, more = index.local.search(
-        gray, thorough, index.path_of, (), side=zoom, zoomed=True, full_side=full
+    matches, more = local.search(
+        q.decoded(zoom), thorough, index.path_of, (), side=zoom, zoomed=True, full_side=full
     )
     return matches, rejected + more
 

@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-coverage", default="0,0.15,0.25", help="comma-separated values")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
-        "--search", action="append", default=[], help="NAME=VALUE: a SearchConfig field, e.g. zoom_side=null"
+        "--search",
+        action="append",
+        default=[],
+        help="NAME=VALUE: a SearchConfig field, e.g. zoom_factor=null",
     )
     args = parser.parse_args(argv)
 
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return logo_overlay(rgb, rng) if args.kind == "logo" else text_overlay(rgb, rng, args.area, args.area)
 
     overrides = dict(parse_setting(item) for item in args.search)
+    if "min_coverage" in overrides:
+        parser.error("--search min_coverage=...: use --min-coverage")
     photos = workload.list_images(args.folder, None)
     indexed, queried = photos[: args.indexed], photos[args.queries_from :]
     if not queried:

@@ -29,17 +29,12 @@ import workload
 from rich.console import Console
 from rich.table import Table
 
+from imgsearch import io
 from imgsearch.evaluate import transforms as T
 from imgsearch.evaluate.overlays import text_overlay
 
 Image = np.ndarray  # (H, W, 3) uint8 RGB
 Rng = np.random.Generator
-
-
-def _resize_long(image: Image, side: int) -> Image:
-    h, w = image.shape[:2]
-    f = side / max(h, w)
-    return cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
 
 
 def _text(image: Image, rng: Rng, share: float) -> Image:
@@ -48,7 +43,7 @@ def _text(image: Image, rng: Rng, share: float) -> Image:
 
 def _cartoon(image: Image) -> Image:
     smooth = cv2.bilateralFilter(np.ascontiguousarray(image), 9, 75, 75)
-    return (smooth // 48 * 48 + 24).astype(np.uint8)
+    return (np.minimum(smooth // 48, 4) * 48 + 24).astype(np.uint8)  # 6 levels, 24-216, no wrap
 
 
 def _sepia(image: Image) -> Image:
@@ -64,10 +59,11 @@ def _border(image: Image, rng: Rng) -> Image:
 
 
 def _paste(image: Image, rng: Rng, background: Image) -> Image:
-    """``image`` shrunk to 30-45 % of the background's width, pasted at a random place on it."""
+    """``image`` shrunk so its long side is 30-45 % of the background's width, pasted at a random
+    place on it."""
     bg = background.copy()
     bh, bw = bg.shape[:2]
-    small = _resize_long(image, int(rng.uniform(0.30, 0.45) * bw))
+    small = io.resize_long_side(image, int(rng.uniform(0.30, 0.45) * bw))
     sh, sw = small.shape[:2]
     sh, sw = min(sh, bh), min(sw, bw)
     y, x = rng.integers(0, bh - sh + 1), rng.integers(0, bw - sw + 1)
@@ -92,8 +88,7 @@ def _combo(image: Image, rng: Rng) -> Image:
 
 
 def _gray_crop_mirror(image: Image, rng: Rng) -> Image:
-    g = cv2.cvtColor(np.ascontiguousarray(T.crop(image, rng, 0.25, 0.25)[:, ::-1]), cv2.COLOR_RGB2GRAY)
-    return np.repeat(g[:, :, None], 3, axis=2)
+    return T.apply_transform("grayscale", np.ascontiguousarray(T.crop(image, rng, 0.25, 0.25)[:, ::-1]), 0)
 
 
 # name -> (description, fn(image, rng, other)); ``other`` is a never-indexed photo.
@@ -108,7 +103,7 @@ STRESS: dict[str, tuple[str, Callable[[Image, Rng, Image], Image]]] = {
     ),
     "tiny": (
         "downscaled to 80-120 px on the long side",
-        lambda im, r, o: _resize_long(im, int(r.integers(80, 121))),
+        lambda im, r, o: io.resize_long_side(im, int(r.integers(80, 121))),
     ),
     "perspective_18": (
         "corners moved by up to 18 % of the side",
@@ -123,7 +118,7 @@ STRESS: dict[str, tuple[str, Callable[[Image, Rng, Image], Image]]] = {
         lambda im, r, o: T.rotate(T.crop(im, r, 0.35, 0.35), float(r.uniform(30, 60)), fill=(0, 0, 0)),
     ),
     "paste": (
-        "shrunk to 30-45 % of the width of another photo, pasted on it",
+        "long side shrunk to 30-45 % of another photo's width, pasted on it",
         lambda im, r, o: _paste(im, r, o),
     ),
     "side_by_side": ("next to another photo of the same height", lambda im, r, o: _side_by_side(im, o)),
@@ -137,6 +132,44 @@ STRESS: dict[str, tuple[str, Callable[[Image, Rng, Image], Image]]] = {
 }
 
 
+def run_queries(
+    index, queries: list[tuple[str, str | None, bytes]], ks: list[int], overrides: dict
+) -> list[dict]:
+    """Per K and transform: hit@1 over the copies, wrong first matches, false positives."""
+    rows: list[dict] = []
+    for k in ks:
+        t0 = time.perf_counter()
+        results = index.query_many([q[2] for q in queries], keypoints=k, top=3, **overrides)
+        per_query_ms = (time.perf_counter() - t0) / len(queries) * 1e3
+        for name, (desc, _) in STRESS.items():
+            hits = copies_n = fps = distr_n = wrong = 0
+            for (qname, expected, _), res in zip(queries, results, strict=True):
+                if qname != name:
+                    continue
+                top = res.matches[0].path if res.matches else None
+                if expected is None:
+                    distr_n += 1
+                    fps += top is not None
+                else:
+                    copies_n += 1
+                    hits += top == expected
+                    wrong += top is not None and top != expected
+            rows.append(
+                {
+                    "k": k,
+                    "transform": name,
+                    "description": desc,
+                    "copies": copies_n,
+                    "hit_at_1": hits / copies_n,
+                    "wrong_top": wrong,
+                    "distractors": distr_n,
+                    "false_positives": fps,
+                }
+            )
+        print(f"K={k}: {per_query_ms:.1f} ms a query over {len(queries)} queries", file=sys.stderr)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", type=Path, default=workload.DEFAULT_PHOTOS)
@@ -147,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
     parser.add_argument(
-        "--search", action="append", default=[], help="NAME=VALUE: a SearchConfig field, e.g. zoom_side=null"
+        "--search",
+        action="append",
+        default=[],
+        help="NAME=VALUE: a SearchConfig field, e.g. zoom_factor=null",
     )
     args = parser.parse_args(argv)
 
-    from imgsearch import Index, IndexConfig, io
+    from imgsearch import Index, IndexConfig
     from imgsearch.cli.common import parse_setting
     from imgsearch.evaluate.protocol import encode_query
 
@@ -162,9 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     ks = [int(k) for k in args.k.split(",")]
     overrides = dict(parse_setting(item) for item in args.search)
-
-    def rgb(path: str) -> Image:
-        return io.read_image(path)
+    if "keypoints" in overrides:
+        parser.error("--search keypoints=...: use --k")
 
     # Queries: (transform, expected path or None, bytes).
     queries: list[tuple[str, str | None, bytes]] = []
@@ -173,47 +208,21 @@ def main(argv: list[str] | None = None) -> int:
         distractors = rng.choice(len(others), min(args.per_transform, len(others)), replace=False)
         for i in copies:
             other = others[int(rng.integers(len(others)))]
-            queries.append((name, indexed[i], encode_query(fn(rgb(indexed[i]), rng, rgb(other)))))
+            queries.append(
+                (name, indexed[i], encode_query(fn(io.read_image(indexed[i]), rng, io.read_image(other))))
+            )
         for i in distractors:
             other = others[int(rng.integers(len(others)))]
-            queries.append((name, None, encode_query(fn(rgb(others[i]), rng, rgb(other)))))
+            queries.append(
+                (name, None, encode_query(fn(io.read_image(others[i]), rng, io.read_image(other))))
+            )
 
-    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="stress-") as tmp:
-        index = Index.create(Path(tmp) / "index", IndexConfig())
-        report = index.add(indexed, workers=args.workers)
-        if not report.ok:
-            raise SystemExit(f"error: {len(report.failed)} photos failed to index")
-        for k in ks:
-            t0 = time.perf_counter()
-            results = index.query_many([q[2] for q in queries], keypoints=k, top=3, **overrides)
-            per_query_ms = (time.perf_counter() - t0) / len(queries) * 1e3
-            for name, (desc, _) in STRESS.items():
-                hits = copies_n = fps = distr_n = wrong = 0
-                for (qname, expected, _), res in zip(queries, results, strict=True):
-                    if qname != name:
-                        continue
-                    top = res.matches[0].path if res.matches else None
-                    if expected is None:
-                        distr_n += 1
-                        fps += top is not None
-                    else:
-                        copies_n += 1
-                        hits += top == expected
-                        wrong += top is not None and top != expected
-                rows.append(
-                    {
-                        "k": k,
-                        "transform": name,
-                        "description": desc,
-                        "copies": copies_n,
-                        "hit_at_1": hits / copies_n,
-                        "wrong_top": wrong,
-                        "distractors": distr_n,
-                        "false_positives": fps,
-                    }
-                )
-            print(f"K={k}: {per_query_ms:.1f} ms a query over {len(queries)} queries", file=sys.stderr)
+        with Index.create(Path(tmp) / "index", IndexConfig()) as index:
+            report = index.add(indexed, workers=args.workers)
+            if not report.ok:
+                raise SystemExit(f"error: {len(report.failed)} photos failed to index")
+            rows = run_queries(index, queries, ks, overrides)
 
     console = Console(width=140) if not sys.stdout.isatty() else Console()
     table = Table(

@@ -115,7 +115,7 @@ def test_query_search_settings(built) -> None:
             "--search",
             'tiers=["exact"]',
             "--search",
-            "zoom_side=null",
+            "zoom_factor=null",
             query,
         ).stdout
     )
@@ -123,6 +123,11 @@ def test_query_search_settings(built) -> None:
     for bad in ("nope=1", "global_max_distance=99", "query_scales=1.0", "global_max_distance"):
         result = run("query", "-i", index, "--search", bad, query, code=2)
         assert "error" in result.stderr
+    both = run("query", "-i", index, "--keypoints", "40", "--search", "keypoints=40", query, code=2)
+    assert "both given" in squash(both.stderr)
+    # tiers set through --search are checked against the index like --tiers.
+    no_local = run("query", "-i", index, "--search", 'tiers=["local"]', query, code=2)
+    assert "no local tier" in squash(no_local.stderr)
 
 
 def test_top_is_honoured(built) -> None:

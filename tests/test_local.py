@@ -678,13 +678,16 @@ PASTE_SCALE = 2.5  # the background, upscaled to 640 px
 PASTE_FRACTION = 0.25  # of the background's width
 
 
-def pasted(i: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fixture ``i`` shrunk to a quarter of the width of another photo, pasted near its top-right.
+def pasted(
+    i: int, background: int = PASTE_BACKGROUND, mirrored: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fixture ``i`` shrunk to a quarter of the width of another photo (``mirrored`` or not),
+    pasted near its top-right.
 
     Returns the query and the expected footprint: the query's outer corners in ``i``'s pixels."""
-    bg = cv2.resize(
-        kodak_rgb(PASTE_BACKGROUND), None, fx=PASTE_SCALE, fy=PASTE_SCALE, interpolation=cv2.INTER_CUBIC
-    )
+    bg = kodak_rgb(background)
+    bg = np.ascontiguousarray(bg[:, ::-1]) if mirrored else bg
+    bg = cv2.resize(bg, None, fx=PASTE_SCALE, fy=PASTE_SCALE, interpolation=cv2.INTER_CUBIC)
     photo = kodak_rgb(i)
     h, w = photo.shape[:2]
     nw = round(bg.shape[1] * PASTE_FRACTION)
@@ -706,34 +709,64 @@ def test_a_photo_pasted_small_into_another_is_found_by_the_zoomed_pass(
     even, _ = shards
     query, footprint = pasted(i)
     data = encode_jpeg(query)
-    assert even.query(data, tiers=LOCAL, zoom_side=None).matches == []
+    assert even.query(data, tiers=LOCAL, zoom_factor=None).matches == []
     result = even.query(data, tiers=LOCAL)
     best = only_match(result, i)
-    assert best.search_pass == "zoomed" and best.query_side == 270
+    assert best.search_pass == "zoomed" and best.searched_side == 270
     assert best.geometry.scale == pytest.approx(
         kodak_rgb(i).shape[1] / round(query.shape[1] * PASTE_FRACTION), rel=SCALE_RTOL
     )
     # The query's corners lie far outside the photo (up to 3x its size away): errors are extrapolated.
     np.testing.assert_allclose(best.geometry.footprint, footprint, atol=3 * ROTATED_CORNER_TOL)
-    # The passes at 180 px ran first, and their rejections are kept.
-    assert all(REASONS.fullmatch(r.reason) for r in result.rejected)
     # The zoomed pass looks up all its described keypoints whatever K: K=10 finds the copy too.
     few = only_match(even.query(data, tiers=LOCAL, keypoints=10), i)
     assert few.search_pass == "zoomed"
-    # The copy shows smaller than indexed at 270 px too (keypoint-image pixels): the scale test passes.
-    assert best.geometry.scale * (210 / 256) / (270 / query.shape[1]) > 1.0
+
+
+@pytest.mark.parametrize(("encoding", "decodes"), [(".png", 1), (".jpg", 1), ("2000.jpg", 2)])
+def test_the_zoomed_pass_decodes_again_only_when_it_needs_more(
+    shards: tuple[Index, Index], monkeypatch: pytest.MonkeyPatch, encoding: str, decodes: int
+) -> None:
+    """The zoomed pass reuses the decoded query when it is large enough: a PNG decodes once, at
+    full size; a 640 px JPEG once, at 1/2 (320 px, enough for 270); a 2000 px JPEG first at 1/8
+    (250 px, enough for 210), then again at 1/4 for the zoomed pass."""
+    from imgsearch import io
+
+    even, _ = shards
+    query = pasted(4)[0]
+    if encoding == "2000.jpg":
+        query = cv2.resize(
+            query, (2000, round(2000 * query.shape[0] / query.shape[1])), interpolation=cv2.INTER_CUBIC
+        )
+    ok, buf = cv2.imencode(encoding[-4:], np.ascontiguousarray(query[:, :, ::-1]))
+    assert ok
+    calls: list[int | None] = []
+    decode = io.decode_image
+
+    def spy(data, **kwargs):
+        calls.append(kwargs.get("min_side"))
+        return decode(data, **kwargs)
+
+    monkeypatch.setattr(io, "decode_image", spy)
+    result = even.query(buf.tobytes(), tiers=LOCAL)
+    assert result.matches and result.matches[0].search_pass == "zoomed"
+    assert len(calls) == decodes, calls
 
 
 def test_the_zoomed_pass_needs_a_large_enough_query(shards: tuple[Index, Index]) -> None:
     """A photo absent from the index: at 256 px (below 1.5x query_side) no zoomed pass runs, at
-    400 px it does (its rejections say so), unless ``zoom_side`` is None."""
+    400 px it does (its rejections say so), unless ``zoom_factor`` is None."""
     even, _ = shards
 
     def zoomed_rejections(query: np.ndarray, **overrides) -> int:
-        # Radius 16 with 4 flips: every image gets votes, so every pass leaves rejections.
+        # Radius 16 with 4 flips: every image gets votes, so every pass leaves rejections, and
+        # those of the passes at 180 px are kept after a zoomed pass.
         result = even.query(query, tiers=LOCAL, min_votes=1, patch_radius=16, hash_flips=4, **overrides)
         assert result.matches == [] and result.rejected
-        return sum(r.reason.startswith("zoomed pass: ") for r in result.rejected)
+        assert all(REASONS.fullmatch(r.reason) for r in result.rejected)
+        zoomed = sum(r.reason.startswith("zoomed pass: ") for r in result.rejected)
+        assert zoomed < len(result.rejected)
+        return zoomed
 
     absent = kodak_rgb(PASTE_BACKGROUND)
     larger = cv2.resize(
@@ -741,16 +774,17 @@ def test_the_zoomed_pass_needs_a_large_enough_query(shards: tuple[Index, Index])
     )
     assert zoomed_rejections(absent) == 0
     assert zoomed_rejections(larger) > 0
-    assert zoomed_rejections(larger, zoom_side=None) == 0
+    assert zoomed_rejections(larger, zoom_factor=None) == 0
 
 
-def test_zoom_side_is_validated() -> None:
+def test_zoom_factor_is_validated() -> None:
     from imgsearch import SearchConfig
     from imgsearch.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="zoom_side"):
-        SearchConfig(zoom_side=10)
-    assert SearchConfig(zoom_side=None).zoom_side is None
+    for bad in (1.0, 10.0, "2"):
+        with pytest.raises(ConfigError, match="zoom_factor"):
+            SearchConfig(zoom_factor=bad)
+    assert SearchConfig(zoom_factor=None).zoom_factor is None
 
 
 @pytest.fixture(scope="module")
@@ -759,16 +793,44 @@ def even_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, Index]
     yield from _index_pair(tmp_path_factory.mktemp("even_shards"), KODAK[0::4], KODAK[2::4])
 
 
-@pytest.mark.parametrize("i", [4, 12])
+@pytest.mark.parametrize(
+    ("i", "background", "mirrored", "expected"),
+    [
+        (4, 5, False, (4, "zoomed")),
+        (12, 5, False, (12, "direct")),
+        (10, 4, True, (4, "mirrored")),
+        (2, 0, True, (2, "direct")),
+    ],
+)
 def test_shards_merge_to_the_single_index_after_a_zoomed_pass(
-    shards: tuple[Index, Index], even_shards: tuple[Index, Index], i: int
+    shards: tuple[Index, Index],
+    even_shards: tuple[Index, Index],
+    i: int,
+    background: int,
+    mirrored: bool,
+    expected: tuple[int, str],
 ) -> None:
+    """Photo ``i`` pasted on another, mirrored or not. Photos 0 and 4 are in the first shard, 2 and 10
+    in the second: on mirrored 4, the first shard finds 4 in its mirrored pass and the second 10 in
+    its zoomed pass; on mirrored 0, the first finds 0 mirrored and the second 2 directly. One index
+    stops at the earliest of those passes, and so must the merge, rejections included."""
     even, _ = shards
-    query = pasted(i)[0]
-    single = even.query(query, tiers=LOCAL)
-    merged = merge_results([shard.query(query, tiers=LOCAL) for shard in even_shards])
+    query = pasted(i, background, mirrored)[0]
+    explain = {"tiers": LOCAL, "min_votes": 1, "patch_radius": 12, "hash_flips": 4}
+    single = even.query(query, **explain)
+    merged = merge_results([shard.query(query, **explain) for shard in even_shards])
 
     def key(result):
-        return [(m.path, m.score, m.inliers, m.search_pass, m.query_side, m.geometry) for m in result.matches]
+        return [
+            (m.path, m.score, m.inliers, m.search_pass, m.searched_side, m.geometry) for m in result.matches
+        ]
 
-    assert key(merged) == key(single) and single.matches[0].search_pass == "zoomed"
+    def rejections(result):
+        return sorted((r.path, r.tier, r.reason, r.votes or 0) for r in result.rejected)
+
+    assert key(merged) == key(single)
+    assert rejections(merged) == rejections(single)
+    assert (Path(single.matches[0].path), single.matches[0].search_pass) == (
+        KODAK[expected[0]].absolute(),
+        expected[1],
+    )

@@ -22,7 +22,7 @@ SearchOption = Annotated[
     list[str] | None,
     typer.Option(
         "--search",
-        help="NAME=VALUE: set a SearchConfig field for every query (repeatable), e.g. zoom_side=null.",
+        help="NAME=VALUE: set a SearchConfig field for every query (repeatable), e.g. zoom_factor=null.",
     ),
 ]
 
@@ -48,7 +48,7 @@ def parse_setting(item: str) -> tuple[str, Any]:
     """``NAME=VALUE`` as (name, value): VALUE read as JSON (``150``, ``null``, ``[1.0, 1.4]``), else text."""
     name, sep, value = item.partition("=")
     if not sep or not name.strip():
-        raise ConfigError(f"--search and --keypoint take NAME=VALUE, got {item!r}")
+        raise ConfigError(f"settings are NAME=VALUE, got {item!r}")
     try:
         return name.strip(), json.loads(value)
     except json.JSONDecodeError:

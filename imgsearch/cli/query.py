@@ -45,6 +45,10 @@ def query(
     """Query images against an index; exit 1 if any query could not be read."""
     with usage_errors():
         overrides: dict[str, object] = dict(parse_setting(item) for item in search or ())
+    with usage_errors():
+        for name, value in (("keypoints", keypoints), ("tiers", tiers)):
+            if value is not None and name in overrides:
+                raise ConfigError(f"--{name} and --search {name}=... both given")
     if keypoints is not None:
         overrides["keypoints"] = keypoints
     if tiers is not None:
@@ -54,7 +58,7 @@ def query(
             cfg = ix.search_config(**overrides)
         except TypeError as exc:
             raise ConfigError(f"--search: a setting has the wrong type ({exc})") from None
-        if "local" in cfg.tiers and ix.local is None and tiers is not None:
+        if "local" in cfg.tiers and ix.local is None and "tiers" in overrides:
             raise ConfigError(f"{index}: this index has no local tier (built with --no-local)")
         results: list[QueryResult] = []
         with progress_bar("querying") as bar:
@@ -112,6 +116,8 @@ def _evidence(m) -> str:
     if m.geometry is not None:
         g = m.geometry
         parts.append(f"rot {g.rotation:.1f}°, scale {g.scale:.2f}" + (", mirrored" if g.mirrored else ""))
+    if m.search_pass is not None and m.search_pass.startswith("zoomed"):
+        parts.append(f"zoomed to {m.searched_side} px")
     return ", ".join(parts)
 
 

@@ -29,7 +29,16 @@ from imgsearch.errors import ConfigError
 
 from .overlays import MIN_SIDE, border, logo_overlay, random_colour, resize, screenshot, text_overlay
 
-__all__ = ["TRANSFORMS", "Transform", "apply_transform", "get_transforms"]
+__all__ = [
+    "TRANSFORMS",
+    "Transform",
+    "apply_transform",
+    "crop",
+    "get_transforms",
+    "jpeg",
+    "perspective",
+    "rotate",
+]
 
 Image = np.ndarray
 TransformFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -123,6 +132,7 @@ def _lut(image: Image, table: np.ndarray) -> Image:
 
 
 def jpeg(image: Image, rng: np.random.Generator, lo: int, hi: int) -> Image:
+    """JPEG round trip of an RGB image at a quality drawn from [lo, hi]."""
     quality = int(rng.integers(lo, hi, endpoint=True))
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -144,6 +154,7 @@ def _aspect(image: Image, rng: np.random.Generator) -> Image:
 
 
 def perspective(image: Image, rng: np.random.Generator, amount: float = 0.08) -> Image:
+    """Move each corner by up to ``amount`` of the side (uniform, x and y), black background."""
     h, w = image.shape[:2]
     src = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float32)
     dst = src + rng.uniform(-amount, amount, size=(4, 2)).astype(np.float32) * [w, h]

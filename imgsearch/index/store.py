@@ -42,7 +42,7 @@ from ..errors import ConfigError, IndexFormatError
 
 FORMAT_NAME = "imgsearch-index"
 # 2: patch descriptors by default; 3: keypoints stored in grid-spread order, KeypointConfig.hashed
-# and SearchConfig.query_side in the stored configuration; 4: SearchConfig.zoom_side.
+# and SearchConfig.query_side in the stored configuration; 4: SearchConfig.zoom_factor.
 FORMAT_VERSION = 4
 FILE_NAME = "index.h5"
 _LOCK_NAME = ".lock"
