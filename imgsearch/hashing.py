@@ -175,6 +175,17 @@ def inverted_coefficients(coeffs: np.ndarray) -> np.ndarray:
     return out + 0.0  # normalise -0.0 to 0.0
 
 
+VARIANT_NAMES: tuple[str, ...] = DIHEDRAL_NAMES + tuple(f"inverted {n}" for n in DIHEDRAL_NAMES)
+"""The global tier's query variants: the 8 dihedral ones, then those of the negative image."""
+
+
+def variant_coefficients(coeffs: np.ndarray) -> np.ndarray:
+    """``(16, 8, 8)``: the coefficient blocks of the :data:`VARIANT_NAMES` variants of an image, from
+    its own ``(8, 8)`` block (one DCT for all of them)."""
+    blocks = dihedral_coefficients(coeffs)
+    return np.concatenate([blocks, inverted_coefficients(blocks)])
+
+
 def patch_hashes(patches: np.ndarray) -> np.ndarray:
     """pHash a batch of ``(N, 32, 32)`` patches with one batched DCT: ``(N, 8)`` uint8.
 

@@ -194,11 +194,10 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     radius = cfg.global_verify_distance if verify else cfg.global_max_distance
     coeffs = hashing.phash_coefficients(q.decoded(index.config.decode_side))
     flat = hashing.is_flat(coeffs)
-    blocks = hashing.dihedral_coefficients(coeffs)
-    variants = hashing.threshold_bits(np.concatenate([blocks, hashing.inverted_coefficients(blocks)]))
+    variants = hashing.threshold_bits(hashing.variant_coefficients(coeffs))
     lims, dist, ids = index.global_index.range_search(variants, radius)
     variant_of = np.repeat(np.arange(len(variants)), np.diff(lims))
-    direct = len(blocks)
+    direct = len(hashing.DIHEDRAL_NAMES)  # variants from here on are of the negative
     keep = (variant_of < direct) | (dist <= cfg.global_max_distance)
     ids, dist, variant_of = ids[keep], dist[keep], variant_of[keep]
     if len(ids) == 0:
@@ -212,7 +211,7 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     matches, rejected = [], []
     for k in best:
         image, d, v = int(ids[k]), int(dist[k]), int(variant_of[k])
-        variant = ("inverted " if v >= direct else "") + hashing.DIHEDRAL_NAMES[v % direct]
+        variant = hashing.VARIANT_NAMES[v]
         if d <= cfg.global_max_distance and not flat:
             matches.append(
                 Match(

@@ -2,9 +2,9 @@
 
 Index ~800 photos (their pHashes), hold the rest out as distractors. For every transform the global
 tier is meant to handle, make one modified copy of each indexed photo and of each distractor. For
-each threshold d, a copy is a hit when its original is the nearest indexed image over the 8 dihedral
-variants of its hash and within d bits; a distractor query (plain or modified) is a false positive
-when any indexed image is within d bits. Prints the table and saves it as JSON and a PNG.
+each threshold d, a copy is a hit when its original is the nearest indexed image over the 16 variants
+of its hash that the global tier compares (8 dihedral, 8 of the negative) and within d bits; a
+distractor query (plain or modified) is a false positive when any indexed image is within d bits. Prints the table and saves it as JSON and a PNG.
 
     .venv/bin/python scripts/global_threshold.py [--photos DIR] [--out scripts/results/global]
 """
@@ -60,7 +60,8 @@ def main() -> None:
     db = np.stack([hashing.phash(io.read_image(p, min_side=64, gray=True)) for p in indexed])
 
     def nearest(gray: np.ndarray) -> tuple[int, int]:
-        d = hashing.hamming(hashing.dihedral_hashes(gray)[:, None, :], db[None]).min(axis=0)
+        variants = hashing.threshold_bits(hashing.variant_coefficients(hashing.phash_coefficients(gray)))
+        d = hashing.hamming(variants[:, None, :], db[None]).min(axis=0)
         k = int(np.argmin(d))
         return k, int(d[k])
 
