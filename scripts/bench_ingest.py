@@ -92,6 +92,31 @@ def time_imagehash(files: list[str], repeat: int) -> dict:
     return {"seconds": best, "images": len(files), "failed": 0}
 
 
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def machine_parallelism(workers: list[int], repeat: int, n: int = 4_000_000) -> dict[int, float]:
+    """How many cores ``w`` busy processes get here, per ``w``: ``w * t(1) / t(w)`` for the same
+    pure-Python loop in each (a shared machine's other tenants take their part). Best of ``repeat``."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    seconds = {}
+    for w in sorted({1, *workers}):
+        best = float("inf")
+        with context.Pool(w) as pool:
+            for _ in range(repeat):
+                t = time.perf_counter()
+                pool.map(_burn, [n] * w, chunksize=1)
+                best = min(best, time.perf_counter() - t)
+        seconds[w] = best
+    return {w: w * seconds[1] / seconds[w] for w in seconds}
+
+
 def run(
     files: list[str], workers: list[int], local: bool, repeat: int, console: Console, tmp: Path
 ) -> list[dict]:
@@ -111,20 +136,38 @@ def run(
     for label, with_local in configs:
         for w in workers:
             row = time_imgsearch(list_file, with_local, w, repeat)
-            rows.append({"tool": "imgsearch", "tiers": label, "workers": w, **row})
+            # Right after the timing: the cores this shared machine gave w busy processes then.
+            cores = machine_parallelism([w], 1)[w]
+            rows.append({"tool": "imgsearch", "tiers": label, "workers": w, **row, "machine_cores": cores})
     peer = next((r for r in rows if r["tool"] == "imagehash.phash"), None)
     for r in rows:
         r["images_per_s"] = r["images"] / r["seconds"] if r["seconds"] > 0 else float("inf")
         r["vs_imagehash"] = r["images_per_s"] / peer["images_per_s"] if peer else None
+    for r in rows:  # speed-up over one worker, beside the cores the machine gave (machine_cores)
+        one = next((o for o in rows if o["tiers"] == r["tiers"] and o["workers"] == 1), None)
+        r["speedup"] = r["images_per_s"] / one["images_per_s"] if one else None
     return rows
 
 
 def print_table(rows: list[dict], title: str, caption: str, console: Console) -> None:
     table = Table(title=title, caption=caption)
-    for col in ("tool", "tiers", "workers", "images", "seconds", "images/s", "vs imagehash"):
+    columns = (
+        "tool",
+        "tiers",
+        "workers",
+        "images",
+        "seconds",
+        "images/s",
+        "vs imagehash",
+        "speed-up",
+        "machine cores",
+    )
+    for col in columns:
         table.add_column(col, justify="left" if col in ("tool", "tiers") else "right")
     for r in rows:
         ratio = "" if r["vs_imagehash"] is None else f"{r['vs_imagehash']:.2f}×"
+        speedup = "" if r.get("speedup") is None else f"{r['speedup']:.2f}×"
+        cores = "" if r.get("machine_cores") is None else f"{r['machine_cores']:.2f}"
         table.add_row(
             r["tool"],
             r["tiers"],
@@ -133,6 +176,8 @@ def print_table(rows: list[dict], title: str, caption: str, console: Console) ->
             f"{r['seconds']:.2f}",
             f"{r['images_per_s']:.1f}",
             ratio,
+            speedup,
+            cores,
         )
     console.print(table)
 
@@ -187,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         mp = workload.megapixels(files)
         title = f"ingest: {len(files)} files from {args.folder}" + (" (upscaled)" if args.big else "")
         title += f", mean {mp:.2f} MP"
-        caption = f"{workload.cpu_note()}; best of {args.repeat}; ratio = images/s ÷ imagehash's"
+        caption = (
+            f"{workload.cpu_note()}; best of {args.repeat}; ratio = images/s ÷ imagehash's; speed-up over 1 "
+            "worker (which runs in the build process, where OpenCV may use a second core); machine cores = "
+            "what that many busy processes got here right after (w × t1 / tw, pure Python)"
+        )
         rows = run(files, workers, not args.no_local, args.repeat, console, Path(tmp))
     print_table(rows, title, caption, console)
     result = {
