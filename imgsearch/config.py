@@ -219,11 +219,15 @@ class SearchConfig:
         _check_range("SearchConfig", "min_coverage", self.min_coverage, 0.0, 1.0)
 
     def replace(self, **changes: Any) -> SearchConfig:
-        """A copy with ``changes`` applied (validated); unknown names raise :class:`ConfigError`."""
+        """A copy with ``changes`` applied (validated); unknown names and values of the wrong type
+        raise :class:`ConfigError`."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ConfigError(f"unknown SearchConfig fields {sorted(unknown)}")
-        return dataclasses.replace(self, **changes)
+        try:  # a value of another type (a scalar for a tuple field) fails inside __post_init__
+            return dataclasses.replace(self, **changes)
+        except TypeError as exc:
+            raise ConfigError(f"SearchConfig: a setting has the wrong type ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -785,6 +785,8 @@ def test_zoom_factor_is_validated() -> None:
         with pytest.raises(ConfigError, match="zoom_factor"):
             SearchConfig(zoom_factor=bad)
     assert SearchConfig(zoom_factor=None).zoom_factor is None
+    with pytest.raises(ConfigError, match="wrong type"):  # a scalar for a tuple: TypeError inside
+        SearchConfig().replace(query_scales=1.0)
 
 
 @pytest.fixture(scope="module")

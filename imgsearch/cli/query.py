@@ -54,10 +54,7 @@ def query(
     if tiers is not None:
         overrides["tiers"] = split_names(tiers)
     with usage_errors(), Index.open(index) as ix:
-        try:  # a ConfigError names a bad field or value; a TypeError comes from a value of another type
-            cfg = ix.search_config(**overrides)
-        except TypeError as exc:
-            raise ConfigError(f"--search: a setting has the wrong type ({exc})") from None
+        cfg = ix.search_config(**overrides)
         if "local" in cfg.tiers and ix.local is None and "tiers" in overrides:
             raise ConfigError(f"{index}: this index has no local tier (built with --no-local)")
         results: list[QueryResult] = []

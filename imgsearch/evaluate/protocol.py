@@ -140,13 +140,11 @@ class EvalConfig:
         reserved = {"keypoints", "tiers"} & set(self.search)
         if reserved:
             raise ConfigError(f"EvalConfig.search cannot set {sorted(reserved)}: use ks and tiers")
-        try:  # a ConfigError names a bad field or value; a TypeError comes from a value of another type
-            SearchConfig().replace(**self.search)
+        SearchConfig().replace(**self.search)  # a bad name, value or type is a ConfigError
+        try:  # a TypeError comes from a value of another type
             KeypointConfig(**self.keypoints)
         except TypeError as exc:
-            raise ConfigError(
-                f"EvalConfig: a search or keypoint setting has the wrong type ({exc})"
-            ) from None
+            raise ConfigError(f"EvalConfig: a keypoint setting has the wrong type ({exc})") from None
 
     @property
     def local(self) -> bool:
