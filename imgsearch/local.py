@@ -81,6 +81,13 @@ class QueryPass:
     def __post_init__(self) -> None:
         self.hull_area = _hull_area(self.rows[:, :2])
 
+    @property
+    def name(self) -> str:
+        """The pass as matches report it: "direct", "mirrored", "zoomed" or "zoomed mirrored"."""
+        return (
+            " ".join(w for w, on in (("zoomed", self.zoomed), ("mirrored", self.mirrored)) if on) or "direct"
+        )
+
 
 class LocalIndex:
     """The in-memory part of the local tier of one store: patch hashes in FAISS, keypoint owners."""
@@ -249,10 +256,7 @@ class LocalIndex:
                     inliers=inliers,
                     coverage=coverage,
                     geometry=geometry,
-                    search_pass=" ".join(
-                        w for w, on in (("zoomed", qp.zoomed), ("mirrored", qp.mirrored)) if on
-                    )
-                    or "direct",
+                    search_pass=qp.name,
                     searched_side=max(qp.shape),
                     image_id=image,
                 )

@@ -135,6 +135,7 @@ class QueryImage:
     # The largest min_side ``gray`` serves: its long side, or any when it is the full size (JPEGs
     # decode at reduced size; other formats, and arrays, are always full size).
     serves: float = 0
+    full_side: int = 0  # long side (px) at full size, from the header and the first decode
 
     def decoded(self, min_side: int) -> np.ndarray:
         """The grayscale query with its long side at least ``min_side`` (or its full size)."""
@@ -145,14 +146,19 @@ class QueryImage:
         if self.gray is None or self.serves < min_side:
             self.gray = io.decode_image(self.data, path=self.name, min_side=min_side, gray=True)
             long_side = max(self.gray.shape)
-            self.serves = math.inf if long_side >= self.full_long_side() else long_side
+            if not self.full_side:
+                size = io.image_size(self.data)
+                self.full_side = max(long_side, max(size) if size else 0)
+            self.serves = math.inf if long_side >= self.full_side else long_side
         return self.gray
 
     def full_long_side(self) -> int:
-        """Long side (px) of the query at full size (from the header: the decode may be reduced)."""
-        decoded = max(self.gray.shape) if self.gray is not None else 0
-        size = io.image_size(self.data) if self.data is not None else None
-        return max(decoded, max(size) if size else 0)
+        """Long side (px) of the query at full size (the decode may be reduced)."""
+        if self.full_side:
+            return self.full_side
+        if self.gray is None:
+            raise ImageReadError(self.name, "no image data")
+        return max(self.gray.shape)  # an array query
 
 
 def prepare_query(query: str | os.PathLike[str] | bytes | np.ndarray, name: str | None = None) -> QueryImage:

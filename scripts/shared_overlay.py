@@ -34,26 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries-from", type=int, default=800, help="query the photos from this one on")
     parser.add_argument("--min-coverage", default="0,0.15,0.25", help="comma-separated values")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--search",
-        action="append",
-        default=[],
-        help="NAME=VALUE: a SearchConfig field, e.g. zoom_factor=null",
-    )
+    workload.add_search_option(parser)
     args = parser.parse_args(argv)
+    overrides = workload.search_overrides(parser, args, "min_coverage")
 
-    from imgsearch import Index, IndexConfig
-    from imgsearch.cli.common import parse_setting
+    from imgsearch import Index, IndexConfig, io
     from imgsearch.evaluate.overlays import logo_overlay, text_overlay
 
     def mark(path: str) -> np.ndarray:
-        rgb = np.ascontiguousarray(cv2.imread(path, cv2.IMREAD_COLOR)[:, :, ::-1])
+        rgb = io.read_image(path)
         rng = np.random.default_rng(args.seed)
         return logo_overlay(rgb, rng) if args.kind == "logo" else text_overlay(rgb, rng, args.area, args.area)
 
-    overrides = dict(parse_setting(item) for item in args.search)
-    if "min_coverage" in overrides:
-        parser.error("--search min_coverage=...: use --min-coverage")
     photos = workload.list_images(args.folder, None)
     indexed, queried = photos[: args.indexed], photos[args.queries_from :]
     if not queried:

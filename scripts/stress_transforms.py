@@ -179,16 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
-    parser.add_argument(
-        "--search",
-        action="append",
-        default=[],
-        help="NAME=VALUE: a SearchConfig field, e.g. zoom_factor=null",
-    )
+    workload.add_search_option(parser)
     args = parser.parse_args(argv)
+    overrides = workload.search_overrides(parser, args, "keypoints")
 
     from imgsearch import Index, IndexConfig
-    from imgsearch.cli.common import parse_setting
     from imgsearch.evaluate.protocol import encode_query
 
     photos = workload.list_images(args.folder, None)
@@ -197,9 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: need photos after the first {args.indexed} as distractors")
     rng = np.random.default_rng(args.seed)
     ks = [int(k) for k in args.k.split(",")]
-    overrides = dict(parse_setting(item) for item in args.search)
-    if "keypoints" in overrides:
-        parser.error("--search keypoints=...: use --k")
 
     # Queries: (transform, expected path or None, bytes).
     queries: list[tuple[str, str | None, bytes]] = []

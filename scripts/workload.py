@@ -132,6 +132,27 @@ def rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # peak, not current
 
 
+def add_search_option(parser) -> None:
+    """``--search NAME=VALUE`` (repeatable): a ``SearchConfig`` field for every query of a script."""
+    parser.add_argument(
+        "--search",
+        action="append",
+        default=[],
+        help="NAME=VALUE: a SearchConfig field, e.g. zoom_factor=null",
+    )
+
+
+def search_overrides(parser, args, reserved: str) -> dict:
+    """The ``--search`` settings as ``SearchConfig`` overrides; ``reserved`` is the field the script
+    sets itself (a usage error when given)."""
+    from imgsearch.cli.common import parse_setting
+
+    overrides = dict(parse_setting(item) for item in args.search)
+    if reserved in overrides:
+        parser.error(f"--search {reserved}=...: the script sets {reserved} itself")
+    return overrides
+
+
 def cpu_note() -> str:
     """A one-line description of the machine the numbers come from."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -45,7 +45,6 @@ def query(
     """Query images against an index; exit 1 if any query could not be read."""
     with usage_errors():
         overrides: dict[str, object] = dict(parse_setting(item) for item in search or ())
-    with usage_errors():
         for name, value in (("keypoints", keypoints), ("tiers", tiers)):
             if value is not None and name in overrides:
                 raise ConfigError(f"--{name} and --search {name}=... both given")
