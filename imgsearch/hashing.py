@@ -27,7 +27,8 @@ from .errors import ConfigError
 
 HASH_BITS = 64
 HASH_BYTES = HASH_BITS // 8
-DIGEST_BYTES = 16
+# SHA-256: what `sha256sum` prints, and 2.6x faster than BLAKE2b here (the CPU's SHA instructions).
+DIGEST_BYTES = 32
 _RESAMPLE = 32
 _LOW = 8
 # Coefficients are rounded to this many decimals before thresholding: it absorbs the ~1e-12 float
@@ -50,8 +51,8 @@ DIHEDRAL_NAMES: tuple[str, ...] = tuple(DIHEDRAL)
 
 
 def file_digest(data: bytes) -> np.ndarray:
-    """Content digest of file bytes: BLAKE2b-128, as a ``(16,)`` uint8 array."""
-    return np.frombuffer(hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest(), dtype=np.uint8)
+    """Content digest of file bytes: SHA-256, as a ``(32,)`` uint8 array."""
+    return np.frombuffer(hashlib.sha256(data).digest(), dtype=np.uint8)
 
 
 def apply_dihedral(image: np.ndarray, name: str) -> np.ndarray:
@@ -112,10 +113,10 @@ def dct_low(blocks: np.ndarray) -> np.ndarray:
 def threshold_bits(coeffs: np.ndarray) -> np.ndarray:
     """Pack ``(..., 8, 8)`` coefficients into ``(..., 8)`` uint8 hashes: bit = coefficient > median."""
     flat = coeffs.reshape(*coeffs.shape[:-2], _LOW * _LOW)
-    # np.median's own rule (the mean of the two middle values of 64), without its overhead:
-    # twice as fast on a batch of patches.
-    middle = np.partition(flat, (_LOW * _LOW // 2 - 1, _LOW * _LOW // 2), axis=-1)
-    median = (middle[..., _LOW * _LOW // 2 - 1] + middle[..., _LOW * _LOW // 2]) / 2.0
+    # np.median's own rule (the mean of the two middle values of 64), without its overhead. A full
+    # sort of 64 values (numpy's SIMD sort) is 4x faster than np.partition on a batch of patches.
+    ordered = np.sort(flat, axis=-1)
+    median = (ordered[..., _LOW * _LOW // 2 - 1] + ordered[..., _LOW * _LOW // 2]) / 2.0
     return np.packbits(flat > median[..., None], axis=-1)
 
 

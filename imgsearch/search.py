@@ -1,6 +1,6 @@
 """The tiered query: exact → global → local, fastest first, stopping at the first tier that is sure.
 
-* **exact**: the BLAKE2b digest of the query file's bytes equals an indexed one; no decoding.
+* **exact**: the SHA-256 digest of the query file's bytes equals an indexed one; no decoding.
 * **global**: one of the 8 dihedral variants of the query's pHash, or of its negative's, lies
   within ``global_max_distance`` bits of an indexed image's pHash. Images a little further, up to
   ``global_verify_distance``, are handed to the local tier as candidates: among 949 distinct photos

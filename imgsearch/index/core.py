@@ -11,13 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__, threads
+from .. import __version__, hashing, threads
 from ..config import IndexConfig, SearchConfig
 from ..errors import ConfigError, ImageReadError, IndexFormatError
 from ..extract import ImageRecord, extract_files, stack_records
 from ..search import QueryResult, query_many
 from . import store as store_mod
 from .binary import HammingIndex
+
+_DIGEST_VOID = np.dtype(f"V{hashing.DIGEST_BYTES}")  # one digest as a single comparable value
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
@@ -137,7 +139,7 @@ class Index:
         self.images = table
         self._paths: list[str] = list(table.columns["path"])
         self._path_row = {p: i for i, p in enumerate(self._paths)}
-        digests = np.ascontiguousarray(table.columns["digest"]).view("V16").ravel()
+        digests = np.ascontiguousarray(table.columns["digest"]).view(_DIGEST_VOID).ravel()
         self._digest_order = np.argsort(digests, kind="stable")
         self._digests_sorted = digests[self._digest_order]
         self.global_index = HammingIndex()
@@ -158,8 +160,8 @@ class Index:
         return self._paths[image_id]
 
     def find_digest(self, digest: np.ndarray) -> np.ndarray:
-        """Row ids of images whose file digest equals ``digest`` ((16,) uint8), ascending."""
-        key = np.ascontiguousarray(digest, dtype=np.uint8).view("V16")
+        """Row ids of images whose file digest equals ``digest`` ((32,) uint8), ascending."""
+        key = np.ascontiguousarray(digest, dtype=np.uint8).view(_DIGEST_VOID)
         lo = np.searchsorted(self._digests_sorted, key, side="left")[0]
         hi = np.searchsorted(self._digests_sorted, key, side="right")[0]
         return np.sort(self._digest_order[lo:hi])

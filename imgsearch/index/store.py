@@ -5,7 +5,7 @@ Layout of ``<index dir>/index.h5`` (format ``imgsearch-index``, version :data:`F
     /                 attrs: format, format_version, config (IndexConfig as JSON), library_version
     /images/          one row per indexed image, N rows
         path          (N,)       UTF-8 string, absolute path as indexed
-        digest        (N, 16)    uint8, BLAKE2b-128 of the file bytes
+        digest        (N, 32)    uint8, SHA-256 of the file bytes
         file_size     (N,)       int64 bytes
         mtime_ns      (N,)       int64, file modification time when indexed
         width, height (N,)       int32, decoded size in pixels (EXIF orientation applied)
@@ -37,13 +37,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .. import hashing
 from ..config import IndexConfig
 from ..errors import ConfigError, IndexFormatError
 
 FORMAT_NAME = "imgsearch-index"
 # 2: patch descriptors by default; 3: keypoints stored in grid-spread order, KeypointConfig.hashed
-# and SearchConfig.query_side in the stored configuration; 4: SearchConfig.zoom_factor.
-FORMAT_VERSION = 4
+# and SearchConfig.query_side in the stored configuration; 4: SearchConfig.zoom_factor;
+# 5: SHA-256 file digests (were BLAKE2b-128).
+FORMAT_VERSION = 5
 FILE_NAME = "index.h5"
 _LOCK_NAME = ".lock"
 _BLOCK_ROWS = 1 << 18
@@ -52,7 +54,7 @@ _STR: np.dtype = h5py.string_dtype("utf-8")  # an object dtype tagged for h5py
 # name -> (dtype, per-row shape); descriptors' width depends on the detector.
 IMAGE_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "path": (_STR, ()),
-    "digest": (np.dtype(np.uint8), (16,)),
+    "digest": (np.dtype(np.uint8), (hashing.DIGEST_BYTES,)),
     "file_size": (np.dtype(np.int64), ()),
     "mtime_ns": (np.dtype(np.int64), ()),
     "width": (np.dtype(np.int32), ()),
