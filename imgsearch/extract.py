@@ -181,7 +181,9 @@ def stack_records(records: Sequence[ImageRecord], config: IndexConfig) -> tuple[
     """Rows for :func:`imgsearch.index.store.commit`: ``(images, local)`` dicts of stacked arrays."""
     images = {
         "path": np.array([r.path for r in records], dtype=object),
-        "digest": np.stack([r.digest for r in records]) if records else np.zeros((0, hashing.DIGEST_BYTES), np.uint8),
+        "digest": np.stack([r.digest for r in records])
+        if records
+        else np.zeros((0, hashing.DIGEST_BYTES), np.uint8),
         "file_size": np.array([r.file_size for r in records], np.int64),
         "mtime_ns": np.array([r.mtime_ns for r in records], np.int64),
         "width": np.array([r.width for r in records], np.int32),
