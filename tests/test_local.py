@@ -642,34 +642,44 @@ def test_min_coverage_rejects_a_shared_caption(watermarked: tuple[Index, list[np
     assert copy.matches and copy.matches[0].coverage > 0.5
 
 
-@pytest.mark.parametrize("seed", [6, 9])
-def test_the_zoomed_pass_refuses_a_shared_caption(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
-) -> None:
-    """Photos 0-11 indexed and 12-23 queried at 512 px under one caption (20 % of the area): at
-    270 px the caption matches in the zoomed pass, at the scale it has in both images (below 1).
-    Without the scale test a distinct photo matches (so the test can fail); with it none does,
-    and the rejection says why."""
+# Captions of these seeds, shared by all 24 photos. Whether one of them matches distinct photos in
+# the zoomed pass depends on its glyphs, which OpenCV's text renderer draws differently from one
+# release to the next (5.0: seeds 6, 7, 9, 12, 14 matched; 5.1: 10 and 12), so the test pools them.
+CAPTION_SEEDS = range(6, 15)
+
+
+def test_the_zoomed_pass_refuses_a_shared_caption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For each caption seed, photos 0-11 indexed and 12-23 queried at 512 px under one caption (20 %
+    of the area): at 270 px a caption can match in the zoomed pass, at the scale it has in both
+    images (below 1). Without the scale test distinct photos match (so the test can fail); with it
+    none does, and the rejections say why."""
     from imgsearch import local
     from imgsearch.evaluate.overlays import text_overlay
 
-    def mark(i: int) -> np.ndarray:
-        return text_overlay(kodak_rgb(i), np.random.default_rng(seed), 0.2, 0.2)
+    loose, results = [], []
+    for seed in CAPTION_SEEDS:
 
-    for i in range(12):
-        (tmp_path / f"{i:04d}.jpg").write_bytes(encode_jpeg(mark(i), 92))
-    index = _build(tmp_path / "ix", sorted(tmp_path.glob("*.jpg")))
-    large = [cv2.resize(mark(i), None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC) for i in range(12, 24)]
-    monkeypatch.setattr(local, "ZOOM_MIN_SCALE", 0.0)
-    loose = [m for q in large for m in index.query(q, tiers=LOCAL).matches]
+        def mark(i: int, seed: int = seed) -> np.ndarray:
+            return text_overlay(kodak_rgb(i), np.random.default_rng(seed), 0.2, 0.2)
+
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        for i in range(12):
+            (folder / f"{i:04d}.jpg").write_bytes(encode_jpeg(mark(i), 92))
+        index = _build(folder / "ix", sorted(folder.glob("*.jpg")))
+        large = [
+            cv2.resize(mark(i), None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC) for i in range(12, 24)
+        ]
+        with monkeypatch.context() as patch:
+            patch.setattr(local, "ZOOM_MIN_SCALE", 0.0)
+            loose += [m for q in large for m in index.query(q, tiers=LOCAL).matches]
+        results += [index.query(q, tiers=LOCAL) for q in large]
+        index.close()
     zoomed = [m for m in loose if m.search_pass.startswith("zoomed")]
     assert zoomed and all(m.geometry.scale < 1.0 for m in zoomed), [(m.path, m.search_pass) for m in loose]
-    monkeypatch.undo()
-    results = [index.query(q, tiers=LOCAL) for q in large]
     assert not any(m.search_pass.startswith("zoomed") for r in results for m in r.matches)
     refused = [x.reason for r in results for x in r.rejected]
-    assert any(r.startswith("zoomed pass: ") and "not a copy too small" in r for r in refused)
-    index.close()
+    assert sum(r.startswith("zoomed pass: ") and "not a copy too small" in r for r in refused) >= len(zoomed)
 
 
 # -- the zoomed pass: a photo shrunk into another -------------------------------------------
