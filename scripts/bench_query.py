@@ -104,7 +104,7 @@ def memory_components(index) -> list[tuple[str, int]]:
     cols = index.images.columns
     out = [
         (f"global pHash index ({index.global_index.kind})", index.global_index.nbytes()),
-        ("digests, sorted (16 B) + order (8 B)", index._digests_sorted.nbytes + index._digest_order.nbytes),
+        ("digests, sorted (32 B) + order (8 B)", index._digests_sorted.nbytes + index._digest_order.nbytes),
         (
             "image table, numeric columns",
             sum(a.nbytes for name, a in cols.items() if name != "path"),
