@@ -4,10 +4,14 @@ The defaults were chosen on ``imgsearch eval``'s 31 transforms; this asks how th
 never tuned for: crops to 10-15 % of the area, JPEG quality 5-10, strong blur and noise, tiny
 copies, strong perspective and stretch, a photo pasted into another photo, two photos side by side,
 a negative, sepia, half the image under text, a cartoon filter, wide borders, and stacked
-combinations. The first ``--indexed`` photos are indexed; per transform, ``--per-transform`` of
-them are modified and queried (a hit: the original ranked first and judged a copy), and as many
-never-indexed photos get the same transform (any match is a false positive; for ``paste`` and
-``side_by_side`` the second photo is never indexed either). Every query is a JPEG of quality 95
+combinations; and, in the style of the Image Similarity Challenge 2021 and AugLy, a meme caption
+band, stripes, pixelation, fading to white, strong sharpening, shear, padding to a square,
+emoji-like stickers, posterisation with a vignette, swapped colour channels, a repost chain (crop,
+resize, gamma, mirror, JPEG), and three of those or of a few evaluation-set ones stacked. The first
+``--indexed`` photos are indexed; per transform, ``--per-transform`` of them are modified and
+queried (a hit: the original ranked first and judged a copy), and as many never-indexed photos get
+the same transform (any match is a false positive; for ``paste`` and ``side_by_side`` the second
+photo is never indexed either). Every query is a JPEG of quality 95
 (``protocol.encode_query``) unless the transform says otherwise.
 
     .venv/bin/python scripts/stress_transforms.py --k 40,400 --out scripts/results/stress.json
@@ -31,7 +35,7 @@ from rich.table import Table
 
 from imgsearch import io
 from imgsearch.evaluate import transforms as T
-from imgsearch.evaluate.overlays import text_overlay
+from imgsearch.evaluate.overlays import caption_band, random_colour, resize, text_overlay
 
 Image = np.ndarray  # (H, W, 3) uint8 RGB
 Rng = np.random.Generator
@@ -91,6 +95,169 @@ def _gray_crop_mirror(image: Image, rng: Rng) -> Image:
     return T.apply_transform("grayscale", np.ascontiguousarray(T.crop(image, rng, 0.25, 0.25)[:, ::-1]), 0)
 
 
+MIN_QUERY_SIDE = 64  # no query made here is smaller than this on its short side
+
+
+def _stripes(image: Image, rng: Rng) -> Image:
+    """6-12 evenly spaced opaque parallel stripes, 2-6 px wide, random angle and colour."""
+    h, w = image.shape[:2]
+    theta = float(rng.uniform(0.0, np.pi))
+    d, n = np.array([np.cos(theta), np.sin(theta)]), np.array([-np.sin(theta), np.cos(theta)])
+    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64) - centre
+    lo, hi = (corners @ n).min(), (corners @ n).max()
+    count = int(rng.integers(6, 12, endpoint=True))
+    step = (hi - lo) / count
+    offsets = lo + step * (np.arange(count) + float(rng.uniform(0.25, 0.75)))
+    thickness, colour = int(rng.integers(2, 6, endpoint=True)), random_colour(rng)
+    out, reach = image.copy(), float(h + w)
+    for off in offsets:
+        a = np.rint(centre + off * n - reach * d).astype(int)
+        b = np.rint(centre + off * n + reach * d).astype(int)
+        cv2.line(out, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), colour, thickness, cv2.LINE_8)
+    return out
+
+
+def _pixelate(image: Image, rng: Rng) -> Image:
+    h, w = image.shape[:2]
+    f = float(rng.uniform(6.0, 10.0))
+    small = cv2.resize(image, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def _opacity(image: Image, rng: Rng) -> Image:
+    alpha = float(rng.uniform(0.35, 0.55))
+    return np.rint(alpha * image.astype(np.float32) + (1.0 - alpha) * 255.0).astype(np.uint8)
+
+
+def _sharpen(image: Image, rng: Rng) -> Image:
+    amount = float(rng.uniform(1.5, 2.5))
+    return cv2.addWeighted(image, 1.0 + amount, cv2.GaussianBlur(image, (0, 0), 2.0), -amount, 0.0)
+
+
+def _shear(image: Image, rng: Rng) -> Image:
+    """Shear by ±0.25-0.4 along x or y on a canvas enlarged to fit, black fill."""
+    h, w = image.shape[:2]
+    s = float(rng.uniform(0.25, 0.4) * rng.choice([-1, 1]))
+    m = (
+        np.array([[1.0, s, 0.0], [0.0, 1.0, 0.0]])
+        if rng.random() < 0.5
+        else np.array([[1.0, 0.0, 0.0], [s, 1.0, 0.0]])
+    )
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64) @ m.T
+    m[:, 2] -= corners.min(axis=0)
+    size = np.ceil(corners.max(axis=0) - corners.min(axis=0)).astype(int) + 1
+    return cv2.warpAffine(
+        image, m, (int(size[0]), int(size[1])), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0)
+    )
+
+
+def _pad_square(image: Image, rng: Rng) -> Image:
+    h, w = image.shape[:2]
+    side = max(h, w)
+    canvas = np.empty((side, side, 3), np.uint8)
+    canvas[:] = random_colour(rng)
+    y, x = int(rng.integers(0, side - h, endpoint=True)), int(rng.integers(0, side - w, endpoint=True))
+    canvas[y : y + h, x : x + w] = image
+    return resize(canvas, 256, 256)
+
+
+def _bright_colour(rng: Rng, value: float) -> tuple[int, int, int]:
+    hsv = np.array([[[rng.integers(0, 180), rng.integers(180, 256), value]]], np.uint8)
+    r, g, b = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
+    return int(r), int(g), int(b)
+
+
+def _emoji(image: Image, rng: Rng) -> Image:
+    """4-7 opaque stickers: a bright circle or rounded square with a darker circle inside."""
+    h, w = image.shape[:2]
+    out = image.copy()
+    for _ in range(int(rng.integers(4, 7, endpoint=True))):
+        size = max(6, round(float(rng.uniform(0.10, 0.18)) * min(h, w)))
+        x0, y0 = int(rng.integers(0, w - size, endpoint=True)), int(rng.integers(0, h - size, endpoint=True))
+        x1, y1, r = x0 + size - 1, y0 + size - 1, size // 2
+        centre = (x0 + r, y0 + r)
+        value = int(rng.integers(220, 256))
+        colour, dark = _bright_colour(rng, value), _bright_colour(rng, value // 3)
+        if rng.random() < 0.5:
+            cv2.circle(out, centre, r, colour, -1, cv2.LINE_AA)
+        else:
+            c = max(1, size // 4)  # corner radius
+            cv2.rectangle(out, (x0 + c, y0), (x1 - c, y1), colour, -1)
+            cv2.rectangle(out, (x0, y0 + c), (x1, y1 - c), colour, -1)
+            for cx, cy in ((x0 + c, y0 + c), (x1 - c, y0 + c), (x0 + c, y1 - c), (x1 - c, y1 - c)):
+                cv2.circle(out, (cx, cy), c, colour, -1, cv2.LINE_AA)
+        cv2.circle(out, centre, max(1, round(r * rng.uniform(0.3, 0.5))), dark, -1, cv2.LINE_AA)
+    return out
+
+
+def _posterize_vignette(image: Image, rng: Rng) -> Image:
+    """3 bits a channel, then corners darkened by 50-70 % (quadratic in the radius)."""
+    h, w = image.shape[:2]
+    strength = float(rng.uniform(0.5, 0.7))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((xx - (w - 1) / 2) / ((w - 1) / 2)) ** 2 + ((yy - (h - 1) / 2) / ((h - 1) / 2)) ** 2
+    gain = 1.0 - strength * r2 / 2.0  # r2 is 2 in the corners
+    out = (image & 0xE0).astype(np.float32) * gain[:, :, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+_PERMUTATIONS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))  # all but the identity
+
+
+def _channel_swap(image: Image, rng: Rng) -> Image:
+    perm = _PERMUTATIONS[int(rng.integers(len(_PERMUTATIONS)))]
+    return T.jpeg(np.ascontiguousarray(image[:, :, list(perm)]), rng, 60, 80)
+
+
+def _repost_chain(image: Image, rng: Rng) -> Image:
+    out = T.crop(image, rng, 0.5, 0.7)
+    h, w = out.shape[:2]
+    s = min(1.0, max(float(rng.uniform(0.5, 0.7)), MIN_QUERY_SIDE / min(h, w)))
+    out = resize(out, w * s, h * s)
+    g = float(rng.uniform(0.7, 1.4))
+    out = cv2.LUT(out, np.clip(np.rint(255.0 * (np.arange(256) / 255.0) ** g), 0, 255).astype(np.uint8))
+    if rng.random() < 0.5:
+        out = np.ascontiguousarray(out[:, ::-1])
+    return T.jpeg(out, rng, 40, 60)
+
+
+# The pool of ``isc_stack``: the new ISC/AugLy-style transforms (by their STRESS name) and a few
+# evaluation-set ones.
+_STACK_NEW = (
+    "meme",
+    "stripes",
+    "pixelate",
+    "opacity",
+    "sharpen",
+    "shear",
+    "pad_square",
+    "emoji",
+    "posterize_vignette",
+    "channel_swap",
+    "repost_chain",
+)
+_STACK_EVAL: dict[str, Callable[[Image, Rng], Image]] = {
+    "crop_50": lambda im, r: T.crop(im, r, 0.5, 0.5),
+    "rotate_10_30": lambda im, r: T.rotate(im, float(r.uniform(10, 30) * r.choice([-1, 1])), fill=(0, 0, 0)),
+    "jpeg_50": lambda im, r: T.jpeg(im, r, 50, 50),
+    "hue": lambda im, r: T.TRANSFORMS["hue"](im, r),
+}
+
+
+def _isc_stack(image: Image, rng: Rng, other: Image) -> Image:
+    """Three distinct transforms drawn from the pool, applied in sequence."""
+    pool = [*_STACK_NEW, *_STACK_EVAL]
+    out = image
+    for i in rng.choice(len(pool), 3, replace=False):
+        name = pool[int(i)]
+        out = STRESS[name][1](out, rng, other) if name in STRESS else _STACK_EVAL[name](out, rng)
+    h, w = out.shape[:2]
+    if min(h, w) < MIN_QUERY_SIDE:  # only after an unlucky run of shrinking steps
+        out = resize(out, w * MIN_QUERY_SIDE / min(h, w), h * MIN_QUERY_SIDE / min(h, w))
+    return np.ascontiguousarray(out)
+
+
 # name -> (description, fn(image, rng, other)); ``other`` is a never-indexed photo.
 STRESS: dict[str, tuple[str, Callable[[Image, Rng, Image], Image]]] = {
     "crop_15": ("crop keeping 15 % of the area", lambda im, r, o: T.crop(im, r, 0.15, 0.15)),
@@ -129,6 +296,49 @@ STRESS: dict[str, tuple[str, Callable[[Image, Rng, Image], Image]]] = {
     "border_40": ("solid border of 40 % of the long side on each side", lambda im, r, o: _border(im, r)),
     "combo_hard": ("mirror, crop 35 %, rotation 20-40°, hue +60°, JPEG 30", lambda im, r, o: _combo(im, r)),
     "gray_crop_mirror": ("crop 25 %, mirror, grayscale", lambda im, r, o: _gray_crop_mirror(im, r)),
+    # ISC 2021 / AugLy style
+    "meme": (
+        "white band of 18-28 % of the height on top with 1-2 lines of black caption",
+        lambda im, r, o: caption_band(im, r),
+    ),
+    "stripes": (
+        "6-12 opaque parallel stripes 2-6 px wide, random angle and colour",
+        lambda im, r, o: _stripes(im, r),
+    ),
+    "pixelate": (
+        "downscaled 6-10x (INTER_AREA), upscaled back (INTER_NEAREST)",
+        lambda im, r, o: _pixelate(im, r),
+    ),
+    "opacity": ("blended over white at alpha 0.35-0.55", lambda im, r, o: _opacity(im, r)),
+    "sharpen": ("unsharp mask, amount 1.5-2.5, sigma 2 px", lambda im, r, o: _sharpen(im, r)),
+    "shear": (
+        "shear ±0.25-0.4 along x or y, canvas enlarged, black fill",
+        lambda im, r, o: _shear(im, r),
+    ),
+    "pad_square": (
+        "padded to a square with a solid colour at a random offset, resized to 256 px",
+        lambda im, r, o: _pad_square(im, r),
+    ),
+    "emoji": (
+        "4-7 bright circle or rounded-square stickers, 10-18 % of the short side",
+        lambda im, r, o: _emoji(im, r),
+    ),
+    "posterize_vignette": (
+        "3 bits a channel, corners darkened by 50-70 %",
+        lambda im, r, o: _posterize_vignette(im, r),
+    ),
+    "channel_swap": (
+        "RGB channels permuted (not the identity), JPEG 60-80",
+        lambda im, r, o: _channel_swap(im, r),
+    ),
+    "repost_chain": (
+        "crop 50-70 %, resize 0.5-0.7x (short side >= 64 px), gamma 0.7-1.4, mirror 1 in 2, JPEG 40-60",
+        lambda im, r, o: _repost_chain(im, r),
+    ),
+    "isc_stack": (
+        "3 distinct ones of the 11 above, crop 50 %, rotation ±10-30°, JPEG 50, hue ±15-60°, in sequence",
+        _isc_stack,
+    ),
 }
 
 

@@ -110,7 +110,7 @@ def test_stress_transforms_smoke(tmp_path: Path) -> None:
     stdout = run_script("stress_transforms.py", str(DATA), *args, "--search", "zoom_factor=null")
     assert "paste" in stdout and "false pos." in stdout
     result = json.loads(out.read_text())
-    assert result["search"] == {"zoom_factor": None} and len(result["rows"]) == 18
+    assert result["search"] == {"zoom_factor": None} and len(result["rows"]) == 30
     assert all(r["copies"] == 2 and r["distractors"] == 2 for r in result["rows"])
 
 

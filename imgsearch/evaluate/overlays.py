@@ -13,7 +13,16 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["MIN_SIDE", "border", "logo_overlay", "random_colour", "resize", "screenshot", "text_overlay"]
+__all__ = [
+    "MIN_SIDE",
+    "border",
+    "caption_band",
+    "logo_overlay",
+    "random_colour",
+    "resize",
+    "screenshot",
+    "text_overlay",
+]
 
 MIN_SIDE = 16
 """Smallest side, in pixels, of any input and output."""
@@ -107,6 +116,23 @@ def _draw_lines(
         if outline is not None:
             cv2.putText(canvas, line, base, font, scale, outline, thickness + 2, cv2.LINE_AA)
         cv2.putText(canvas, line, base, font, scale, colour, thickness, cv2.LINE_AA)
+
+
+def caption_band(image: Image, rng: np.random.Generator, lo: float = 0.18, hi: float = 0.28) -> Image:
+    """A meme: a white band of ``lo``-``hi`` of the final height on top, 1-2 centred lines of black
+    caption in it, the photo below it unchanged."""
+    h, w = image.shape[:2]
+    share = float(rng.uniform(lo, hi))
+    band_h = round(h * share / (1.0 - share))
+    lines = _text_lines(rng, int(rng.integers(1, 2, endpoint=True)))
+    font = _FONTS[int(rng.integers(len(_FONTS)))]
+    scale, line_h, _ = _fit_text(lines, font, 0.92 * w, 0.8 * band_h)
+    band = np.full((band_h, w, 3), 255, np.uint8)
+    y = (band_h - line_h * len(lines)) // 2
+    for i, line in enumerate(lines):  # each line centred on its own
+        x = (w - round(cv2.getTextSize(line, font, scale, max(1, round(scale * 2)))[0][0])) // 2
+        _draw_lines(band, [line], font, scale, max(0, x), y + i * line_h, line_h, (0, 0, 0))
+    return np.concatenate([band, image], axis=0)
 
 
 def text_overlay(image: Image, rng: np.random.Generator, lo: float = 0.10, hi: float = 0.25) -> Image:

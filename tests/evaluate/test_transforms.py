@@ -277,3 +277,18 @@ def test_screenshot_embeds_a_smaller_photo(photo: np.ndarray) -> None:
     out = apply_transform("screenshot", photo, 0)
     assert out.shape[1] >= photo.shape[1]
     assert out.shape[0] * out.shape[1] > photo.shape[0] * photo.shape[1] * 0.9
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_caption_band_puts_dark_text_on_a_white_band_above_the_photo(photo: np.ndarray, seed: int) -> None:
+    from imgsearch.evaluate.overlays import caption_band
+
+    out = caption_band(photo, np.random.default_rng(seed))
+    h, w = photo.shape[:2]
+    band = out.shape[0] - h
+    assert out.shape[1] == w and 0.18 <= band / out.shape[0] <= 0.28 + 1 / out.shape[0]
+    np.testing.assert_array_equal(out[band:], photo)  # the photo below, untouched
+    dark = out[:band].max(axis=2) < 128
+    assert 0.01 < dark.mean() < 0.5  # some caption, mostly white
+    assert (out[:band].std(axis=2) == 0).all()  # black on white: grey levels only
+    np.testing.assert_array_equal(out, caption_band(photo, np.random.default_rng(seed)))  # seeded
