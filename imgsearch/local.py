@@ -7,10 +7,14 @@ range search among the first ``KeypointConfig.hashed`` keypoints of each indexed
 those query keypoints votes at most once per indexed image. When this direct pass finds no copy, a mirrored pass runs
 (descriptors and patches are not mirror-invariant): for SIFT it is derived from the direct pass
 (mirrored positions and angles, patches upside down, permuted descriptors), for ORB and BRIEF the
-mirrored query is detected again. When neither finds a copy and the query is large enough, both
-run again on the query at ``zoom_factor`` times ``query_side`` (the zoomed passes: a photo shrunk
-into a page or another photo is too small at 180 px), looking up all the keypoints they describe and
-accepting only copies that still show smaller than indexed (:data:`ZOOM_MIN_SCALE`).
+mirrored query is detected again. When neither finds a copy and more keypoints were described than
+K, both run again with every described keypoint looking up (the full passes: no detection, only
+more hashes; a hard copy, a shear or a strong combination, often has too few of its K lookups
+meet their indexed keypoints). When these find nothing either and the query is large enough, the
+direct and mirrored passes run again on the query at ``zoom_factor`` times ``query_side`` (the
+zoomed passes: a photo shrunk into a page or another photo is too small at 180 px), looking up all
+the keypoints they describe and accepting only copies that still show smaller than indexed
+(:data:`ZOOM_MIN_SCALE`).
 
 The images with the most votes, and the global tier's candidates (``hints``), are verified one by
 one, on their own stored keypoints only (so a candidate's verdict depends on the query and that
@@ -20,8 +24,12 @@ candidate alone and shards merge exactly):
    test against the candidate's other keypoints;
 2. consistency: keypoint orientation differences must agree (the peak of their circular histogram),
    a cheap filter before RANSAC;
-3. RANSAC similarity (``cv2.estimateAffinePartial2D``) on matched positions; the candidate is a copy
-   when at least ``min_inliers`` distinct query keypoints agree and the scale is plausible.
+3. RANSAC similarity (``cv2.estimateAffinePartial2D``) on matched positions; when it leaves
+   correspondences unexplained, a RANSAC affine map too (``cv2.estimateAffine2D``: shear, stretch,
+   slant), taken only when it explains :data:`AFFINE_EXTRA_INLIERS` more keypoints, keeps the
+   orientation and squeezes no axis more than :data:`AFFINE_MAX_ANISOTROPY` times; the candidate
+   is a copy when at least ``min_inliers`` distinct query keypoints agree and the scale is
+   plausible.
 
 Coordinates: keypoint positions are ``(x, y)`` in the keypoint image's pixels (y down). The
 transform maps query keypoint-image pixels to indexed keypoint-image pixels; footprints are reported
@@ -43,7 +51,7 @@ from .config import IndexConfig, SearchConfig
 from .extract import keypoint_rows
 from .index.binary import HammingIndex
 from .index.store import Store
-from .search import MIRRORED_PASS, ZOOMED_PASS, Geometry, Match, Rejection
+from .search import FULL_PASS, MIRRORED_PASS, ZOOMED_PASS, Geometry, Match, Rejection
 
 ANGLE_BINS = 36  # 10° bins for the orientation-consistency histogram
 ANGLE_WINDOW = 2  # keep pairs within ±2 bins (±20°) of the histogram peak
@@ -55,6 +63,12 @@ SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keyp
 # queried photos (scripts/shared_overlay.py), 65 false positives without the zoomed pass, 113 with
 # it, 66 with it and this test.
 ZOOM_MIN_SCALE = 1.0
+# When a similarity leaves correspondences unexplained, an affine map is fitted too (shear, stretch,
+# slant). It has two more degrees of freedom, so it is taken only with AFFINE_EXTRA_INLIERS more
+# inliers than the similarity (and than min_inliers), keeping the orientation and squeezing no axis
+# more than AFFINE_MAX_ANISOTROPY times the other.
+AFFINE_EXTRA_INLIERS = 4
+AFFINE_MAX_ANISOTROPY = 2.5
 RANSAC_ITERS = 2000
 # Multi-index hashing with 16-bit tables. Measured on 800 photos (J=400, 264 K rows): exact-substring
 # probes search 400 query hashes in 1.3 ms; one-bit probes find 45 % more radius-8 neighbours at
@@ -76,6 +90,10 @@ class QueryPass:
     lookup: np.ndarray  # (K,) rows of the keypoints whose patch hashes were looked up
     patches: np.ndarray  # (K * S, 32, 32) float32 patches behind ``hashes``
     zoomed: bool = False  # a pass at SearchConfig.zoom_factor times query_side
+    full: bool = False  # a pass at query_side looking up every described keypoint, whatever K
+    # All the described keypoints and their scale-1 patches (None for native descriptors), kept by
+    # a direct pass whose lookups are fewer, so that the full pass needs no second detection.
+    source: tuple[kp_mod.Keypoints, np.ndarray | None] | None = None
     hull_area: float = field(init=False)  # of all the keypoints: the reference of coverage
 
     def __post_init__(self) -> None:
@@ -83,10 +101,9 @@ class QueryPass:
 
     @property
     def name(self) -> str:
-        """The pass as matches report it: "direct", "mirrored", "zoomed" or "zoomed mirrored"."""
-        return (
-            " ".join(w for w, on in (("zoomed", self.zoomed), ("mirrored", self.mirrored)) if on) or "direct"
-        )
+        """The pass as matches report it, one of :data:`imgsearch.search.LOCAL_PASSES`."""
+        flags = (("zoomed", self.zoomed), ("full", self.full), ("mirrored", self.mirrored))
+        return " ".join(w for w, on in flags if on) or "direct"
 
 
 class LocalIndex:
@@ -127,25 +144,32 @@ class LocalIndex:
 
     # -- query side ---------------------------------------------------------------------
     def query_pass(
-        self, small: np.ndarray, mirrored: bool, ratio: float, cfg: SearchConfig, zoomed: bool = False
+        self,
+        small: np.ndarray,
+        mirrored: bool,
+        ratio: float,
+        cfg: SearchConfig,
+        zoomed: bool = False,
+        full: bool = False,
     ) -> QueryPass:
         """Detect the query's keypoints in its (mirrored) keypoint image and hash the lookup ones.
 
         ``max(K, verify_keypoints)`` grid-spread keypoints are detected and described once; the K
-        lookup keypoints, a grid-spread subset of them, are hashed and cast votes; all of them
-        serve in verification. Hashes are ``(K * S, 8)``, lookup keypoint-major; ``lookup`` holds
-        the row numbers (into ``rows``) of the lookup keypoints.
+        lookup keypoints (all of them when ``full``), a grid-spread subset, are hashed and cast
+        votes; all of them serve in verification. Hashes are ``(K * S, 8)``, lookup
+        keypoint-major; ``lookup`` holds the row numbers (into ``rows``) of the lookup keypoints.
         """
         img = np.ascontiguousarray(small[:, ::-1]) if mirrored else small
         kps, unit = kp_mod.detect_features(img, self.kconfig, max(cfg.keypoints, cfg.verify_keypoints))
-        lookup, voters = np.arange(len(kps)), kps
-        if len(kps) > cfg.keypoints:  # else all of them look up, and nothing needs copying
-            lookup = np.sort(
-                kp_mod.select_spread(kps.xy, kps.response, img.shape[:2], self.kconfig.grid, cfg.keypoints)
-            )
-            voters = kps.take(lookup)
-            unit = None if unit is None else unit[lookup]
-        blocks = kp_mod.patches_at(img, voters, cfg.query_scales, unit)
+        if full or len(kps) <= cfg.keypoints:  # all of them look up, and nothing needs copying
+            return self._lookup_all(kps, unit, img, mirrored, ratio, cfg, zoomed, full)
+        lookup = np.sort(
+            kp_mod.select_spread(kps.xy, kps.response, img.shape[:2], self.kconfig.grid, cfg.keypoints)
+        )
+        blocks = kp_mod.patches_at(
+            img, kps.take(lookup), cfg.query_scales, None if unit is None else unit[lookup]
+        )
+        source = None if mirrored or zoomed else (kps, unit)
         return QueryPass(
             keypoint_rows(kps),
             kps.descriptors,
@@ -156,7 +180,44 @@ class LocalIndex:
             lookup,
             blocks,
             zoomed,
+            source=source,
         )
+
+    def _lookup_all(
+        self,
+        kps: kp_mod.Keypoints,
+        unit: np.ndarray | None,
+        img: np.ndarray,
+        mirrored: bool,
+        ratio: float,
+        cfg: SearchConfig,
+        zoomed: bool,
+        full: bool,
+    ) -> QueryPass:
+        """A pass whose every keypoint looks up (``kps`` detected in ``img``, ``unit`` their patches)."""
+        blocks = kp_mod.patches_at(img, kps, cfg.query_scales, unit)
+        lookup = np.arange(len(kps))
+        rows = keypoint_rows(kps)
+        return QueryPass(
+            rows,
+            kps.descriptors,
+            hashing.patch_hashes(blocks),
+            mirrored,
+            img.shape[:2],
+            ratio,
+            lookup,
+            blocks,
+            zoomed,
+            full,
+        )
+
+    def full_pass(self, direct: QueryPass, small: np.ndarray, cfg: SearchConfig) -> QueryPass | None:
+        """The direct pass again with every described keypoint looking up (the full pass), from
+        the keypoints it kept; ``None`` when all of them looked up already."""
+        if direct.source is None:
+            return None
+        kps, unit = direct.source
+        return self._lookup_all(kps, unit, small, False, direct.ratio, cfg, False, True)
 
     def mirror_pass(self, qp: QueryPass, small: np.ndarray, cfg: SearchConfig) -> QueryPass:
         """The mirrored pass, derived from the direct one when the detector allows (SIFT), else detected.
@@ -167,13 +228,12 @@ class LocalIndex:
         """
         desc = kp_mod.mirror_descriptors(self.kconfig, qp.descriptors)
         if desc is None:
-            return self.query_pass(small, True, qp.ratio, cfg, qp.zoomed)
+            return self.query_pass(small, True, qp.ratio, cfg, qp.zoomed, qp.full)
         rows = qp.rows.copy()
         rows[:, :2], rows[:, 3] = kp_mod.mirror_rows(qp.rows[:, :2], qp.rows[:, 3], qp.shape[1])
         blocks = np.ascontiguousarray(qp.patches[:, ::-1, :])
-        return QueryPass(
-            rows, desc, hashing.patch_hashes(blocks), True, qp.shape, qp.ratio, qp.lookup, blocks, qp.zoomed
-        )
+        hashes = hashing.patch_hashes(blocks)
+        return QueryPass(rows, desc, hashes, True, qp.shape, qp.ratio, qp.lookup, blocks, qp.zoomed, qp.full)
 
     def search(
         self,
@@ -189,12 +249,14 @@ class LocalIndex:
         """Matches and rejections for a ``(H, W)`` uint8 query (any size; downscaled here).
 
         The query is downscaled to ``side`` (default ``cfg.query_side``, else the index's
-        ``max_side``); ``zoomed`` marks the passes as zoomed ones (:data:`ZOOMED_PASS`);
-        ``full_side`` is the query's long side at full size when ``gray`` was decoded smaller (a
-        JPEG), so that the reported scale is per pixel of the query file. The direct
-        pass runs first; the mirrored pass only when the direct one found no copy. ``hints`` are
-        ``(image id, reflected, global distance)`` candidates of the global tier: each is verified
-        in the pass its orientation calls for, whatever its votes.
+        ``max_side``); ``zoomed`` marks the passes as zoomed ones (:data:`ZOOMED_PASS`) and has
+        them look up every keypoint they describe; ``full_side`` is the query's long side at full
+        size when ``gray`` was decoded smaller (a JPEG), so that the reported scale is per pixel of
+        the query file. The passes run in the order of :data:`imgsearch.search.LOCAL_PASSES` and
+        stop at the first that finds a copy: direct, mirrored, then, when K keypoints looked up
+        and more were described, the full passes, which look them all up (:data:`FULL_PASS`).
+        ``hints`` are ``(image id, reflected, global distance)`` candidates of the global tier:
+        each is verified in the first pass of its orientation, whatever its votes.
         """
         if len(self.hashes) == 0:
             reason = "the index holds no keypoints to verify against"
@@ -207,11 +269,23 @@ class LocalIndex:
         direct = self.query_pass(small, False, ratio, cfg, zoomed)
         hinted = {False: {i: d for i, r, d in hints if not r}, True: {i: d for i, r, d in hints if r}}
         matches, rejected = self._search_pass(direct, cfg, path_of, hinted[False])
-        if matches or not (cfg.mirror or hinted[True]):
+        if matches:
             return matches, rejected
-        mirrored = self.mirror_pass(direct, small, cfg)
-        # With mirror off, the mirrored pass only verifies the global tier's reflected candidates.
-        matches, rej = self._search_pass(mirrored, cfg, path_of, hinted[True], vote=cfg.mirror)
+        if cfg.mirror or hinted[True]:
+            # With mirror off, the mirrored pass only verifies the global tier's reflected candidates.
+            mirrored = self.mirror_pass(direct, small, cfg)
+            matches, rej = self._search_pass(mirrored, cfg, path_of, hinted[True], vote=cfg.mirror)
+            rejected += rej
+            if matches:
+                return matches, rejected
+        full = self.full_pass(direct, small, cfg)  # None when every keypoint looked up already
+        if full is None:
+            return matches, rejected
+        matches, rej = self._search_pass(full, cfg, path_of, {})
+        rejected += rej
+        if matches or not cfg.mirror:
+            return matches, rejected
+        matches, rej = self._search_pass(self.mirror_pass(full, small, cfg), cfg, path_of, {})
         return matches, rejected + rej
 
     def _search_pass(
@@ -239,11 +313,12 @@ class LocalIndex:
             prefix = f"global candidate at {hinted[image]} bits: " if is_hint else ""
             if not is_hint and votes < cfg.min_votes:
                 reason = _pass_reason(qp, f"{votes} votes < min_votes {cfg.min_votes}")
-                rejected.append(Rejection(path_of(image), "local", reason, votes))
+                rejected.append(Rejection(path_of(image), "local", reason, votes, search_pass=qp.name))
                 break  # candidates come by votes: the rest have fewer
             result = self._verify(image, qp, pairs[images == image], cfg)
             if isinstance(result, str):
-                rejected.append(Rejection(path_of(image), "local", _pass_reason(qp, prefix + result), votes))
+                reason = _pass_reason(qp, prefix + result)
+                rejected.append(Rejection(path_of(image), "local", reason, votes, search_pass=qp.name))
                 continue
             inliers, coverage, geometry = result
             matches.append(
@@ -294,50 +369,101 @@ class LocalIndex:
             return f"{n_distinct} orientation-consistent correspondences < min_inliers {cfg.min_inliers}"
         src = qp.rows[pairs[:, 0], :2].astype(np.float32)
         dst = rows[pairs[:, 1], :2].astype(np.float32)
-        model, mask = cv2.estimateAffinePartial2D(
-            src,
-            dst,
-            method=cv2.RANSAC,
-            ransacReprojThreshold=cfg.ransac_threshold,
-            maxIters=RANSAC_ITERS,
-            confidence=0.995,
-            refineIters=10,
-        )
-        if model is None:
+        fit = _ransac("similarity", src, dst, pairs, cfg)
+        if fit is None:
             return "RANSAC found no transform"
-        inlier_pairs = pairs[mask.ravel().astype(bool)]
-        inliers = min(len(np.unique(inlier_pairs[:, 0])), len(np.unique(inlier_pairs[:, 1])))
+        model, inlier_pairs, inliers = fit
+        kind, affine_note = "similarity", ""
+        needed = max(inliers, cfg.min_inliers) + AFFINE_EXTRA_INLIERS
+        if n_distinct - inliers >= AFFINE_EXTRA_INLIERS and n_distinct >= needed:
+            # A sheared, stretched or slanted copy: a similarity fits a band of it, an affine map
+            # all of it. The affine must explain AFFINE_EXTRA_INLIERS more keypoints to be chosen.
+            affine = _ransac("affine", src, dst, pairs, cfg)
+            affine_note = "no transform" if affine is None else _affine_refusal(affine[0], affine[2], needed)
+            if affine is not None and not affine_note:
+                model, inlier_pairs, inliers = affine
+                kind = "affine"
         if inliers < cfg.min_inliers:
-            return f"{inliers} RANSAC inliers < min_inliers {cfg.min_inliers}"
-        scale = math.hypot(model[0, 0], model[1, 0])
+            return f"{inliers} RANSAC inliers < min_inliers {cfg.min_inliers}" + (
+                f"; affine: {affine_note}" if affine_note else ""
+            )
+        scale = math.sqrt(abs(float(np.linalg.det(model[:, :2]))))
         if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
             return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
-        if qp.zoomed and scale < ZOOM_MIN_SCALE:
-            return f"scale {scale:.3f} < {ZOOM_MIN_SCALE}: not a copy too small at query_side ({inliers} inliers)"
         in_query, in_image = _coverage(qp, rows, inlier_pairs)
         coverage = max(in_query, in_image)
+        if qp.zoomed and scale < ZOOM_MIN_SCALE:
+            return f"scale {scale:.3f} < {ZOOM_MIN_SCALE}: not a copy too small at query_side ({inliers} inliers)"
         if coverage < cfg.min_coverage:
             return (
                 f"{inliers} inliers cover {in_query:.0%} of the query and {in_image:.0%} of the image "
                 f"< min_coverage {cfg.min_coverage:.0%} (a shared logo, watermark or text?)"
             )
-        return inliers, round(coverage, 3), self._geometry(model, qp, image)
+        return inliers, round(coverage, 3), self._geometry(model, qp, image, kind)
 
-    def _geometry(self, model: np.ndarray, qp: QueryPass, image: int) -> Geometry:
-        """Rotation, scale, mirroring and footprint of the query in the indexed image's pixels."""
+    def _geometry(self, model: np.ndarray, qp: QueryPass, image: int, kind: str) -> Geometry:
+        """Rotation, scale, mirroring and footprint of the query in the indexed image's pixels.
+
+        ``model`` maps query keypoint-image pixels to indexed ones (a similarity or, ``kind``
+        "affine", any orientation-preserving affine map): its rotation is that of the nearest
+        rotation (polar decomposition; exact for a similarity), its scale the square root of its
+        determinant.
+        """
         h, w = qp.shape
         corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64) - 0.5
         if qp.mirrored:  # corners of the original query, expressed in the mirrored pass's frame
             corners[:, 0] = (w - 1) - corners[:, 0]
         mapped = corners @ model[:, :2].T + model[:, 2]
         mapped = (mapped + 0.5) / float(self.kp_scale[image]) - 0.5
-        rotation = math.degrees(math.atan2(model[1, 0], model[0, 0]))
+        linear = model[:, :2].astype(np.float64)
+        rotation = math.degrees(math.atan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
+        scale = math.sqrt(abs(float(np.linalg.det(linear))))
         return Geometry(
             rotation=round(rotation, 2),
-            scale=round(math.hypot(model[0, 0], model[1, 0]) * qp.ratio / float(self.kp_scale[image]), 4),
+            scale=round(scale * qp.ratio / float(self.kp_scale[image]), 4),
             mirrored=qp.mirrored,
             footprint=tuple((round(float(x), 1), round(float(y), 1)) for x, y in mapped),
+            model=kind,
         )
+
+
+def _ransac(
+    kind: str, src: np.ndarray, dst: np.ndarray, pairs: np.ndarray, cfg: SearchConfig
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Fit a ``kind`` ("similarity" or "affine") map from ``src`` to ``dst`` ``(P, 2)`` float32
+    positions by RANSAC: ``(model (2, 3), inlier pairs, inliers)`` or None when OpenCV finds none.
+
+    ``inliers`` counts distinct keypoints on the side that has fewer among the inlier ``pairs``.
+    """
+    estimate = cv2.estimateAffinePartial2D if kind == "similarity" else cv2.estimateAffine2D
+    model, mask = estimate(
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=cfg.ransac_threshold,
+        maxIters=RANSAC_ITERS,
+        confidence=0.995,
+        refineIters=10,
+    )
+    if model is None:
+        return None
+    inlier_pairs = pairs[mask.ravel().astype(bool)]
+    inliers = min(len(np.unique(inlier_pairs[:, 0])), len(np.unique(inlier_pairs[:, 1])))
+    return model, inlier_pairs, inliers
+
+
+def _affine_refusal(model: np.ndarray, inliers: int, needed: int) -> str:
+    """Why an affine fit is not taken ("" when it is): fewer than ``needed`` inliers, a reflection
+    (the mirrored pass is there for those) or a squeeze beyond :data:`AFFINE_MAX_ANISOTROPY`."""
+    if inliers < needed:
+        return f"{inliers} RANSAC inliers < {needed}"
+    linear = model[:, :2].astype(np.float64)
+    if np.linalg.det(linear) <= 0.0:
+        return "a reflection"
+    high, low = np.linalg.svd(linear, compute_uv=False)
+    if high > AFFINE_MAX_ANISOTROPY * low:
+        return f"anisotropy {high / low:.2f} > {AFFINE_MAX_ANISOTROPY}"
+    return ""
 
 
 def _descriptor_pairs(query: np.ndarray, stored: np.ndarray, ratio: float, binary: bool) -> np.ndarray:
@@ -432,5 +558,7 @@ def _consistent_angles(delta: np.ndarray) -> np.ndarray:
 
 
 def _pass_reason(qp: QueryPass, reason: str) -> str:
-    """``reason`` prefixed with the pass that gave it: :data:`ZOOMED_PASS`, then :data:`MIRRORED_PASS`."""
-    return (ZOOMED_PASS if qp.zoomed else "") + (MIRRORED_PASS if qp.mirrored else "") + reason
+    """``reason`` prefixed with the pass that gave it: :data:`ZOOMED_PASS` or :data:`FULL_PASS`,
+    then :data:`MIRRORED_PASS`."""
+    prefix = ZOOMED_PASS if qp.zoomed else FULL_PASS if qp.full else ""
+    return prefix + (MIRRORED_PASS if qp.mirrored else "") + reason

@@ -6,8 +6,9 @@
   ``global_verify_distance``, are handed to the local tier as candidates: among 949 distinct photos
   the closest pair over the dihedral variants is 8 bits apart, so there a pHash is a lead, not proof.
 * **local**: keypoint patch hashes vote for images; the best-voted and the global tier's candidates
-  are verified geometrically (:mod:`imgsearch.local`); a mirrored pass, then zoomed passes on the
-  query at ``zoom_factor`` times ``query_side``, run when the earlier ones found nothing.
+  are verified geometrically (:mod:`imgsearch.local`); a mirrored pass, then full passes (every
+  described keypoint looks up, not only K), then zoomed passes on the query at ``zoom_factor`` times
+  ``query_side``, run when the earlier ones found nothing (:data:`LOCAL_PASSES`).
 
 Each tier returns the matches it judged copies and, for candidates it looked at and turned down, a
 :class:`Rejection` saying why. A tier is *sure* when it returns at least one match; then the slower
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
 MIRRORED_PASS = "mirrored pass: "  # how the local tier's mirrored pass prefixes its rejections
 ZOOMED_PASS = "zoomed pass: "  # and its passes at SearchConfig.zoom_factor (before MIRRORED_PASS)
+FULL_PASS = "full pass: "  # and its passes that look up every described keypoint (before MIRRORED_PASS)
+# The local tier's passes, in the order one index runs them; it stops at the first that finds a copy.
+LOCAL_PASSES = ("direct", "mirrored", "full", "full mirrored", "zoomed", "zoomed mirrored")
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,17 @@ class Geometry:
     ``footprint`` is the query's outline as 4 corners ``(x, y)`` in the indexed image's pixels
     (clockwise from the query's top-left), ``rotation`` in degrees counter-clockwise (as seen on
     screen, y down), ``scale`` indexed pixels per query pixel, ``mirrored`` whether the query is a
-    mirror image of the original.
+    mirror image of the original. ``model`` is the transform fitted: ``"similarity"``, or
+    ``"affine"`` for a sheared or stretched copy no similarity fits (its footprint is then a
+    parallelogram, ``scale`` the square root of the area ratio and ``rotation`` that of the
+    rotation nearest to the fitted map).
     """
 
     rotation: float
     scale: float
     mirrored: bool
     footprint: tuple[tuple[float, float], ...]
+    model: str = "similarity"
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,8 @@ class Match:
     # local: the larger of the shares of the query and of the indexed image inside the inliers' hull
     coverage: float | None = None
     geometry: Geometry | None = None
-    # local: which pass found it, "direct", "mirrored", "zoomed" or "zoomed mirrored", and the
-    # long side (px) the query was searched at in that pass
+    # local: which pass found it (one of LOCAL_PASSES) and the long side (px) the query was
+    # searched at in that pass
     search_pass: str | None = None
     searched_side: int | None = None
     image_id: int = -1
@@ -90,6 +98,7 @@ class Rejection:
     reason: str
     votes: int | None = None
     inliers: int | None = None
+    search_pass: str | None = None  # local: the pass (one of LOCAL_PASSES) that turned it down
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -253,8 +262,9 @@ def global_score(distance: int) -> float:
 def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[Match], list[Rejection]]:
     """Keypoint votes and geometric verification (:mod:`imgsearch.local`).
 
-    The query is searched at ``query_side``; when that finds no copy, once more at ``zoom_factor``
-    times that (the zoomed passes, whose rejections say so), if the query is that large.
+    The query is searched at ``query_side`` (direct, mirrored and full passes); when that finds no
+    copy, once more at ``zoom_factor`` times that (the zoomed passes, whose rejections say so), if
+    the query is that large.
     """
     local = index.local
     if local is None:
@@ -341,28 +351,16 @@ def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) 
         found = [m for m in found if tier_rank[m.tier] == best_tier]
         rejected = [x for x in rejected if tier_rank[x.tier] <= best_tier]
         merged.tiers_run = [t for t in merged.tiers_run if tier_rank[t] <= best_tier]
-        # One index runs the local tier's passes in order (direct, mirrored, zoomed direct, zoomed
-        # mirrored) and stops after the first that finds a copy: keep that pass's matches and the
-        # rejections of it and of the passes before it.
-        first = min(_match_pass(m) for m in found)
-        found = [m for m in found if _match_pass(m) == first]
-        rejected = [x for x in rejected if x.tier != "local" or _rejection_pass(x) <= first]
+        # One index runs the local tier's passes in order (LOCAL_PASSES) and stops after the first
+        # that finds a copy: keep that pass's matches and the rejections of it and of those before.
+        first = min(_pass_rank(m.search_pass) for m in found)
+        found = [m for m in found if _pass_rank(m.search_pass) == first]
+        rejected = [x for x in rejected if x.tier != "local" or _pass_rank(x.search_pass) <= first]
         merged.matches = sorted(found, key=lambda m: (-m.score, m.path))[:top]
     merged.rejected = rejected
     return merged
 
 
-def _match_pass(m: Match) -> tuple[bool, bool]:
-    """(zoomed, mirrored) of the local pass that found ``m``; (False, False) for other tiers."""
-    if m.geometry is None:
-        return False, False
-    return (m.search_pass or "").startswith("zoomed"), m.geometry.mirrored
-
-
-def _rejection_pass(x: Rejection) -> tuple[bool, bool]:
-    """(zoomed, mirrored) of the local pass that rejected ``x``, from its reason's prefixes."""
-    reason = x.reason
-    zoomed = reason.startswith(ZOOMED_PASS)
-    if zoomed:
-        reason = reason[len(ZOOMED_PASS) :]
-    return zoomed, reason.startswith(MIRRORED_PASS)
+def _pass_rank(search_pass: str | None) -> int:
+    """Position of a local pass in :data:`LOCAL_PASSES`; 0 (first) for other tiers."""
+    return LOCAL_PASSES.index(search_pass) if search_pass else 0

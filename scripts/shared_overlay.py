@@ -4,7 +4,8 @@ Draws one and the same overlay (``--kind text``: a caption block of ``--area`` o
 ``logo``: a logo block; its words, colours and corner fixed by ``--seed``) on the first
 ``--indexed`` photos, which are indexed, and on the photos after the first 800, which are queried:
 every match is a false positive, made by the overlay alone. Prints, per ``min_coverage`` value,
-the queries that found a match and the largest inlier coverage among them.
+the queries that found a match, the largest inlier coverage among them, and how many of them each
+local pass and fitted model (similarity, affine) gave.
 
     .venv/bin/python scripts/shared_overlay.py --kind text --seed 21 --area 0.2
     .venv/bin/python scripts/shared_overlay.py --kind logo --seed 5
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         + "".join(f", {item}" for item in args.search)
         + f"): {len(indexed)} indexed, {len(queried)} distinct photos queried"
     )
-    for col in ("min_coverage", "false positives", "largest coverage among them"):
+    for col in ("min_coverage", "false positives", "largest coverage among them", "by pass and model"):
         table.add_column(col, justify="right")
     with tempfile.TemporaryDirectory(prefix="shared-overlay-") as tmp:
         folder = Path(tmp) / "indexed"
@@ -72,7 +74,16 @@ def main(argv: list[str] | None = None) -> int:
                 results = index.query_many(queries, min_coverage=value, **overrides)
                 found = [r.matches[0] for r in results if r.matches]
                 largest = max((m.coverage or 0.0 for m in found), default=float("nan"))
-                table.add_row(f"{value:.2f}", f"{len(found)} / {len(queries)}", f"{largest:.3f}")
+                kinds = Counter(
+                    f"{m.tier}" if m.geometry is None else f"{m.search_pass} {m.geometry.model}"
+                    for m in found
+                )
+                table.add_row(
+                    f"{value:.2f}",
+                    f"{len(found)} / {len(queries)}",
+                    f"{largest:.3f}",
+                    ", ".join(f"{k} {n}" for k, n in kinds.most_common()),
+                )
     console.print(table)
     return 0
 

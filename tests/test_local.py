@@ -61,7 +61,7 @@ ANGLES = [37.0, -110.0]
 LOCAL = ("local",)
 
 REASONS = re.compile(
-    r"(zoomed pass: )?(mirrored pass: )?"
+    r"(zoomed pass: |full pass: )?(mirrored pass: )?"
     r"(?:\d+ votes < min_votes \d+"
     r"|\d+ correspondences < min_inliers \d+"
     r"|\d+ orientation-consistent correspondences < min_inliers \d+"
@@ -69,6 +69,7 @@ REASONS = re.compile(
     r"|implausible scale [\d.]+ \(RANSAC, \d+ inliers\)"
     r"|scale [\d.]+ < [\d.]+: not a copy too small at query_side \(\d+ inliers\)"
     r"|\d+ RANSAC inliers < min_inliers \d+"
+    r"(?:; affine: (?:no transform|\d+ RANSAC inliers < \d+|a reflection|anisotropy [\d.]+ > [\d.]+))?"
     r"|\d+ inliers cover \d+% of the query and \d+% of the image < min_coverage \d+%"
     r" \(a shared logo, watermark or text\?\))"
 )
@@ -226,6 +227,28 @@ def test_rotation_found_with_its_angle(local_index: Index, i: int, angle: float)
     np.testing.assert_allclose(footprint.mean(axis=0), [(w - 1) / 2, (h - 1) / 2], atol=ROTATED_CENTRE_TOL)
 
 
+# Photo 0 is left out: sheared, its patch hashes give its original a single vote (patches are
+# normalised for rotation, not shear), so it is never verified.
+@pytest.mark.parametrize("shear", [0.25, -0.2])
+@pytest.mark.parametrize("i", PHOTOS[1:])
+def test_sheared_crop_found_by_an_affine_map(local_index: Index, i: int, shear: float) -> None:
+    """A crop sheared along x (no similarity fits it all) is found through the affine fit: the
+    footprint is the sheared canvas taken back into the original, a parallelogram."""
+    rgb = kodak_rgb(i)
+    x0, y0, w, h = crop_box(rgb.shape, 0.8)
+    to_query = np.array([[1.0, shear, -x0 - shear * y0], [0.0, 1.0, -y0]])
+    to_query[0, 2] -= min(0.0, shear * (h - 1))  # the canvas starts at the leftmost sheared pixel
+    qw, qh = w + int(np.ceil(abs(shear) * (h - 1))), h
+    query = cv2.warpAffine(rgb, to_query, (qw, qh), flags=cv2.INTER_LINEAR)
+    best = only_match(local_index.query(query, tiers=LOCAL), i)
+    g = best.geometry
+    assert g.model == "affine" and not g.mirrored
+    assert g.scale == pytest.approx(1.0, rel=SCALE_RTOL)
+    to_original = cv2.invertAffineTransform(to_query)
+    expected = box_corners(0, 0, qw, qh) @ to_original[:, :2].T + to_original[:, 2]
+    np.testing.assert_allclose(g.footprint, expected, atol=ROTATED_CORNER_TOL)
+
+
 @pytest.mark.parametrize("i", PHOTOS)
 def test_mirrored_crop_found_mirrored(local_index: Index, i: int) -> None:
     """The mirrored pass finds it; the query's top-left is the crop's top-right in the original.
@@ -370,7 +393,9 @@ def test_verification_rejects_shuffled_positions(local_index: Index, monkeypatch
     monkeypatch.setattr(store, "read_local", shuffled_positions)
     reason = local_index.local._verify(image, qp, pairs, cfg)
     assert isinstance(reason, str), reason
-    assert re.fullmatch(r"\d+ RANSAC inliers < min_inliers \d+|implausible scale .*", reason), reason
+    assert re.fullmatch(
+        r"\d+ RANSAC inliers < min_inliers \d+(; affine: .*)?|implausible scale .*", reason
+    ), reason
     # Through the public query too: the copy is no longer found, and the reason is reported.
     rgb = kodak_rgb(3)
     x0, y0, w, h = crop_box(rgb.shape)
@@ -410,7 +435,8 @@ def test_local_match_json(local_index: Index) -> None:
     assert 0 < match["score"] <= 1
     assert match["votes"] >= 1 and match["inliers"] >= local_index.config.search.min_inliers
     geometry = match["geometry"]
-    assert set(geometry) == {"rotation", "scale", "mirrored", "footprint"}
+    assert set(geometry) == {"rotation", "scale", "mirrored", "footprint", "model"}
+    assert geometry["model"] == "similarity"
     assert geometry["mirrored"] is False
     assert isinstance(geometry["rotation"], float) and isinstance(geometry["scale"], float)
     assert len(geometry["footprint"]) == 4 and all(len(p) == 2 for p in geometry["footprint"])
@@ -452,13 +478,15 @@ def test_merge_keeps_the_direct_pass_like_one_index() -> None:
 
     def local(path: str, mirrored: bool, inliers: int) -> Match:
         geometry = Geometry(0.0, 1.0, mirrored, ((0, 0), (1, 0), (1, 1), (0, 1)))
-        return Match(path, inliers / (inliers + 10.0), "local", votes=5, inliers=inliers, geometry=geometry)
+        name = "mirrored" if mirrored else "direct"
+        score = inliers / (inliers + 10.0)
+        return Match(path, score, "local", votes=5, inliers=inliers, geometry=geometry, search_pass=name)
 
     a = QueryResult("q", [local("a.jpg", False, 30)], [], ["exact", "global", "local"])
     b = QueryResult(
         "q",
         [local("b.jpg", True, 40)],
-        [Rejection("c.jpg", "local", "mirrored pass: 2 votes < min_votes 3")],
+        [Rejection("c.jpg", "local", "mirrored pass: 2 votes < min_votes 3", search_pass="mirrored")],
         ["exact", "global", "local"],
     )
     merged = merge_results([a, b])
@@ -467,38 +495,34 @@ def test_merge_keeps_the_direct_pass_like_one_index() -> None:
     assert [m.path for m in only_mirrored.matches] == ["b.jpg"]
 
 
-def test_merge_keeps_the_first_pass_of_direct_mirrored_zoomed_like_one_index() -> None:
-    """Passes run direct, mirrored, zoomed, zoomed mirrored, each only when the ones before found
-    nothing: a shard's zoomed match gives way to another's unzoomed one, and the rejections of the
-    passes after the winning one go too."""
+def test_merge_keeps_the_first_pass_like_one_index() -> None:
+    """Passes run in the order of LOCAL_PASSES (direct, mirrored, full, full mirrored, zoomed, zoomed
+    mirrored), each only when the ones before found nothing: a shard's later-pass match gives way
+    to another's earlier one, and the rejections of the passes after the winning one go too."""
     from imgsearch import Geometry, Match, QueryResult, Rejection
-
-    def local(path: str, mirrored: bool, zoomed: bool) -> Match:
-        geometry = Geometry(0.0, 1.0, mirrored, ((0, 0), (1, 0), (1, 1), (0, 1)))
-        name = " ".join(w for w, on in (("zoomed", zoomed), ("mirrored", mirrored)) if on) or "direct"
-        return Match(path, 0.7, "local", votes=5, inliers=20, geometry=geometry, search_pass=name)
+    from imgsearch.search import LOCAL_PASSES
 
     tiers = ["exact", "global", "local"]
-    direct_miss = Rejection("d.jpg", "local", "2 votes < min_votes 3")
-    mirrored_miss = Rejection("e.jpg", "local", "mirrored pass: 9 correspondences < min_inliers 10")
-    zoomed_miss = Rejection("f.jpg", "local", "zoomed pass: 2 votes < min_votes 3")
-    zoomed_mirrored_miss = Rejection("g.jpg", "local", "zoomed pass: mirrored pass: 1 votes < min_votes 3")
-    mirrored = QueryResult("q", [local("a.jpg", True, False)], [direct_miss, mirrored_miss], tiers)
-    zoomed = QueryResult("q", [local("b.jpg", False, True)], [direct_miss, mirrored_miss, zoomed_miss], tiers)
-    zoomed_mirrored = QueryResult(
-        "q",
-        [local("c.jpg", True, True)],
-        [direct_miss, mirrored_miss, zoomed_miss, zoomed_mirrored_miss],
-        tiers,
-    )
-    merged = merge_results([zoomed_mirrored, zoomed, mirrored])
-    assert [m.path for m in merged.matches] == ["a.jpg"]
-    assert {x.path for x in merged.rejected} == {"d.jpg", "e.jpg"}
-    merged = merge_results([zoomed_mirrored, zoomed])
-    assert [m.path for m in merged.matches] == ["b.jpg"]
-    assert {x.path for x in merged.rejected} == {"d.jpg", "e.jpg", "f.jpg"}
-    merged = merge_results([zoomed_mirrored, QueryResult("q", [], [direct_miss], tiers)])
-    assert [m.path for m in merged.matches] == ["c.jpg"] and len(merged.rejected) == 5
+    misses = [
+        Rejection(f"miss-{p}.jpg", "local", "2 votes < min_votes 3", search_pass=p) for p in LOCAL_PASSES
+    ]
+
+    def found_in(rank: int) -> QueryResult:
+        """One shard whose pass ``rank`` found ``<pass>.jpg`` after the earlier passes missed."""
+        name = LOCAL_PASSES[rank]
+        geometry = Geometry(0.0, 1.0, "mirrored" in name, ((0, 0), (1, 0), (1, 1), (0, 1)))
+        match = Match(f"{name}.jpg", 0.7, "local", votes=5, inliers=20, geometry=geometry, search_pass=name)
+        return QueryResult("q", [match], misses[: rank + 1], tiers)
+
+    for first in range(len(LOCAL_PASSES)):
+        for later in range(first, len(LOCAL_PASSES)):
+            merged = merge_results([found_in(later), found_in(first)])
+            assert {m.path for m in merged.matches} == {f"{LOCAL_PASSES[first]}.jpg"}
+            assert {x.path for x in merged.rejected} == {f"miss-{p}.jpg" for p in LOCAL_PASSES[: first + 1]}
+    # A shard that found nothing: its rejections of every pass stay when the other found a copy late.
+    empty = QueryResult("q", [], misses, tiers)
+    merged = merge_results([found_in(len(LOCAL_PASSES) - 1), empty])
+    assert [m.path for m in merged.matches] == ["zoomed mirrored.jpg"] and len(merged.rejected) == 12
 
 
 @pytest.mark.parametrize(("a", "b"), [(0, 1), (5, 5), (12, 20)])
@@ -680,6 +704,28 @@ def test_the_zoomed_pass_refuses_a_shared_caption(tmp_path: Path, monkeypatch: p
     assert not any(m.search_pass.startswith("zoomed") for r in results for m in r.matches)
     refused = [x.reason for r in results for x in r.rejected]
     assert sum(r.startswith("zoomed pass: ") and "not a copy too small" in r for r in refused) >= len(zoomed)
+
+
+# -- the full pass: every described keypoint looks up when K found nothing ----------------------
+def test_the_full_pass_finds_what_few_lookups_miss(
+    local_index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At K=4 the direct and mirrored passes vote with 4 keypoints and miss some crops; the full
+    pass, the same keypoints all looking up, finds them. Without it they are not found."""
+    crops = []
+    for i in range(24):
+        rgb = kodak_rgb(i)
+        h, w = rgb.shape[:2]
+        crops.append(rgb[int(0.1 * h) : int(0.7 * h), int(0.3 * w) : int(0.9 * w)])
+    results = [local_index.query(q, tiers=LOCAL, keypoints=4) for q in crops]
+    for i, result in enumerate(results):
+        assert result.matches and Path(result.matches[0].path) == KODAK[i].absolute(), result.rejected
+    full = [i for i, r in enumerate(results) if r.matches[0].search_pass == "full"]
+    assert len(full) >= 3, [r.matches[0].search_pass for r in results]
+    for i in full:  # what the passes up to the full one turned down (often nothing had 2 votes)
+        assert {x.search_pass for x in results[i].rejected} <= {"direct", "mirrored", "full"}
+    monkeypatch.setattr(type(local_index.local), "full_pass", lambda self, direct, small, cfg: None)
+    assert not any(local_index.query(crops[i], tiers=LOCAL, keypoints=4).matches for i in full)
 
 
 # -- the zoomed pass: a photo shrunk into another -------------------------------------------

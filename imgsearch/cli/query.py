@@ -112,8 +112,12 @@ def _evidence(m) -> str:
     if m.geometry is not None:
         g = m.geometry
         parts.append(f"rot {g.rotation:.1f}°, scale {g.scale:.2f}" + (", mirrored" if g.mirrored else ""))
+        if g.model != "similarity":
+            parts.append(g.model)
     if m.search_pass is not None and m.search_pass.startswith("zoomed"):
         parts.append(f"zoomed to {m.searched_side} px")
+    elif m.search_pass is not None and m.search_pass.startswith("full"):
+        parts.append("all keypoints looked up")
     return ", ".join(parts)
 
 
