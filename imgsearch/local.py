@@ -17,19 +17,10 @@ the keypoints they describe and accepting only copies that still show smaller th
 (:data:`ZOOM_MIN_SCALE`).
 
 The images with the most votes, and the global tier's candidates (``hints``), are verified one by
-one, on their own stored keypoints only (so a candidate's verdict depends on the query and that
-candidate alone and shards merge exactly):
-
-1. correspondences: the patch-hash neighbours, plus descriptor matches that pass Lowe's ratio
-   test against the candidate's other keypoints;
-2. consistency: keypoint orientation differences must agree (the peak of their circular histogram),
-   a cheap filter before RANSAC;
-3. RANSAC similarity (``cv2.estimateAffinePartial2D``) on matched positions; when it leaves
-   correspondences unexplained, a RANSAC affine map too (``cv2.estimateAffine2D``: shear, stretch,
-   slant), taken only when it explains :data:`AFFINE_EXTRA_INLIERS` more keypoints, keeps the
-   orientation and squeezes no axis more than :data:`AFFINE_MAX_ANISOTROPY` times; the candidate
-   is a copy when at least ``min_inliers`` distinct query keypoints agree and the scale is
-   plausible.
+one (:mod:`imgsearch.verify`), on their own stored keypoints only, so a candidate's verdict depends
+on the query and that candidate alone and shards merge exactly. A candidate is a copy when at least
+``min_inliers`` distinct query keypoints agree with the fitted map, its scale is plausible and, in a
+zoomed pass, shows the copy smaller than indexed.
 
 Coordinates: keypoint positions are ``(x, y)`` in the keypoint image's pixels (y down). The
 transform maps query keypoint-image pixels to indexed keypoint-image pixels; footprints are reported
@@ -42,10 +33,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from . import hashing
+from . import hashing, verify
 from . import keypoints as kp_mod
 from .config import IndexConfig, SearchConfig
 from .extract import keypoint_rows
@@ -53,8 +43,6 @@ from .index.binary import HammingIndex
 from .index.store import Store
 from .search import FULL_PASS, MIRRORED_PASS, ZOOMED_PASS, Geometry, Match, Rejection
 
-ANGLE_BINS = 36  # 10° bins for the orientation-consistency histogram
-ANGLE_WINDOW = 2  # keep pairs within ±2 bins (±20°) of the histogram peak
 SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keypoint-image pixels
 # The zoomed pass is for copies too small in the query at query_side: zoomed, they still show
 # smaller than indexed (scale above 1). Measured: photos pasted into another photo matched there at
@@ -63,13 +51,6 @@ SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keyp
 # queried photos (scripts/shared_overlay.py), 65 false positives without the zoomed pass, 113 with
 # it, 66 with it and this test.
 ZOOM_MIN_SCALE = 1.0
-# When a similarity leaves correspondences unexplained, an affine map is fitted too (shear, stretch,
-# slant). It has two more degrees of freedom, so it is taken only with AFFINE_EXTRA_INLIERS more
-# inliers than the similarity (and than min_inliers), keeping the orientation and squeezing no axis
-# more than AFFINE_MAX_ANISOTROPY times the other.
-AFFINE_EXTRA_INLIERS = 4
-AFFINE_MAX_ANISOTROPY = 2.5
-RANSAC_ITERS = 2000
 # Multi-index hashing with 16-bit tables. Measured on 800 photos (J=400, 264 K rows): exact-substring
 # probes search 400 query hashes in 1.3 ms; one-bit probes find 45 % more radius-8 neighbours at
 # 10x the cost (0.4 and 1.1 ms for 40 hashes). Probing one bit is worth it when a query has few hashes.
@@ -97,7 +78,7 @@ class QueryPass:
     hull_area: float = field(init=False)  # of all the keypoints: the reference of coverage
 
     def __post_init__(self) -> None:
-        self.hull_area = _hull_area(self.rows[:, :2])
+        self.hull_area = verify.hull_area(self.rows[:, :2])
 
     @property
     def name(self) -> str:
@@ -161,55 +142,12 @@ class LocalIndex:
         """
         img = np.ascontiguousarray(small[:, ::-1]) if mirrored else small
         kps, unit = kp_mod.detect_features(img, self.kconfig, max(cfg.keypoints, cfg.verify_keypoints))
-        if full or len(kps) <= cfg.keypoints:  # all of them look up, and nothing needs copying
-            return self._lookup_all(kps, unit, img, mirrored, ratio, cfg, zoomed, full)
+        if full or len(kps) <= cfg.keypoints:  # all of them look up
+            return _pass_of(kps, unit, img, None, mirrored, ratio, cfg, zoomed, full)
         lookup = np.sort(
             kp_mod.select_spread(kps.xy, kps.response, img.shape[:2], self.kconfig.grid, cfg.keypoints)
         )
-        blocks = kp_mod.patches_at(
-            img, kps.take(lookup), cfg.query_scales, None if unit is None else unit[lookup]
-        )
-        source = None if mirrored or zoomed else (kps, unit)
-        return QueryPass(
-            keypoint_rows(kps),
-            kps.descriptors,
-            hashing.patch_hashes(blocks),
-            mirrored,
-            img.shape[:2],
-            ratio,
-            lookup,
-            blocks,
-            zoomed,
-            source=source,
-        )
-
-    def _lookup_all(
-        self,
-        kps: kp_mod.Keypoints,
-        unit: np.ndarray | None,
-        img: np.ndarray,
-        mirrored: bool,
-        ratio: float,
-        cfg: SearchConfig,
-        zoomed: bool,
-        full: bool,
-    ) -> QueryPass:
-        """A pass whose every keypoint looks up (``kps`` detected in ``img``, ``unit`` their patches)."""
-        blocks = kp_mod.patches_at(img, kps, cfg.query_scales, unit)
-        lookup = np.arange(len(kps))
-        rows = keypoint_rows(kps)
-        return QueryPass(
-            rows,
-            kps.descriptors,
-            hashing.patch_hashes(blocks),
-            mirrored,
-            img.shape[:2],
-            ratio,
-            lookup,
-            blocks,
-            zoomed,
-            full,
-        )
+        return _pass_of(kps, unit, img, lookup, mirrored, ratio, cfg, zoomed, full)
 
     def full_pass(self, direct: QueryPass, small: np.ndarray, cfg: SearchConfig) -> QueryPass | None:
         """The direct pass again with every described keypoint looking up (the full pass), from
@@ -217,7 +155,7 @@ class LocalIndex:
         if direct.source is None:
             return None
         kps, unit = direct.source
-        return self._lookup_all(kps, unit, small, False, direct.ratio, cfg, False, True)
+        return _pass_of(kps, unit, small, None, False, direct.ratio, cfg, zoomed=False, full=True)
 
     def mirror_pass(self, qp: QueryPass, small: np.ndarray, cfg: SearchConfig) -> QueryPass:
         """The mirrored pass, derived from the direct one when the detector allows (SIFT), else detected.
@@ -300,7 +238,7 @@ class LocalIndex:
         pairs = self._hash_pairs(qp, cfg)  # (P, 2): query kp, indexed kp
         images = self.image_of(pairs[:, 1])
         # One vote per (query keypoint, image).
-        votes_key = unique_pairs(np.column_stack([pairs[:, 0], images]))
+        votes_key = verify.unique_pairs(np.column_stack([pairs[:, 0], images]))
         cand, counts = np.unique(votes_key[:, 1], return_counts=True)
         votes_of = dict(zip(cand.tolist(), counts.tolist(), strict=True))
         order = [int(cand[k]) for k in np.lexsort((cand, -counts))]
@@ -343,7 +281,7 @@ class LocalIndex:
         flips = cfg.hash_flips if cfg.hash_flips >= 0 else int(len(qp.hashes) <= FLIP_MAX_HASHES)
         lims, _, ids = self.hashes.range_search(qp.hashes, cfg.patch_radius, flips=flips)
         query_kp = qp.lookup[np.repeat(np.arange(len(qp.hashes)), np.diff(lims)) // len(cfg.query_scales)]
-        return unique_pairs(np.column_stack([query_kp, self.keypoint_of(ids // self.scales_per_kp)]))
+        return verify.unique_pairs(np.column_stack([query_kp, self.keypoint_of(ids // self.scales_per_kp)]))
 
     # -- verification -------------------------------------------------------------------
     def _verify(
@@ -355,42 +293,23 @@ class LocalIndex:
         lo = int(self.offsets[image])
         pairs = hash_pairs.copy()
         pairs[:, 1] -= lo
-        pairs = np.concatenate(
-            [pairs, _descriptor_pairs(qp.descriptors, desc, cfg.ratio, self.binary_descriptors)]
-        )
-        pairs = unique_pairs(pairs)
+        pairs = verify.correspondences(pairs, qp.descriptors, desc, cfg.ratio, self.binary_descriptors)
         if len(pairs) < cfg.min_inliers:
             return f"{len(pairs)} correspondences < min_inliers {cfg.min_inliers}"
-        # The scale test is on keypoint-image pixels, where copies of any size meet.
         q, r = qp.rows[pairs[:, 0]], rows[pairs[:, 1]]
-        pairs = pairs[_consistent_angles(r[:, 3] - q[:, 3])]
+        pairs = pairs[verify.consistent_angles(r[:, 3] - q[:, 3])]
         n_distinct = len(np.unique(pairs[:, 0]))
         if n_distinct < cfg.min_inliers:
             return f"{n_distinct} orientation-consistent correspondences < min_inliers {cfg.min_inliers}"
-        src = qp.rows[pairs[:, 0], :2].astype(np.float32)
-        dst = rows[pairs[:, 1], :2].astype(np.float32)
-        fit = _ransac("similarity", src, dst, pairs, cfg)
-        if fit is None:
-            return "RANSAC found no transform"
-        model, inlier_pairs, inliers = fit
-        kind, affine_note = "similarity", ""
-        needed = max(inliers, cfg.min_inliers) + AFFINE_EXTRA_INLIERS
-        if n_distinct - inliers >= AFFINE_EXTRA_INLIERS and n_distinct >= needed:
-            # A sheared, stretched or slanted copy: a similarity fits a band of it, an affine map
-            # all of it. The affine must explain AFFINE_EXTRA_INLIERS more keypoints to be chosen.
-            affine = _ransac("affine", src, dst, pairs, cfg)
-            affine_note = "no transform" if affine is None else _affine_refusal(affine[0], affine[2], needed)
-            if affine is not None and not affine_note:
-                model, inlier_pairs, inliers = affine
-                kind = "affine"
-        if inliers < cfg.min_inliers:
-            return f"{inliers} RANSAC inliers < min_inliers {cfg.min_inliers}" + (
-                f"; affine: {affine_note}" if affine_note else ""
-            )
+        fit = verify.fit_transform(qp.rows[:, :2], rows[:, :2], pairs, cfg)
+        if isinstance(fit, str):
+            return fit
+        model, inlier_pairs, inliers, kind = fit
+        # The scale test is on keypoint-image pixels, where copies of any size meet.
         scale = math.sqrt(abs(float(np.linalg.det(model[:, :2]))))
         if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
             return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
-        in_query, in_image = _coverage(qp, rows, inlier_pairs)
+        in_query, in_image = verify.coverage(qp.rows[:, :2], qp.hull_area, rows[:, :2], inlier_pairs)
         coverage = max(in_query, in_image)
         if qp.zoomed and scale < ZOOM_MIN_SCALE:
             return f"scale {scale:.3f} < {ZOOM_MIN_SCALE}: not a copy too small at query_side ({inliers} inliers)"
@@ -427,134 +346,38 @@ class LocalIndex:
         )
 
 
-def _ransac(
-    kind: str, src: np.ndarray, dst: np.ndarray, pairs: np.ndarray, cfg: SearchConfig
-) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """Fit a ``kind`` ("similarity" or "affine") map from ``src`` to ``dst`` ``(P, 2)`` float32
-    positions by RANSAC: ``(model (2, 3), inlier pairs, inliers)`` or None when OpenCV finds none.
-
-    ``inliers`` counts distinct keypoints on the side that has fewer among the inlier ``pairs``.
-    """
-    estimate = cv2.estimateAffinePartial2D if kind == "similarity" else cv2.estimateAffine2D
-    model, mask = estimate(
-        src,
-        dst,
-        method=cv2.RANSAC,
-        ransacReprojThreshold=cfg.ransac_threshold,
-        maxIters=RANSAC_ITERS,
-        confidence=0.995,
-        refineIters=10,
+def _pass_of(
+    kps: kp_mod.Keypoints,
+    unit: np.ndarray | None,
+    img: np.ndarray,
+    lookup: np.ndarray | None,
+    mirrored: bool,
+    ratio: float,
+    cfg: SearchConfig,
+    zoomed: bool,
+    full: bool,
+) -> QueryPass:
+    """A pass of ``kps`` (detected in ``img``; ``unit`` their scale-1 patches or None) whose
+    ``lookup`` rows (None: all) are hashed. A direct pass with fewer lookups than keypoints keeps
+    them as its ``source``, for :meth:`LocalIndex.full_pass`."""
+    voters, voter_unit = kps, unit
+    if lookup is not None:
+        voters, voter_unit = kps.take(lookup), None if unit is None else unit[lookup]
+    blocks = kp_mod.patches_at(img, voters, cfg.query_scales, voter_unit)
+    keep = lookup is not None and not (mirrored or zoomed)
+    return QueryPass(
+        keypoint_rows(kps),
+        kps.descriptors,
+        hashing.patch_hashes(blocks),
+        mirrored,
+        img.shape[:2],
+        ratio,
+        np.arange(len(kps)) if lookup is None else lookup,
+        blocks,
+        zoomed,
+        full,
+        source=(kps, unit) if keep else None,
     )
-    if model is None:
-        return None
-    inlier_pairs = pairs[mask.ravel().astype(bool)]
-    inliers = min(len(np.unique(inlier_pairs[:, 0])), len(np.unique(inlier_pairs[:, 1])))
-    return model, inlier_pairs, inliers
-
-
-def _affine_refusal(model: np.ndarray, inliers: int, needed: int) -> str:
-    """Why an affine fit is not taken ("" when it is): fewer than ``needed`` inliers, a reflection
-    (the mirrored pass is there for those) or a squeeze beyond :data:`AFFINE_MAX_ANISOTROPY`."""
-    if inliers < needed:
-        return f"{inliers} RANSAC inliers < {needed}"
-    linear = model[:, :2].astype(np.float64)
-    if np.linalg.det(linear) <= 0.0:
-        return "a reflection"
-    high, low = np.linalg.svd(linear, compute_uv=False)
-    if high > AFFINE_MAX_ANISOTROPY * low:
-        return f"anisotropy {high / low:.2f} > {AFFINE_MAX_ANISOTROPY}"
-    return ""
-
-
-def _descriptor_pairs(query: np.ndarray, stored: np.ndarray, ratio: float, binary: bool) -> np.ndarray:
-    """(query kp, stored kp) pairs whose nearest stored descriptor passes the ratio test.
-
-    ``binary`` descriptors are packed bits compared by Hamming distance, the others by L2.
-    """
-    if len(query) == 0 or len(stored) < 2:
-        return np.zeros((0, 2), np.int64)
-    if binary:
-        dist, nidx = cv2.batchDistance(query, stored, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
-        dist = dist.astype(np.float32)
-        good = (nidx[:, 0] >= 0) & (dist[:, 0] < ratio * dist[:, 1])
-        nearest = nidx[:, 0]
-    else:
-        nearest, first, second = two_nearest_l2(query, stored)
-        good = first < (ratio * ratio) * second  # the ratio test on squared distances
-    return np.column_stack([np.nonzero(good)[0], nearest[good]]).astype(np.int64)
-
-
-def two_nearest_l2(query: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each of ``(Q, D)`` query rows, the nearest of ``(S >= 2, D)`` stored rows by L2.
-
-    Returns ``(Q,)`` intp index of the nearest (lowest index among ties) and ``(Q,)`` float32
-    squared distances to the nearest and the second nearest. One matrix product,
-    ``|q|² + |s|² - 2 q·s``: on one core about 5x faster than ``cv2.batchDistance`` for 400 x 330
-    descriptors, and exact in float32 for integer descriptors whose every partial sum stays below
-    2**24: true for D = 128 values in 0-255 (at most 128 * 255**2, about 8.3 million).
-    """
-    q = np.asarray(query, np.float32)
-    s = np.asarray(stored, np.float32)
-    dist = q @ s.T
-    dist *= -2.0
-    dist += np.einsum("ij,ij->i", s, s)[None, :]
-    rows = np.arange(len(q))
-    nearest = np.argmin(dist, axis=1)
-    first = dist[rows, nearest]
-    dist[rows, nearest] = np.inf
-    second = dist.min(axis=1)
-    q_norm = np.einsum("ij,ij->i", q, q)
-    return nearest, np.maximum(first + q_norm, 0.0), np.maximum(second + q_norm, 0.0)
-
-
-def unique_pairs(pairs: np.ndarray) -> np.ndarray:
-    """The distinct rows of a ``(P, 2)`` array of non-negative integers, sorted: ``np.unique(pairs,
-    axis=0)`` as ``(P', 2)`` int64, through one int64 key per row (several times faster)."""
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    if len(pairs) == 0:
-        return pairs
-    if pairs.min() < 0:
-        raise ValueError("unique_pairs takes non-negative integers")
-    base = int(pairs[:, 1].max()) + 1
-    keys = np.unique(pairs[:, 0] * base + pairs[:, 1])
-    return np.column_stack([keys // base, keys % base])
-
-
-def _coverage(qp: QueryPass, rows: np.ndarray, inlier_pairs: np.ndarray) -> tuple[float, float]:
-    """Shares of the query's and of the indexed image's keypoint hulls covered by the inliers' hulls.
-
-    The area where an image has keypoints at all (the convex hull of its keypoints) is the
-    reference, so that a copy of a photo whose texture sits in one object still covers it well. A
-    copy covers a good part of one of the two (a crop: of the query; a photo in a screenshot: of
-    the image); a logo, watermark or caption that two distinct images share covers little of either.
-    """
-    return (
-        _share(_hull_area(qp.rows[inlier_pairs[:, 0], :2]), qp.hull_area),
-        _share(_hull_area(rows[inlier_pairs[:, 1], :2]), _hull_area(rows[:, :2])),
-    )
-
-
-def _hull_area(points: np.ndarray) -> float:
-    """Area of the convex hull of ``(N, 2)`` points (0 for fewer than 3 or collinear ones)."""
-    if len(points) < 3:
-        return 0.0
-    return float(cv2.contourArea(cv2.convexHull(np.ascontiguousarray(points, np.float32))))
-
-
-def _share(part: float, whole: float) -> float:
-    """``part / whole`` in [0, 1]; 1 when the reference area is empty."""
-    return 1.0 if whole <= 0.0 else min(1.0, part / whole)
-
-
-def _consistent_angles(delta: np.ndarray) -> np.ndarray:
-    """Mask of orientation differences (degrees) within ±ANGLE_WINDOW bins of the circular peak."""
-    bins = np.floor(np.mod(delta, 360.0) / (360.0 / ANGLE_BINS)).astype(np.int64) % ANGLE_BINS
-    hist = np.bincount(bins, minlength=ANGLE_BINS)
-    window = np.arange(-ANGLE_WINDOW, ANGLE_WINDOW + 1)
-    smoothed = sum(np.roll(hist, -k) for k in window)  # smoothed[i] = pairs within the window of bin i
-    peak = int(np.argmax(smoothed))
-    offset = np.mod(bins - peak + ANGLE_BINS // 2, ANGLE_BINS) - ANGLE_BINS // 2
-    return np.abs(offset) <= ANGLE_WINDOW
 
 
 def _pass_reason(qp: QueryPass, reason: str) -> str:

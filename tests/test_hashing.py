@@ -146,7 +146,9 @@ GOLDEN_PHASH = {
     "0002.jpg": "afe1283e1c1e0f87",
     "0003.jpg": "9fe5b0eac3910786",
 }
-GOLDEN_DIGEST_0000 = "bba8a1c5a8ba512e6d52aa4290aca077acdf325ea82816fb67a51b810cfd8e18"  # sha256sum of 0000.jpg
+GOLDEN_DIGEST_0000 = (
+    "bba8a1c5a8ba512e6d52aa4290aca077acdf325ea82816fb67a51b810cfd8e18"  # sha256sum of 0000.jpg
+)
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN_PHASH))

@@ -525,36 +525,6 @@ def test_merge_keeps_the_first_pass_like_one_index() -> None:
     assert [m.path for m in merged.matches] == ["zoomed mirrored.jpg"] and len(merged.rejected) == 12
 
 
-@pytest.mark.parametrize(("a", "b"), [(0, 1), (5, 5), (12, 20)])
-def test_two_nearest_matches_a_brute_force_scan(a: int, b: int) -> None:
-    """The matrix-product nearest neighbours equal a float64 scan over every pair, on real descriptors."""
-    from imgsearch.local import two_nearest_l2
-
-    config = KeypointConfig()
-    query, _ = kp_mod.detect_features(kp_mod.downscale(kodak_gray(a), 210)[0], config)
-    stored, _ = kp_mod.detect_features(kp_mod.downscale(kodak_gray(b), 210)[0], config)
-    q = query.descriptors.astype(np.float64)
-    s = np.rint(stored.descriptors).astype(np.uint8)  # as stored in the index
-    nearest, first, second = two_nearest_l2(query.descriptors, s)
-    full = ((q[:, None, :] - s[None, :, :].astype(np.float64)) ** 2).sum(axis=2)
-    ranked = np.sort(full, axis=1)
-    np.testing.assert_array_equal(first, ranked[:, 0])  # exact: integer descriptors
-    np.testing.assert_array_equal(second, ranked[:, 1])
-    np.testing.assert_array_equal(full[np.arange(len(q)), nearest], ranked[:, 0])
-    np.testing.assert_array_equal(nearest, np.argmin(full, axis=1))  # ties: the lowest index
-    if a == b:  # an image against itself: every keypoint finds itself at distance 0
-        assert np.all(first[: len(s)] == 0)
-
-
-def test_unique_pairs_equals_numpy_unique_rows() -> None:
-    from imgsearch.local import unique_pairs
-
-    rng = np.random.default_rng(3)
-    for n, hi in [(0, 5), (1, 5), (500, 7), (5000, 300_000)]:
-        pairs = np.column_stack([rng.integers(0, 400, n), rng.integers(0, hi, n)])
-        np.testing.assert_array_equal(unique_pairs(pairs), np.unique(pairs.reshape(-1, 2), axis=0))
-
-
 def test_hashed_keypoints_are_the_first_of_each_image(tmp_path: Path) -> None:
     """With ``hashed=H`` only each image's first H stored keypoints vote; their pairs are exactly the
     pairs of the full index that fall on those keypoints, mapped to the same global rows."""
