@@ -40,6 +40,16 @@ def test_bench_ingest_smoke(tmp_path: Path) -> None:
     assert all(r["images"] == 10 and r["seconds"] > 0 for r in rows)
 
 
+def test_bench_patches_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "patches.json"
+    args = ("--limit", "3", "--peer-limit", "1", "--repeat", "1", "--json", str(out))
+    stdout = run_script("bench_patches.py", str(DATA), *args)
+    assert "µs a patch" in stdout and "imagehash.phash (peer)" in stdout
+    result = json.loads(out.read_text())
+    assert result["photos"] == 3 and result["patches"] > 100
+    assert set(result["us"]) == {"cut", "hash", "describe"} and result["peer_us"] > 0
+
+
 def test_bench_query_smoke(tmp_path: Path) -> None:
     out = tmp_path / "query.json"
     stdout = run_script(
