@@ -135,10 +135,13 @@ class SearchConfig:
         accept only copies that still show smaller than indexed. Costs time only for queries that
         find no copy (about 40 ms on one core); ``None`` turns it off.
     keypoints : int
-        K, the number of query keypoints whose patch hashes are looked up (they cast the votes).
+        K, the number of query keypoints whose patch hashes are looked up (they cast the votes) in
+        the first passes. A query they do not find runs the full passes, where every described
+        keypoint looks up, then the zoomed passes (:mod:`imgsearch.local`).
     verify_keypoints : int
         Query keypoints described for geometric verification (at least K are): a small K keeps
-        lookups cheap while verification still sees enough of the query.
+        lookups cheap while verification still sees enough of the query; all of them look up in
+        the full and zoomed passes.
     query_scales : tuple of float
         Patch scales hashed for a query (around the indexed scales, to meet them).
     patch_radius : int

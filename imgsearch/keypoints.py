@@ -458,10 +458,16 @@ def descriptor_kind(config: KeypointConfig) -> str:
     return "float" if config.descriptor == "patch" else _DETECTORS[config.detector].descriptor_kind
 
 
+def mirror_equivariant(config: KeypointConfig) -> bool:
+    """Whether ``config``'s detector finds the mirrored keypoints in a mirrored image (SIFT), so
+    that a mirrored query's features derive from the direct ones (:func:`mirror_descriptors`)."""
+    return _DETECTORS[config.detector].mirror_equivariant
+
+
 def mirror_descriptors(config: KeypointConfig, descriptors: np.ndarray) -> np.ndarray | None:
     """Descriptors of the mirrored keypoints (:func:`mirror_rows`) in the mirrored image, derived
     without detecting again; ``None`` when the detector is not mirror-equivariant (ORB, BRIEF)."""
-    if not _DETECTORS[config.detector].mirror_equivariant:
+    if not mirror_equivariant(config):
         return None
     return patch_desc.mirror(descriptors)  # patch and SIFT descriptors share the layout
 

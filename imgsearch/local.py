@@ -8,9 +8,9 @@ those query keypoints votes at most once per indexed image. When this direct pas
 (descriptors and patches are not mirror-invariant): for SIFT it is derived from the direct pass
 (mirrored positions and angles, patches upside down, permuted descriptors), for ORB and BRIEF the
 mirrored query is detected again. When neither finds a copy and more keypoints were described than
-K, both run again with every described keypoint looking up (the full passes: no detection, only
-more hashes; a hard copy, a shear or a strong combination, often has too few of its K lookups
-meet their indexed keypoints). When these find nothing either and the query is large enough, the
+K, both (the direct one alone with ``mirror`` off) run again with every described keypoint looking
+up (the full passes: the detected keypoints are reused; a hard copy, a shear or a strong
+combination, often has too few of its K lookups meet their indexed keypoints). When these find nothing either and the query is large enough, the
 direct and mirrored passes run again on the query at ``zoom_factor`` times ``query_side`` (the
 zoomed passes: a photo shrunk into a page or another photo is too small at 180 px), looking up all
 the keypoints they describe and accepting only copies that still show smaller than indexed
@@ -73,8 +73,11 @@ class QueryPass:
     zoomed: bool = False  # a pass at SearchConfig.zoom_factor times query_side
     full: bool = False  # a pass at query_side looking up every described keypoint, whatever K
     # All the described keypoints and their scale-1 patches (None for native descriptors), kept by
-    # a direct pass whose lookups are fewer, so that the full pass needs no second detection.
+    # a detected pass whose lookups are fewer, so that its full pass needs no second detection.
     source: tuple[kp_mod.Keypoints, np.ndarray | None] | None = None
+    # In a full pass, the keypoints (rows) the pass before it looked up: their hashes are probed as
+    # that pass probed them (its auto hash_flips), so that the full pass finds all its pairs too.
+    first: np.ndarray | None = None
     hull_area: float = field(init=False)  # of all the keypoints: the reference of coverage
 
     def __post_init__(self) -> None:
@@ -96,6 +99,8 @@ class LocalIndex:
         self.store = store
         self.kconfig = config.keypoints
         self.binary_descriptors = kp_mod.descriptor_kind(self.kconfig) == "binary"
+        # The mirrored passes derive from the direct ones (SIFT), else are detected (ORB, BRIEF).
+        self._mirror_derived = kp_mod.mirror_equivariant(self.kconfig)
         self.offsets = store.images.offsets
         self.kp_scale = store.images.columns["kp_scale"]
         hashes = store.patch_hashes()
@@ -149,13 +154,15 @@ class LocalIndex:
         )
         return _pass_of(kps, unit, img, lookup, mirrored, ratio, cfg, zoomed, full)
 
-    def full_pass(self, direct: QueryPass, small: np.ndarray, cfg: SearchConfig) -> QueryPass | None:
-        """The direct pass again with every described keypoint looking up (the full pass), from
-        the keypoints it kept; ``None`` when all of them looked up already."""
-        if direct.source is None:
+    def full_pass(self, qp: QueryPass, small: np.ndarray, cfg: SearchConfig) -> QueryPass | None:
+        """Pass ``qp`` again with every keypoint it described looking up (a full pass), from the
+        keypoints it kept; ``None`` when it kept none (all of them looked up already, or a pass
+        derived by mirroring: :meth:`mirror_pass` of the direct full pass serves then)."""
+        if qp.source is None:
             return None
-        kps, unit = direct.source
-        return _pass_of(kps, unit, small, None, False, direct.ratio, cfg, zoomed=False, full=True)
+        kps, unit = qp.source
+        img = np.ascontiguousarray(small[:, ::-1]) if qp.mirrored else small
+        return _pass_of(kps, unit, img, None, qp.mirrored, qp.ratio, cfg, False, True, first=qp.lookup)
 
     def mirror_pass(self, qp: QueryPass, small: np.ndarray, cfg: SearchConfig) -> QueryPass:
         """The mirrored pass, derived from the direct one when the detector allows (SIFT), else detected.
@@ -171,7 +178,19 @@ class LocalIndex:
         rows[:, :2], rows[:, 3] = kp_mod.mirror_rows(qp.rows[:, :2], qp.rows[:, 3], qp.shape[1])
         blocks = np.ascontiguousarray(qp.patches[:, ::-1, :])
         hashes = hashing.patch_hashes(blocks)
-        return QueryPass(rows, desc, hashes, True, qp.shape, qp.ratio, qp.lookup, blocks, qp.zoomed, qp.full)
+        return QueryPass(
+            rows,
+            desc,
+            hashes,
+            True,
+            qp.shape,
+            qp.ratio,
+            qp.lookup,
+            blocks,
+            qp.zoomed,
+            qp.full,
+            first=qp.first,
+        )
 
     def search(
         self,
@@ -187,19 +206,24 @@ class LocalIndex:
         """Matches and rejections for a ``(H, W)`` uint8 query (any size; downscaled here).
 
         The query is downscaled to ``side`` (default ``cfg.query_side``, else the index's
-        ``max_side``); ``zoomed`` marks the passes as zoomed ones (:data:`ZOOMED_PASS`) and has
-        them look up every keypoint they describe; ``full_side`` is the query's long side at full
-        size when ``gray`` was decoded smaller (a JPEG), so that the reported scale is per pixel of
-        the query file. The passes run in the order of :data:`imgsearch.search.LOCAL_PASSES` and
-        stop at the first that finds a copy: direct, mirrored, then, when K keypoints looked up
-        and more were described, the full passes, which look them all up (:data:`FULL_PASS`).
-        ``hints`` are ``(image id, reflected, global distance)`` candidates of the global tier:
-        each is verified in the first pass of its orientation, whatever its votes.
+        ``max_side``); ``zoomed`` marks the passes as zoomed ones (:data:`ZOOMED_PASS`; the caller
+        has them look up every keypoint by ``cfg.keypoints``); ``full_side`` is the query's long
+        side at full size when ``gray`` was decoded smaller (a JPEG), so that the reported scale is
+        per pixel of the query file. The passes run in the order of
+        :data:`imgsearch.search.LOCAL_PASSES` and stop at the first that finds a copy: direct,
+        mirrored (with ``cfg.mirror``), then, when K keypoints looked up and more were described,
+        the full passes, which look them all up (:data:`FULL_PASS`). ``hints`` are ``(image id,
+        reflected, global distance)`` candidates of the global tier: each is verified in the first
+        pass of its orientation, whatever its votes.
         """
         if len(self.hashes) == 0:
             reason = "the index holds no keypoints to verify against"
+            passes = {False: "direct", True: "mirrored"}
             return [], [
-                Rejection(path_of(i), "local", f"global candidate at {d} bits: {reason}") for i, _, d in hints
+                Rejection(
+                    path_of(i), "local", f"global candidate at {d} bits: {reason}", search_pass=passes[r]
+                )
+                for i, r, d in hints
             ]
         small, ratio = kp_mod.downscale(gray, side or cfg.query_side or self.kconfig.max_side)
         if full_side is not None:
@@ -209,6 +233,7 @@ class LocalIndex:
         matches, rejected = self._search_pass(direct, cfg, path_of, hinted[False])
         if matches:
             return matches, rejected
+        mirrored = None
         if cfg.mirror or hinted[True]:
             # With mirror off, the mirrored pass only verifies the global tier's reflected candidates.
             mirrored = self.mirror_pass(direct, small, cfg)
@@ -217,13 +242,23 @@ class LocalIndex:
             if matches:
                 return matches, rejected
         full = self.full_pass(direct, small, cfg)  # None when every keypoint looked up already
-        if full is None:
+        if full is not None:
+            matches, rej = self._search_pass(full, cfg, path_of, {})
+            rejected += rej
+            if matches:
+                return matches, rejected
+        if not cfg.mirror or mirrored is None:
             return matches, rejected
-        matches, rej = self._search_pass(full, cfg, path_of, {})
-        rejected += rej
-        if matches or not cfg.mirror:
+        # Derived from the direct full pass (SIFT), or the mirrored detection's own (ORB, BRIEF).
+        if mirrored.source is not None:
+            full_mirrored = self.full_pass(mirrored, small, cfg)
+        else:
+            full_mirrored = (
+                None if full is None or not self._mirror_derived else self.mirror_pass(full, small, cfg)
+            )
+        if full_mirrored is None:
             return matches, rejected
-        matches, rej = self._search_pass(self.mirror_pass(full, small, cfg), cfg, path_of, {})
+        matches, rej = self._search_pass(full_mirrored, cfg, path_of, {})
         return matches, rejected + rej
 
     def _search_pass(
@@ -277,11 +312,27 @@ class LocalIndex:
         return matches, rejected
 
     def _hash_pairs(self, qp: QueryPass, cfg: SearchConfig) -> np.ndarray:
-        """All (query keypoint, indexed keypoint) pairs whose patch hashes are within the radius."""
-        flips = cfg.hash_flips if cfg.hash_flips >= 0 else int(len(qp.hashes) <= FLIP_MAX_HASHES)
-        lims, _, ids = self.hashes.range_search(qp.hashes, cfg.patch_radius, flips=flips)
-        query_kp = qp.lookup[np.repeat(np.arange(len(qp.hashes)), np.diff(lims)) // len(cfg.query_scales)]
-        return verify.unique_pairs(np.column_stack([query_kp, self.keypoint_of(ids // self.scales_per_kp)]))
+        """All (query keypoint, indexed keypoint) pairs whose patch hashes are within the radius.
+
+        ``hash_flips`` -1 probes one bit for passes with few hashes (:data:`FLIP_MAX_HASHES`); a full
+        pass also probes the hashes of the keypoints the pass before it looked up as that pass did,
+        so that it finds every pair that pass found.
+        """
+        scales = len(cfg.query_scales)
+        rows = np.arange(len(qp.hashes))
+        if qp.first is None:
+            probes = [(rows, _flips(cfg, len(rows)))]
+        else:  # qp.lookup holds every keypoint: hash row = keypoint * scales + scale
+            first = (qp.first[:, None] * scales + np.arange(scales)).ravel()
+            probes = [(rows, _flips(cfg, len(rows))), (first, _flips(cfg, len(first)))]
+            if probes[1][1] <= probes[0][1]:  # fewer flips find a subset of what more flips find
+                probes.pop()
+        query_kp, indexed_kp = [], []
+        for hash_rows, flips in probes:
+            lims, _, ids = self.hashes.range_search(qp.hashes[hash_rows], cfg.patch_radius, flips=flips)
+            query_kp.append(qp.lookup[np.repeat(hash_rows, np.diff(lims)) // scales])
+            indexed_kp.append(self.keypoint_of(ids // self.scales_per_kp))
+        return verify.unique_pairs(np.column_stack([np.concatenate(query_kp), np.concatenate(indexed_kp)]))
 
     # -- verification -------------------------------------------------------------------
     def _verify(
@@ -356,15 +407,17 @@ def _pass_of(
     cfg: SearchConfig,
     zoomed: bool,
     full: bool,
+    first: np.ndarray | None = None,
 ) -> QueryPass:
     """A pass of ``kps`` (detected in ``img``; ``unit`` their scale-1 patches or None) whose
-    ``lookup`` rows (None: all) are hashed. A direct pass with fewer lookups than keypoints keeps
-    them as its ``source``, for :meth:`LocalIndex.full_pass`."""
+    ``lookup`` rows (None: all) are hashed. A pass at query_side with fewer lookups than keypoints
+    keeps them as its ``source``, for :meth:`LocalIndex.full_pass`; ``first`` is, for a full pass,
+    the lookups of the pass it extends."""
     voters, voter_unit = kps, unit
     if lookup is not None:
         voters, voter_unit = kps.take(lookup), None if unit is None else unit[lookup]
     blocks = kp_mod.patches_at(img, voters, cfg.query_scales, voter_unit)
-    keep = lookup is not None and not (mirrored or zoomed)
+    keep = lookup is not None and not zoomed
     return QueryPass(
         keypoint_rows(kps),
         kps.descriptors,
@@ -377,7 +430,14 @@ def _pass_of(
         zoomed,
         full,
         source=(kps, unit) if keep else None,
+        first=first,
     )
+
+
+def _flips(cfg: SearchConfig, hashes: int) -> int:
+    """Bits flipped per multi-index-hashing probe for ``hashes`` query hashes (``hash_flips``, or
+    with -1: 1 for at most :data:`FLIP_MAX_HASHES`, else 0)."""
+    return cfg.hash_flips if cfg.hash_flips >= 0 else int(hashes <= FLIP_MAX_HASHES)
 
 
 def _pass_reason(qp: QueryPass, reason: str) -> str:

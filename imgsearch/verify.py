@@ -60,9 +60,7 @@ def fit_transform(
     src = query_xy[pairs[:, 0]].astype(np.float32)
     dst = stored_xy[pairs[:, 1]].astype(np.float32)
     fit = _ransac("similarity", src, dst, pairs, cfg)
-    if fit is None:
-        return "RANSAC found no transform"
-    model, inlier_pairs, inliers = fit
+    model, inlier_pairs, inliers = (None, pairs[:0], 0) if fit is None else fit
     kind, affine_note = "similarity", ""
     n_distinct = len(np.unique(pairs[:, 0]))
     needed = max(inliers, cfg.min_inliers) + AFFINE_EXTRA_INLIERS
@@ -73,6 +71,8 @@ def fit_transform(
         if affine is not None and not affine_note:
             model, inlier_pairs, inliers = affine
             kind = "affine"
+    if model is None:
+        return "RANSAC found no transform" + (f"; affine: {affine_note}" if affine_note else "")
     if inliers < cfg.min_inliers:
         return f"{inliers} RANSAC inliers < min_inliers {cfg.min_inliers}" + (
             f"; affine: {affine_note}" if affine_note else ""

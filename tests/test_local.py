@@ -45,6 +45,7 @@ from conftest import KODAK, encode_jpeg, kodak_gray, kodak_rgb
 from imgsearch import Index, IndexConfig, KeypointConfig, merge_results
 from imgsearch import keypoints as kp_mod
 from imgsearch.index.store import LOCAL_FIELDS
+from imgsearch.local import LocalIndex
 
 CORNER_TOL = 2.0  # px of the 256 px original, ≈ 1.6 px at the 210 px keypoint scale
 CROP_ROTATION_TOL = 2.0  # degrees
@@ -61,11 +62,11 @@ ANGLES = [37.0, -110.0]
 LOCAL = ("local",)
 
 REASONS = re.compile(
-    r"(zoomed pass: |full pass: )?(mirrored pass: )?"
+    r"(zoomed pass: |full pass: )?(mirrored pass: )?(global candidate at \d+ bits: )?"
     r"(?:\d+ votes < min_votes \d+"
     r"|\d+ correspondences < min_inliers \d+"
     r"|\d+ orientation-consistent correspondences < min_inliers \d+"
-    r"|RANSAC found no transform"
+    r"|RANSAC found no transform(?:; affine: (?:no transform|\d+ RANSAC inliers < \d+|a reflection|anisotropy [\d.]+ > [\d.]+))?"
     r"|implausible scale [\d.]+ \(RANSAC, \d+ inliers\)"
     r"|scale [\d.]+ < [\d.]+: not a copy too small at query_side \(\d+ inliers\)"
     r"|\d+ RANSAC inliers < min_inliers \d+"
@@ -458,17 +459,37 @@ def shard_query(name: str) -> np.ndarray:
     return overlay(rgb)
 
 
+@pytest.mark.parametrize(
+    ("tiers", "overrides"),
+    [
+        (LOCAL, {}),
+        (("exact", "global", "local"), {"keypoints": 4}),
+        (LOCAL, {"keypoints": 4, "mirror": False}),
+    ],
+)
 @pytest.mark.parametrize("name", ["crop-0", "rotated-5", "mirror-7", "overlay-12", "noise"])
-def test_shards_merge_to_the_single_index(local_index: Index, shards: tuple[Index, Index], name: str) -> None:
+def test_shards_merge_to_the_single_index(
+    local_index: Index, shards: tuple[Index, Index], name: str, tiers: tuple[str, ...], overrides: dict
+) -> None:
+    """Matches and rejections (reason and pass) of the merged shards are the single index's: at the
+    default K, and at K=4, where the full passes run, with and without the global tier's hints and
+    the mirrored passes."""
     query = shard_query(name)
-    single = local_index.query(query, tiers=LOCAL)
-    merged = merge_results([shard.query(query, tiers=LOCAL) for shard in shards])
+    single = local_index.query(query, tiers=tiers, **overrides)
+    merged = merge_results([shard.query(query, tiers=tiers, **overrides) for shard in shards])
 
     def key(result):
-        return [(m.path, m.tier, m.score, m.votes, m.inliers, m.geometry) for m in result.matches]
+        return [
+            (m.path, m.tier, m.score, m.votes, m.inliers, m.search_pass, m.geometry) for m in result.matches
+        ]
+
+    def rejections(result):
+        return sorted((r.path, r.tier, r.reason, r.votes or 0, r.search_pass or "") for r in result.rejected)
 
     assert key(merged) == key(single)
-    assert (name == "noise") == (single.matches == [])
+    assert rejections(merged) == rejections(single)
+    if overrides.get("mirror", True):
+        assert (name == "noise") == (single.matches == [])
 
 
 def test_merge_keeps_the_direct_pass_like_one_index() -> None:
@@ -694,8 +715,63 @@ def test_the_full_pass_finds_what_few_lookups_miss(
     assert len(full) >= 3, [r.matches[0].search_pass for r in results]
     for i in full:  # what the passes up to the full one turned down (often nothing had 2 votes)
         assert {x.search_pass for x in results[i].rejected} <= {"direct", "mirrored", "full"}
-    monkeypatch.setattr(type(local_index.local), "full_pass", lambda self, direct, small, cfg: None)
+    monkeypatch.setattr(type(local_index.local), "full_pass", lambda self, qp, small, cfg: None)
     assert not any(local_index.query(crops[i], tiers=LOCAL, keypoints=4).matches for i in full)
+
+
+def test_the_full_pass_finds_a_superset_of_the_direct_pairs(local_index: Index) -> None:
+    """A full pass probes the direct pass's lookups as the direct pass did (one-bit probes for few
+    hashes), so it finds every hash pair the direct pass found, and more."""
+    cfg = local_index.search_config(keypoints=40)
+    local = local_index.local
+    for i in (0, 8, 14):
+        rgb = kodak_rgb(i)
+        h, w = rgb.shape[:2]
+        gray = cv2.cvtColor(rgb[int(0.1 * h) : int(0.8 * h), int(0.2 * w) : int(0.9 * w)], cv2.COLOR_RGB2GRAY)
+        small, ratio = kp_mod.downscale(gray, 180)
+        direct = local.query_pass(small, False, ratio, cfg)
+        full = local.full_pass(direct, small, cfg)
+        assert full is not None and full.full and len(full.lookup) > len(direct.lookup) == 40
+        few, many = local._hash_pairs(direct, cfg), local._hash_pairs(full, cfg)
+        assert {tuple(p) for p in few.tolist()} < {tuple(p) for p in many.tolist()}
+
+
+@pytest.mark.parametrize("detector", ["sift", "orb"])
+def test_the_full_mirrored_pass_finds_a_mirrored_crop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, detector: str
+) -> None:
+    """Mirrored crops at K=4: some are found only by the full mirrored pass (derived from the full
+    pass for SIFT, from the mirrored detection for ORB), and none without it."""
+    index = _build(
+        tmp_path / detector, list(KODAK[:12]), IndexConfig(keypoints=KeypointConfig(detector=detector))
+    )
+    crops = []
+    for i in range(12):
+        rgb = kodak_rgb(i)
+        h, w = rgb.shape[:2]
+        crops.append(
+            np.ascontiguousarray(rgb[int(0.1 * h) : int(0.8 * h), int(0.2 * w) : int(0.9 * w)][:, ::-1])
+        )
+    results = [index.query(q, tiers=LOCAL, keypoints=4) for q in crops]
+    by_full = [i for i, r in enumerate(results) if r.matches and r.matches[0].search_pass == "full mirrored"]
+    assert by_full, [r.matches[0].search_pass if r.matches else None for r in results]
+    for i in by_full:
+        best = results[i].matches[0]
+        assert Path(best.path) == KODAK[i].absolute() and best.geometry.mirrored
+    original = LocalIndex.full_pass
+
+    def direct_only(self, qp, small, cfg):
+        return None if qp.mirrored else original(self, qp, small, cfg)
+
+    monkeypatch.setattr(LocalIndex, "full_pass", direct_only)
+    if detector == "sift":  # its full mirrored pass is the mirror of the direct full pass
+        monkeypatch.setattr(index.local, "_mirror_derived", False)
+    assert not any(
+        m.search_pass == "full mirrored"
+        for i in by_full
+        for m in index.query(crops[i], tiers=LOCAL, keypoints=4).matches
+    )
+    index.close()
 
 
 # -- the zoomed pass: a photo shrunk into another -------------------------------------------
