@@ -80,6 +80,11 @@ class KeypointConfig:
         (they cast the votes); all J are stored and serve in verification. Keypoints are stored in
         grid-spread order (:func:`imgsearch.keypoints.spread_order`), so these are spread over
         the image too. ``None``: all of them.
+    contrast_floor : float
+        SIFT only: keypoints of a contrast down to this (OpenCV's ``contrastThreshold`` scale) fill
+        the budget when fewer than that reach :data:`imgsearch.keypoints.SIFT_CONTRAST` (0.01), as
+        on a photo of an object on a plain background; 0.01 or more turns that off
+        (``scripts/results/sweep_contrast_floor.json``).
     """
 
     detector: str = "sift"
@@ -89,6 +94,7 @@ class KeypointConfig:
     grid: int = 3
     patch_scales: tuple[float, ...] = (1.0,)
     hashed: int | None = 240
+    contrast_floor: float = 0.005
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -104,6 +110,7 @@ class KeypointConfig:
         _check_scales("KeypointConfig", "patch_scales", self.patch_scales)
         if self.hashed is not None:
             _check_range("KeypointConfig", "hashed", self.hashed, 1, 100_000)
+        _check_range("KeypointConfig", "contrast_floor", self.contrast_floor, 0.0005, 0.1)
 
 
 @dataclass(frozen=True)

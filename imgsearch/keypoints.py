@@ -42,7 +42,9 @@ from .hashing import patch_hashes
 from .io import resize_long_side
 from .patches import extract_patches
 
-SIFT_CONTRAST = 0.01  # permissive; OpenCV divides it by nOctaveLayers=3 (Lowe's 0.03 is 0.09 here)
+# Permissive; OpenCV divides it by nOctaveLayers=3 (Lowe's 0.03 is 0.09 here). Weaker keypoints, down
+# to KeypointConfig.contrast_floor, only fill a budget that keypoints of this contrast leave short.
+SIFT_CONTRAST = 0.01
 SIFT_SUPPORT = 6.0  # SIFT descriptor window (4 cells of 3σ) over OpenCV's SIFT size (2σ)
 ORB_FAST_THRESHOLD = 5
 ORB_PATCH = 31  # ORB's descriptor and orientation patch at pyramid level 0 (px)
@@ -258,13 +260,21 @@ def _keypoint_arrays(kps: Sequence[cv2.KeyPoint]) -> np.ndarray:
 
 
 def _select(
-    gray: np.ndarray, kps: Sequence[cv2.KeyPoint], budget: int, grid: int
+    gray: np.ndarray, kps: Sequence[cv2.KeyPoint], budget: int, grid: int, strong: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Deduplicate and grid-select OpenCV keypoints: indices of the kept ones into ``kps`` and
-    their ``(K, 5)`` arrays."""
+    their ``(K, 5)`` arrays. With ``strong``, keypoints of a lower response are candidates only
+    while fewer than ``budget`` reach it, the strongest of them first."""
     arr = _keypoint_arrays(kps)
     unique = _unique_keypoints(arr[:, :2], arr[:, 2], arr[:, 3])
     arr = arr[unique]
+    if strong > 0.0:  # the strong ones, and the strongest of the others while the budget is short
+        kept = arr[:, 4] >= strong
+        weak = np.nonzero(~kept)[0]
+        missing = budget - int(kept.sum())
+        if missing > 0 and len(weak):
+            kept[weak[np.argsort(-arr[weak, 4], kind="stable")[:missing]]] = True
+        unique, arr = unique[kept], arr[kept]
     keep = select_spread(arr[:, :2], arr[:, 4], gray.shape[:2], grid, budget)
     return unique[keep], arr[keep]
 
@@ -316,14 +326,18 @@ class SiftDetector:
     # descriptors (mean absolute difference 3.5 against 26 for unrelated pairs: interpolation).
     mirror_equivariant: ClassVar[bool] = True
 
-    def __init__(self, grid: int = 3) -> None:
+    def __init__(self, grid: int = 3, contrast_floor: float = KeypointConfig.contrast_floor) -> None:
         self.grid = grid
-        self._sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=SIFT_CONTRAST)  # type: ignore[attr-defined]
+        # One detection down to the floor (KeypointConfig.contrast_floor); OpenCV keeps a keypoint
+        # when |DoG| * nOctaveLayers reaches the threshold, and reports |DoG| as its response.
+        self._sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=contrast_floor)  # type: ignore[attr-defined]
+        below = contrast_floor < SIFT_CONTRAST
+        self._strong = SIFT_CONTRAST / self._sift.getNOctaveLayers() if below else 0.0
 
     def detect_and_describe(self, gray: np.ndarray, budget: int, describe: bool = True) -> Keypoints:
         _check_gray(gray)
         raw = self._sift.detect(gray, None)
-        chosen, arr = _select(gray, raw, budget, self.grid)
+        chosen, arr = _select(gray, raw, budget, self.grid, self._strong)
         if not describe:
             return _build(arr, None, gray, SIFT_SUPPORT)
         desc = np.zeros((0, 128), np.float32)
@@ -439,6 +453,8 @@ _DETECTORS: dict[str, type[SiftDetector] | type[OrbDetector] | type[BriefDetecto
 @lru_cache(maxsize=8)
 def make_detector(config: KeypointConfig) -> Detector:
     """The detector named by ``config.detector``, selecting over a ``config.grid`` grid."""
+    if config.detector == "sift":
+        return SiftDetector(grid=config.grid, contrast_floor=config.contrast_floor)
     return _DETECTORS[config.detector](grid=config.grid)
 
 

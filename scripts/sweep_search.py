@@ -12,6 +12,11 @@ transforms that missed at the largest K.
         --json scripts/results/sweep_query_side.json
     .venv/bin/python scripts/sweep_search.py --keypoint --name hashed --values 160,240,null \\
         --json scripts/results/sweep_hashed.json
+    .venv/bin/python scripts/sweep_search.py --keypoint --name contrast_floor --values 0.01,0.005,0.0025 \\
+        --seeds 0,1,2 --per-transform 20 --fewest-keypoints 150 --json scripts/results/sweep_contrast_floor.json
+
+``--fewest-keypoints N`` evaluates on the N photos of the folder that have the fewest SIFT keypoints
+at 210 px (with the floor off): objects on plain backgrounds, the hardest photos for the local tier.
 """
 
 from __future__ import annotations
@@ -81,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--j", type=int, default=400)
     parser.add_argument("--k", default="40,400", help="comma-separated K values (default 40,400)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--fewest-keypoints",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate on the N photos of the folder with the fewest SIFT keypoints (objects on plain backgrounds)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     values = [json.loads(v) for v in args.values.split(",")]
@@ -88,16 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=160) if not sys.stdout.isatty() else Console()
 
     runs = []
-    for value in values:
-        for seed in seeds:
-            console.print(f"{args.name}={json.dumps(value)}, seed {seed} ...")
-            with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
-                runs.append(run_one(args.folder, args.name, value, seed, args, Path(tmp)))
+    with tempfile.TemporaryDirectory(prefix="sweep-photos-") as photos:
+        folder = args.folder
+        if args.fewest_keypoints:
+            folder = workload.fewest_keypoints(args.folder, args.fewest_keypoints, Path(photos))
+        for value in values:
+            for seed in seeds:
+                console.print(f"{args.name}={json.dumps(value)}, seed {seed} ...")
+                with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
+                    runs.append(run_one(folder, args.name, value, seed, args, Path(tmp)))
 
     ks = [str(int(k)) for k in args.k.split(",") if k.strip()]
+    subset = (
+        f", the {args.fewest_keypoints} photos with the fewest keypoints" if args.fewest_keypoints else ""
+    )
     table = Table(
         title=f"{args.name}: evaluation per value (J={args.j}, {args.per_transform} per transform, "
-        f"seeds {args.seeds})",
+        f"seeds {args.seeds}{subset})",
         caption=workload.cpu_note() + "; hit@1 is the mean over the seeds (worst seed in brackets)",
     )
     table.add_column(args.name)

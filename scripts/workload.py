@@ -42,6 +42,26 @@ def warm_cache(files: list[str]) -> int:
     return total
 
 
+def fewest_keypoints(folder: Path, n: int, out_dir: Path) -> Path:
+    """Links in ``out_dir`` to the ``n`` images of ``folder`` with the fewest SIFT keypoints at the
+    index's 210 px, counted with the contrast floor off (objects on plain backgrounds); returns
+    ``out_dir``."""
+    from imgsearch import KeypointConfig, io
+    from imgsearch import keypoints as kp_mod
+
+    config = KeypointConfig(contrast_floor=kp_mod.SIFT_CONTRAST)
+    detector = kp_mod.make_detector(config)
+    files = list_images(folder)
+    counts = []
+    for f in files:
+        small, _ = kp_mod.downscale(io.read_image(f, gray=True), config.max_side)
+        counts.append(len(detector.detect_and_describe(small, config.budget, describe=False)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in np.argsort(counts, kind="stable")[:n]:
+        (out_dir / Path(files[i]).name).symlink_to(files[i])
+    return out_dir
+
+
 def megapixels(files: list[str]) -> float:
     """Mean size of ``files`` in megapixels (from the decoded images)."""
     sizes = []

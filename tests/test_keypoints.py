@@ -223,6 +223,37 @@ def test_detector_conformance(name, index):
     assert len(more) > 120  # budget above what is available returns what is available
 
 
+@pytest.mark.parametrize("index", range(24))
+def test_sift_floor_only_fills_a_short_budget(index: int) -> None:
+    """Detected down to SIFT_CONTRAST_FLOOR, SIFT keeps exactly what a detection at SIFT_CONTRAST
+    keeps when that fills the budget; when it does not, those keypoints all stay and weaker ones
+    fill the budget, strongest first."""
+    from imgsearch.keypoints import SIFT_CONTRAST, _select
+
+    small, _ = downscale(_load(index), 210)
+    strict = cv2.SIFT_create(nfeatures=0, contrastThreshold=SIFT_CONTRAST)
+    detector = make_detector(KeypointConfig())  # contrast_floor 0.005
+
+    def keys(xy: np.ndarray, angle: np.ndarray) -> list[tuple[float, ...]]:
+        table = np.round(np.column_stack([xy, np.mod(angle, 360.0)]).astype(np.float64), 2)
+        return [tuple(row) for row in table.tolist()]
+
+    for budget in (60, 400):
+        got = detector.detect_and_describe(small, budget, describe=False)
+        reference = _select(small, strict.detect(small, None), budget, 3)[1]  # (x, y, size, angle, response)
+        strong = set(keys(reference[:, :2], reference[:, 3]))
+        got_keys = keys(got.xy, got.angle)
+        off = SiftDetector(contrast_floor=SIFT_CONTRAST).detect_and_describe(small, budget, describe=False)
+        assert set(keys(off.xy, off.angle)) == strong  # a floor of SIFT_CONTRAST turns it off
+        if len(reference) == budget:
+            assert set(got_keys) == strong
+        else:
+            assert strong < set(got_keys) and len(got) <= budget  # fewer when the floor runs short too
+            added = np.array([k not in strong for k in got_keys])
+            assert added.sum() == len(got) - len(reference)
+            assert got.response[added].max() < detector._strong <= got.response[~added].min()
+
+
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_detector_on_flat_image_returns_empty(name):
     kps = DETECTORS[name]().detect_and_describe(np.full((50, 80), 90, np.uint8), 10)
@@ -412,3 +443,9 @@ def test_unique_keypoints_equals_numpy_unique_rows(n):
     key = np.round(np.column_stack([xy, size, angle]).astype(np.float64), 2)
     expected = np.sort(np.unique(key, axis=0, return_index=True)[1]) if n else np.zeros(0, np.intp)
     np.testing.assert_array_equal(_unique_keypoints(xy, size, angle), expected)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.01, 0.5, "0.005", True])
+def test_contrast_floor_is_validated(bad) -> None:
+    with pytest.raises(ConfigError, match="contrast_floor"):
+        KeypointConfig(contrast_floor=bad)

@@ -108,6 +108,20 @@ def test_sweep_search_smoke(tmp_path: Path) -> None:
     assert run["value"] == 120 and set(run["runs"]) == {"20"}
 
 
+def test_sweep_search_on_the_fewest_keypoints_smoke(tmp_path: Path) -> None:
+    """A KeypointConfig field swept on the 8 fixture photos with the fewest keypoints."""
+    out = tmp_path / "sweep.json"
+    args = ["--keypoint", "--name", "contrast_floor", "--values", "0.01,0.005", "--seeds", "0"]
+    args += ["--per-transform", "1", "--fewest-keypoints", "8", "--j", "50", "--k", "20", "--json", str(out)]
+    stdout = run_script("sweep_search.py", str(DATA), *args)
+    assert "false positives" in stdout
+    result = json.loads(out.read_text())
+    assert result["args"]["fewest_keypoints"] == 8
+    assert [r["value"] for r in result["runs"]] == [0.01, 0.005] and all(
+        r["distractors"] >= 1 for r in result["runs"]
+    )
+
+
 def test_shared_overlay_smoke() -> None:
     args = ["--indexed", "6", "--queries-from", "18", "--workers", "1"]
     stdout = run_script("shared_overlay.py", str(DATA), *args)
@@ -128,6 +142,7 @@ def test_stress_transforms_smoke(tmp_path: Path) -> None:
     "name",
     [
         "bench_ingest.py",
+        "bench_patches.py",
         "bench_query.py",
         "compare_peers.py",
         "sweep_search.py",

@@ -44,8 +44,8 @@ from ..errors import ConfigError, IndexFormatError
 FORMAT_NAME = "imgsearch-index"
 # 2: patch descriptors by default; 3: keypoints stored in grid-spread order, KeypointConfig.hashed
 # and SearchConfig.query_side in the stored configuration; 4: SearchConfig.zoom_factor;
-# 5: SHA-256 file digests (were BLAKE2b-128).
-FORMAT_VERSION = 5
+# 5: SHA-256 file digests (were BLAKE2b-128); 6: KeypointConfig.contrast_floor.
+FORMAT_VERSION = 6
 FILE_NAME = "index.h5"
 _LOCK_NAME = ".lock"
 _BLOCK_ROWS = 1 << 18
