@@ -20,6 +20,7 @@ photo is never indexed either). Every query is a JPEG of quality 95
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -390,8 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
     workload.add_search_option(parser)
+    workload.add_keypoint_option(parser)
     args = parser.parse_args(argv)
     overrides = workload.search_overrides(parser, args, "keypoints")
+    keypoints = workload.keypoint_config(parser, args)
 
     from imgsearch import Index, IndexConfig
     from imgsearch.evaluate.protocol import encode_query
@@ -420,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     with tempfile.TemporaryDirectory(prefix="stress-") as tmp:
-        with Index.create(Path(tmp) / "index", IndexConfig()) as index:
+        with Index.create(Path(tmp) / "index", IndexConfig(keypoints=keypoints)) as index:
             report = index.add(indexed, workers=args.workers)
             if not report.ok:
                 raise SystemExit(f"error: {len(report.failed)} photos failed to index")
@@ -430,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(
         title=f"stress transforms: {len(indexed)} indexed, {args.per_transform} copies + "
         f"{args.per_transform} distractors per transform, seed {args.seed}"
-        + "".join(f", {item}" for item in args.search)
+        + "".join(f", {item}" for item in args.search + args.keypoint)
     )
     table.add_column("transform")
     for k in ks:
@@ -457,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                     "per_transform": args.per_transform,
                     "seed": args.seed,
                     "search": overrides,
+                    "keypoints": dataclasses.asdict(keypoints),
                     "rows": rows,
                 },
                 indent=1,

@@ -162,6 +162,27 @@ def add_search_option(parser) -> None:
     )
 
 
+def add_keypoint_option(parser) -> None:
+    """``--keypoint NAME=VALUE`` (repeatable): a ``KeypointConfig`` field of the index a script builds."""
+    parser.add_argument(
+        "--keypoint",
+        action="append",
+        default=[],
+        help="NAME=VALUE: a KeypointConfig field of the index, e.g. hashed=160",
+    )
+
+
+def keypoint_config(parser, args):
+    """The ``KeypointConfig`` the ``--keypoint`` settings describe (a usage error when invalid)."""
+    from imgsearch import ConfigError, KeypointConfig
+    from imgsearch.cli.common import parse_setting
+
+    try:
+        return KeypointConfig(**dict(parse_setting(item) for item in args.keypoint))
+    except (ConfigError, TypeError) as exc:
+        parser.error(f"--keypoint: {exc}")
+
+
 def search_overrides(parser, args, reserved: str) -> dict:
     """The ``--search`` settings as ``SearchConfig`` overrides; ``reserved`` is the field the script
     sets itself (a usage error when given)."""

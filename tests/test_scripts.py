@@ -131,10 +131,13 @@ def test_shared_overlay_smoke() -> None:
 def test_stress_transforms_smoke(tmp_path: Path) -> None:
     out = tmp_path / "stress.json"
     args = ["--indexed", "16", "--per-transform", "2", "--k", "40", "--workers", "1", "--out", str(out)]
-    stdout = run_script("stress_transforms.py", str(DATA), *args, "--search", "zoom_factor=null")
+    stdout = run_script(
+        "stress_transforms.py", str(DATA), *args, "--search", "zoom_factor=null", "--keypoint", "hashed=160"
+    )
     assert "paste" in stdout and "false pos." in stdout
     result = json.loads(out.read_text())
     assert result["search"] == {"zoom_factor": None} and len(result["rows"]) == 30
+    assert result["keypoints"]["hashed"] == 160
     assert all(r["copies"] == 2 and r["distractors"] == 2 for r in result["rows"])
 
 
