@@ -136,23 +136,22 @@ class LocalIndex:
         ratio: float,
         cfg: SearchConfig,
         zoomed: bool = False,
-        full: bool = False,
     ) -> QueryPass:
         """Detect the query's keypoints in its (mirrored) keypoint image and hash the lookup ones.
 
         ``max(K, verify_keypoints)`` grid-spread keypoints are detected and described once; the K
-        lookup keypoints (all of them when ``full``), a grid-spread subset, are hashed and cast
-        votes; all of them serve in verification. Hashes are ``(K * S, 8)``, lookup
+        lookup keypoints, a grid-spread subset, are hashed and cast votes; all of them serve in
+        verification. Hashes are ``(K * S, 8)``, lookup
         keypoint-major; ``lookup`` holds the row numbers (into ``rows``) of the lookup keypoints.
         """
         img = np.ascontiguousarray(small[:, ::-1]) if mirrored else small
         kps, unit = kp_mod.detect_features(img, self.kconfig, max(cfg.keypoints, cfg.verify_keypoints))
-        if full or len(kps) <= cfg.keypoints:  # all of them look up
-            return _pass_of(kps, unit, img, None, mirrored, ratio, cfg, zoomed, full)
-        lookup = np.sort(
-            kp_mod.select_spread(kps.xy, kps.response, img.shape[:2], self.kconfig.grid, cfg.keypoints)
-        )
-        return _pass_of(kps, unit, img, lookup, mirrored, ratio, cfg, zoomed, full)
+        lookup = None  # all of them look up
+        if len(kps) > cfg.keypoints:
+            lookup = np.sort(
+                kp_mod.select_spread(kps.xy, kps.response, img.shape[:2], self.kconfig.grid, cfg.keypoints)
+            )
+        return _pass_of(kps, unit, img, lookup, mirrored, ratio, cfg, zoomed, full=False)
 
     def full_pass(self, qp: QueryPass, small: np.ndarray, cfg: SearchConfig) -> QueryPass | None:
         """Pass ``qp`` again with every keypoint it described looking up (a full pass), from the
@@ -173,7 +172,7 @@ class LocalIndex:
         """
         desc = kp_mod.mirror_descriptors(self.kconfig, qp.descriptors)
         if desc is None:
-            return self.query_pass(small, True, qp.ratio, cfg, qp.zoomed, qp.full)
+            return self.query_pass(small, True, qp.ratio, cfg, qp.zoomed)
         rows = qp.rows.copy()
         rows[:, :2], rows[:, 3] = kp_mod.mirror_rows(qp.rows[:, :2], qp.rows[:, 3], qp.shape[1])
         blocks = np.ascontiguousarray(qp.patches[:, ::-1, :])
@@ -249,13 +248,10 @@ class LocalIndex:
                 return matches, rejected
         if not cfg.mirror or mirrored is None:
             return matches, rejected
-        # Derived from the direct full pass (SIFT), or the mirrored detection's own (ORB, BRIEF).
-        if mirrored.source is not None:
-            full_mirrored = self.full_pass(mirrored, small, cfg)
-        else:
-            full_mirrored = (
-                None if full is None or not self._mirror_derived else self.mirror_pass(full, small, cfg)
-            )
+        # The mirrored detection's own (ORB, BRIEF), or derived from the direct full pass (SIFT).
+        full_mirrored = self.full_pass(mirrored, small, cfg)
+        if full_mirrored is None and full is not None and self._mirror_derived:
+            full_mirrored = self.mirror_pass(full, small, cfg)
         if full_mirrored is None:
             return matches, rejected
         matches, rej = self._search_pass(full_mirrored, cfg, path_of, {})
@@ -360,24 +356,24 @@ class LocalIndex:
         scale = math.sqrt(abs(float(np.linalg.det(model[:, :2]))))
         if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
             return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
-        in_query, in_image = verify.coverage(qp.rows[:, :2], qp.hull_area, rows[:, :2], inlier_pairs)
-        coverage = max(in_query, in_image)
         if qp.zoomed and scale < ZOOM_MIN_SCALE:
             return f"scale {scale:.3f} < {ZOOM_MIN_SCALE}: not a copy too small at query_side ({inliers} inliers)"
+        in_query, in_image = verify.coverage(qp.rows[:, :2], qp.hull_area, rows[:, :2], inlier_pairs)
+        coverage = max(in_query, in_image)
         if coverage < cfg.min_coverage:
             return (
                 f"{inliers} inliers cover {in_query:.0%} of the query and {in_image:.0%} of the image "
                 f"< min_coverage {cfg.min_coverage:.0%} (a shared logo, watermark or text?)"
             )
-        return inliers, round(coverage, 3), self._geometry(model, qp, image, kind)
+        return inliers, round(coverage, 3), self._geometry(model, scale, qp, image, kind)
 
-    def _geometry(self, model: np.ndarray, qp: QueryPass, image: int, kind: str) -> Geometry:
+    def _geometry(self, model: np.ndarray, scale: float, qp: QueryPass, image: int, kind: str) -> Geometry:
         """Rotation, scale, mirroring and footprint of the query in the indexed image's pixels.
 
         ``model`` maps query keypoint-image pixels to indexed ones (a similarity or, ``kind``
-        "affine", any orientation-preserving affine map): its rotation is that of the nearest
-        rotation (polar decomposition; exact for a similarity), its scale the square root of its
-        determinant.
+        "affine", any orientation-preserving affine map) and ``scale`` is the square root of its
+        determinant; the rotation is that of the nearest rotation (polar decomposition; exact for
+        a similarity).
         """
         h, w = qp.shape
         corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64) - 0.5
@@ -385,9 +381,7 @@ class LocalIndex:
             corners[:, 0] = (w - 1) - corners[:, 0]
         mapped = corners @ model[:, :2].T + model[:, 2]
         mapped = (mapped + 0.5) / float(self.kp_scale[image]) - 0.5
-        linear = model[:, :2].astype(np.float64)
-        rotation = math.degrees(math.atan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
-        scale = math.sqrt(abs(float(np.linalg.det(linear))))
+        rotation = math.degrees(math.atan2(model[1, 0] - model[0, 1], model[0, 0] + model[1, 1]))
         return Geometry(
             rotation=round(rotation, 2),
             scale=round(scale * qp.ratio / float(self.kp_scale[image]), 4),
