@@ -2,8 +2,10 @@
 
 Plain functions ``(image, rng) -> image`` on (H, W, 3) uint8 RGB arrays, with every parameter drawn
 from ``rng``; :mod:`.transforms` registers them under their names with their descriptions and
-checks inputs. Also holds the small pixel helpers they share with the other transforms:
-:data:`MIN_SIDE`, :func:`random_colour` and :func:`resize`.
+checks inputs. Also holds the small pixel and text helpers they share with the other transforms
+and with :mod:`.negatives`: :data:`MIN_SIDE`, :func:`check_image`, :func:`random_colour`,
+:func:`resize`, the Hershey :data:`FONTS`, the filler :data:`WORDS`, and :func:`text_lines`,
+:func:`fit_text` and :func:`draw_lines`.
 """
 
 from __future__ import annotations
@@ -13,27 +15,36 @@ import math
 import cv2
 import numpy as np
 
+from imgsearch.errors import ConfigError
+
 __all__ = [
+    "FONTS",
     "MIN_SIDE",
+    "WORDS",
     "border",
     "caption_band",
+    "check_image",
+    "draw_lines",
+    "fit_text",
     "logo_overlay",
     "random_colour",
     "resize",
     "screenshot",
+    "text_lines",
     "text_overlay",
 ]
 
 MIN_SIDE = 16
 """Smallest side, in pixels, of any input and output."""
 
-_FONTS = (
+FONTS = (
     cv2.FONT_HERSHEY_SIMPLEX,
     cv2.FONT_HERSHEY_DUPLEX,
     cv2.FONT_HERSHEY_TRIPLEX,
     cv2.FONT_HERSHEY_COMPLEX,
 )
-_WORDS = (
+"""The OpenCV Hershey fonts the overlays draw with (ASCII only)."""
+WORDS = (
     "sale",
     "news",
     "photo",
@@ -65,6 +76,7 @@ _WORDS = (
     "lol",
     "2024",
 )
+"""Filler words for random captions, titles and names."""
 
 Image = np.ndarray
 
@@ -75,6 +87,16 @@ def random_colour(rng: np.random.Generator, lo: int = 0, hi: int = 255) -> tuple
     return int(c[0]), int(c[1]), int(c[2])
 
 
+def check_image(image: object) -> None:
+    """Raise :class:`ConfigError` unless ``image`` is an (H, W, 3) uint8 array with both sides >= 16 px."""
+    if not isinstance(image, np.ndarray):
+        raise ConfigError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ConfigError(f"image must be an (H, W, 3) uint8 array, got {image.shape} {image.dtype}")
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise ConfigError(f"image sides must be at least {MIN_SIDE} px, got {image.shape[:2]}")
+
+
 def resize(image: Image, width: float, height: float) -> Image:
     """Resize to the rounded size, at least :data:`MIN_SIDE` a side; INTER_AREA to shrink, else cubic."""
     width, height = max(MIN_SIDE, round(width)), max(MIN_SIDE, round(height))
@@ -82,8 +104,9 @@ def resize(image: Image, width: float, height: float) -> Image:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
-def _text_lines(rng: np.random.Generator, n: int) -> list[str]:
-    return [" ".join(rng.choice(_WORDS, size=int(rng.integers(1, 4, endpoint=True)))) for _ in range(n)]
+def text_lines(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` lines of 1-3 random :data:`WORDS` each."""
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 4, endpoint=True)))) for _ in range(n)]
 
 
 def _text_size(lines: list[str], font: int) -> tuple[float, float]:
@@ -92,14 +115,14 @@ def _text_size(lines: list[str], font: int) -> tuple[float, float]:
     return max(sz[0][0] for sz in sizes), max(sz[0][1] + sz[1] for sz in sizes) * 1.3
 
 
-def _fit_text(lines: list[str], font: int, width: float, height: float) -> tuple[float, int, int]:
-    """Largest font scale so the block fits ``width`` x ``height``; also its line height, width."""
+def fit_text(lines: list[str], font: int, width: float, height: float) -> tuple[float, int, int]:
+    """Largest font scale so the block fits ``width`` x ``height``; also its line height, width (px)."""
     line_w, line_h = _text_size(lines, font)
     scale = min(width / line_w, height / (line_h * len(lines)))
     return scale, round(line_h * scale), round(line_w * scale)
 
 
-def _draw_lines(
+def draw_lines(
     canvas: Image,
     lines: list[str],
     font: int,
@@ -107,9 +130,14 @@ def _draw_lines(
     x: int,
     y: int,
     line_h: int,
-    colour: tuple[int, int, int],
-    outline: tuple[int, int, int] | None = None,
+    colour: tuple[int, ...],
+    outline: tuple[int, ...] | None = None,
 ) -> None:
+    """Draw ``lines`` anti-aliased from (x, y) down, one every ``line_h`` px, optionally outlined.
+
+    ``colour`` and ``outline`` have one value per channel of ``canvas`` (RGB, or premultiplied
+    RGBA on a 4-channel layer).
+    """
     thickness = max(1, round(scale * 2))
     for i, line in enumerate(lines):
         base = (x, y + round((i + 0.8) * line_h))
@@ -124,14 +152,14 @@ def caption_band(image: Image, rng: np.random.Generator, lo: float = 0.18, hi: f
     h, w = image.shape[:2]
     share = float(rng.uniform(lo, hi))
     band_h = round(h * share / (1.0 - share))
-    lines = _text_lines(rng, int(rng.integers(1, 2, endpoint=True)))
-    font = _FONTS[int(rng.integers(len(_FONTS)))]
-    scale, line_h, _ = _fit_text(lines, font, 0.92 * w, 0.8 * band_h)
+    lines = text_lines(rng, int(rng.integers(1, 2, endpoint=True)))
+    font = FONTS[int(rng.integers(len(FONTS)))]
+    scale, line_h, _ = fit_text(lines, font, 0.92 * w, 0.8 * band_h)
     band = np.full((band_h, w, 3), 255, np.uint8)
     y = (band_h - line_h * len(lines)) // 2
     for i, line in enumerate(lines):  # each line centred on its own
         x = (w - round(cv2.getTextSize(line, font, scale, max(1, round(scale * 2)))[0][0])) // 2
-        _draw_lines(band, [line], font, scale, max(0, x), y + i * line_h, line_h, (0, 0, 0))
+        draw_lines(band, [line], font, scale, max(0, x), y + i * line_h, line_h, (0, 0, 0))
     return np.concatenate([band, image], axis=0)
 
 
@@ -143,8 +171,8 @@ def text_overlay(image: Image, rng: np.random.Generator, lo: float = 0.10, hi: f
     """
     h, w = image.shape[:2]
     target = float(rng.uniform(lo, hi)) * w * h
-    font = _FONTS[int(rng.integers(len(_FONTS)))]
-    lines = _text_lines(rng, int(rng.integers(2, 5, endpoint=True)))
+    font = FONTS[int(rng.integers(len(FONTS)))]
+    lines = text_lines(rng, int(rng.integers(2, 5, endpoint=True)))
     for _ in range(24):
         unit_w, unit_h = _text_size(lines, font)
         ideal = math.sqrt(target / (unit_w * unit_h * len(lines)))
@@ -152,17 +180,17 @@ def text_overlay(image: Image, rng: np.random.Generator, lo: float = 0.10, hi: f
         if scale >= 0.95 * ideal or len(lines) >= 12:
             break
         if scale * unit_w >= 0.94 * w:
-            lines += _text_lines(rng, 1)
+            lines += text_lines(rng, 1)
         else:
             i = int(np.argmin([len(t) for t in lines]))
-            lines[i] += " " + str(rng.choice(_WORDS))
-    scale, line_h, line_w = _fit_text(lines, font, scale * unit_w, 1e9)
+            lines[i] += " " + str(rng.choice(WORDS))
+    scale, line_h, line_w = fit_text(lines, font, scale * unit_w, 1e9)
     x = int(rng.integers(0, max(0, w - line_w), endpoint=True))
     y = int(rng.integers(0, max(0, h - line_h * len(lines)), endpoint=True))
     colour = random_colour(rng)
     outline = (255 - colour[0], 255 - colour[1], 255 - colour[2]) if rng.random() < 0.5 else None
     out = image.copy()
-    _draw_lines(out, lines, font, scale, x, y, line_h, colour, outline)
+    draw_lines(out, lines, font, scale, x, y, line_h, colour, outline)
     return out
 
 
@@ -180,10 +208,10 @@ def logo_overlay(image: Image, rng: np.random.Generator) -> Image:
         cv2.circle(patch, (r, r), max(1, int(r * 0.8)), shape_colour, -1, cv2.LINE_AA)
     else:
         cv2.rectangle(patch, (r // 4, r // 4), (2 * r - r // 4, 2 * r - r // 4), shape_colour, -1)
-    word = [str(rng.choice(_WORDS))]
-    font = _FONTS[int(rng.integers(len(_FONTS)))]
-    scale, line_h, _ = _fit_text(word, font, max(4.0, pw - 2.2 * r), 0.8 * ph)
-    _draw_lines(patch, word, font, scale, 2 * r + r // 8, (ph - line_h) // 2, line_h, random_colour(rng))
+    word = [str(rng.choice(WORDS))]
+    font = FONTS[int(rng.integers(len(FONTS)))]
+    scale, line_h, _ = fit_text(word, font, max(4.0, pw - 2.2 * r), 0.8 * ph)
+    draw_lines(patch, word, font, scale, 2 * r + r // 8, (ph - line_h) // 2, line_h, random_colour(rng))
     mx, my = int(rng.uniform(0.01, 0.04) * w), int(rng.uniform(0.01, 0.04) * h)
     x = mx if rng.random() < 0.5 else w - pw - mx
     y = my if rng.random() < 0.5 else h - ph - my
@@ -215,9 +243,9 @@ def screenshot(image: Image, rng: np.random.Generator) -> Image:
     page = np.empty((page_h, page_w, 3), dtype=np.uint8)
     page[:] = random_colour(rng, 225, 255)
     page[:header] = random_colour(rng, 40, 200)
-    title = _text_lines(rng, 1)
-    scale, line_h, _ = _fit_text(title, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * page_w, 0.8 * header)
-    _draw_lines(
+    title = text_lines(rng, 1)
+    scale, line_h, _ = fit_text(title, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * page_w, 0.8 * header)
+    draw_lines(
         page,
         title,
         cv2.FONT_HERSHEY_SIMPLEX,

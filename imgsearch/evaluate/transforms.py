@@ -27,7 +27,16 @@ import numpy as np
 
 from imgsearch.errors import ConfigError
 
-from .overlays import MIN_SIDE, border, logo_overlay, random_colour, resize, screenshot, text_overlay
+from .overlays import (
+    MIN_SIDE,
+    border,
+    check_image,
+    logo_overlay,
+    random_colour,
+    resize,
+    screenshot,
+    text_overlay,
+)
 
 __all__ = [
     "TRANSFORMS",
@@ -91,22 +100,13 @@ class Transform:
             If ``image`` is not an (H, W, 3) uint8 array with both sides at least 16 px, or
             ``rng`` is not a ``numpy.random.Generator``.
         """
-        _check_image(image)
+        check_image(image)
         if not isinstance(rng, np.random.Generator):
             raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         out = self.fn(image, rng)
         if np.may_share_memory(out, image):
             return np.array(out, dtype=np.uint8, order="C", copy=True)
         return np.ascontiguousarray(out, dtype=np.uint8)
-
-
-def _check_image(image: object) -> None:
-    if not isinstance(image, np.ndarray):
-        raise ConfigError(f"image must be a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ConfigError(f"image must be an (H, W, 3) uint8 array, got {image.shape} {image.dtype}")
-    if min(image.shape[:2]) < MIN_SIDE:
-        raise ConfigError(f"image sides must be at least {MIN_SIDE} px, got {image.shape[:2]}")
 
 
 # --------------------------------------------------------------------------- small helpers
