@@ -171,6 +171,15 @@ class SearchConfig:
         Off (0) by default: 0.15 lost 3 of 1,860 copies in the evaluation and stops most, not all,
         shared-overlay matches (``scripts/shared_overlay.py``); catalogues with a common
         watermark should set it.
+    min_own_inliers : int
+        Inliers a candidate needs that no candidate of another indexed picture explains: a region
+        several pictures share (a logo, a watermark, packaging, a template) proves nothing about
+        which one the query was made from (:mod:`imgsearch.decide`). 0 turns the test off.
+    min_agreement : float
+        Share of the candidate's keypoints the aligned query shows, outside the shared region,
+        that must agree with it when described again in the query: a copy agrees over its whole
+        overlap with the original but under its overlays, an image sharing a part only on that
+        part (:mod:`imgsearch.agreement`). Also confirms global matches. 0 turns the test off.
     ransac_threshold : float
         RANSAC reprojection threshold, in pixels of the downscaled (``max_side``) image.
     mirror : bool
@@ -192,6 +201,8 @@ class SearchConfig:
     min_votes: int = 2
     min_inliers: int = 8
     min_coverage: float = 0.0
+    min_own_inliers: int = 8
+    min_agreement: float = 0.4
     ransac_threshold: float = 4.0
     mirror: bool = True
 
@@ -227,6 +238,8 @@ class SearchConfig:
         _check_range("SearchConfig", "min_inliers", self.min_inliers, 3, 100_000)
         _check_range("SearchConfig", "ransac_threshold", self.ransac_threshold, 0.1, 100.0)
         _check_range("SearchConfig", "min_coverage", self.min_coverage, 0.0, 1.0)
+        _check_range("SearchConfig", "min_own_inliers", self.min_own_inliers, 0, 100_000)
+        _check_range("SearchConfig", "min_agreement", self.min_agreement, 0.0, 1.0)
 
     def replace(self, **changes: Any) -> SearchConfig:
         """A copy with ``changes`` applied (validated); unknown names and values of the wrong type

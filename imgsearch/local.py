@@ -33,9 +33,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
-from . import hashing, verify
+from . import agreement, decide, hashing, verify
 from . import keypoints as kp_mod
 from .config import IndexConfig, SearchConfig
 from .extract import keypoint_rows
@@ -54,6 +55,9 @@ ZOOM_MIN_SCALE = 1.0
 # Multi-index hashing with 16-bit tables. Measured on 800 photos (J=400, 264 K rows): exact-substring
 # probes search 400 query hashes in 1.3 ms; one-bit probes find 45 % more radius-8 neighbours at
 # 10x the cost (0.4 and 1.1 ms for 40 hashes). Probing one bit is worth it when a query has few hashes.
+# Global matches are confirmed on this many of the image's stored keypoints (the first ones, spread
+# over the image): about 0.6 ms on one core.
+CONFIRM_KEYPOINTS = 96
 MIH_TABLES = 4
 FLIP_MAX_HASHES = 160  # auto hash_flips: 1 for at most this many query hashes, else 0
 
@@ -70,6 +74,7 @@ class QueryPass:
     ratio: float  # keypoint-image pixels per pixel of the query at full size
     lookup: np.ndarray  # (K,) rows of the keypoints whose patch hashes were looked up
     patches: np.ndarray  # (K * S, 32, 32) float32 patches behind ``hashes``
+    image: np.ndarray  # (H, W) uint8: the keypoint image the keypoints were found in (mirrored or not)
     zoomed: bool = False  # a pass at SearchConfig.zoom_factor times query_side
     full: bool = False  # a pass at query_side looking up every described keypoint, whatever K
     # All the described keypoints and their scale-1 patches (None for native descriptors), kept by
@@ -79,9 +84,17 @@ class QueryPass:
     # that pass probed them (its auto hash_flips), so that the full pass finds all its pairs too.
     first: np.ndarray | None = None
     hull_area: float = field(init=False)  # of all the keypoints: the reference of coverage
+    _fill: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.hull_area = verify.hull_area(self.rows[:, :2])
+
+    @property
+    def fill(self) -> np.ndarray:
+        """:func:`imgsearch.agreement.fill_mask` of :attr:`image`, computed at the first use."""
+        if self._fill is None:
+            self._fill = agreement.fill_mask(self.image)
+        return self._fill
 
     @property
     def name(self) -> str:
@@ -103,6 +116,7 @@ class LocalIndex:
         self._mirror_derived = kp_mod.mirror_equivariant(self.kconfig)
         self.offsets = store.images.offsets
         self.kp_scale = store.images.columns["kp_scale"]
+        self.global_hashes = store.images.columns["global_hash"]
         hashes = store.patch_hashes()
         self.scales_per_kp = hashes.shape[1]
         # Only the first ``hashed`` keypoints of each image (stored in grid-spread order) vote.
@@ -127,6 +141,38 @@ class LocalIndex:
         """Global keypoint row of each voting keypoint row (the hash index's rows over the scales)."""
         image = np.searchsorted(self.hashed_offsets, voter, side="right") - 1
         return self.offsets[image] + (voter - self.hashed_offsets[image])
+
+    def confirm_global(self, gray: np.ndarray, image: int, variant: str) -> float:
+        """Agreement (:mod:`imgsearch.agreement`) of a query whose global hash matched ``image``
+        through ``variant`` (a :data:`imgsearch.hashing.VARIANT_NAMES` name): the ``(H, W)`` uint8
+        query is turned by that variant (negated for an inverted one), resized to the image's
+        keypoint image, and its first :data:`CONFIRM_KEYPOINTS` stored keypoints (spread over it)
+        are described there again."""
+        name = variant.removeprefix("inverted ")
+        aligned = hashing.apply_dihedral(gray, name)
+        if name != variant:
+            aligned = 255 - aligned
+        cols = self.store.images.columns
+        scale = float(self.kp_scale[image])
+        size = (
+            max(1, round(float(cols["width"][image]) * scale)),
+            max(1, round(float(cols["height"][image]) * scale)),
+        )
+        shrink = size[0] * size[1] < aligned.shape[0] * aligned.shape[1]
+        aligned = cv2.resize(
+            np.ascontiguousarray(aligned), size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
+        stored = self.store.read_local(image, ("keypoints", "descriptors", "patch_hash"), CONFIRM_KEYPOINTS)
+        result = agreement.agreement(
+            aligned,
+            agreement.fill_mask(aligned),
+            stored["keypoints"],
+            np.eye(2, 3),
+            None if self.kconfig.descriptor != "patch" else stored["descriptors"],
+            stored["patch_hash"][:, 0, :],
+            self.kconfig.patch_scales[0],
+        )
+        return result.fraction()
 
     # -- query side ---------------------------------------------------------------------
     def query_pass(
@@ -186,6 +232,7 @@ class LocalIndex:
             qp.ratio,
             qp.lookup,
             blocks,
+            np.ascontiguousarray(qp.image[:, ::-1]),
             qp.zoomed,
             qp.full,
             first=qp.first,
@@ -201,6 +248,7 @@ class LocalIndex:
         side: int | None = None,
         zoomed: bool = False,
         full_side: int | None = None,
+        region: decide.SharedRegion | None = None,
     ) -> tuple[list[Match], list[Rejection]]:
         """Matches and rejections for a ``(H, W)`` uint8 query (any size; downscaled here).
 
@@ -213,8 +261,11 @@ class LocalIndex:
         mirrored (with ``cfg.mirror``), then, when K keypoints looked up and more were described,
         the full passes, which look them all up (:data:`FULL_PASS`). ``hints`` are ``(image id,
         reflected, global distance)`` candidates of the global tier: each is verified in the first
-        pass of its orientation, whatever its votes.
+        pass of its orientation, whatever its votes. ``region`` gathers, pass after pass, where
+        several indexed pictures fit the query (:class:`imgsearch.decide.SharedRegion`); give one
+        object to every call for one query.
         """
+        region = decide.SharedRegion() if region is None else region
         if len(self.hashes) == 0:
             reason = "the index holds no keypoints to verify against"
             passes = {False: "direct", True: "mirrored"}
@@ -229,20 +280,20 @@ class LocalIndex:
             ratio *= max(gray.shape) / max(full_side, max(gray.shape))
         direct = self.query_pass(small, False, ratio, cfg, zoomed)
         hinted = {False: {i: d for i, r, d in hints if not r}, True: {i: d for i, r, d in hints if r}}
-        matches, rejected = self._search_pass(direct, cfg, path_of, hinted[False])
+        matches, rejected = self._search_pass(direct, cfg, path_of, hinted[False], region)
         if matches:
             return matches, rejected
         mirrored = None
         if cfg.mirror or hinted[True]:
             # With mirror off, the mirrored pass only verifies the global tier's reflected candidates.
             mirrored = self.mirror_pass(direct, small, cfg)
-            matches, rej = self._search_pass(mirrored, cfg, path_of, hinted[True], vote=cfg.mirror)
+            matches, rej = self._search_pass(mirrored, cfg, path_of, hinted[True], region, vote=cfg.mirror)
             rejected += rej
             if matches:
                 return matches, rejected
         full = self.full_pass(direct, small, cfg)  # None when every keypoint looked up already
         if full is not None:
-            matches, rej = self._search_pass(full, cfg, path_of, {})
+            matches, rej = self._search_pass(full, cfg, path_of, {}, region)
             rejected += rej
             if matches:
                 return matches, rejected
@@ -254,7 +305,7 @@ class LocalIndex:
             full_mirrored = self.mirror_pass(full, small, cfg)
         if full_mirrored is None:
             return matches, rejected
-        matches, rej = self._search_pass(full_mirrored, cfg, path_of, {})
+        matches, rej = self._search_pass(full_mirrored, cfg, path_of, {}, region)
         return matches, rejected + rej
 
     def _search_pass(
@@ -263,9 +314,15 @@ class LocalIndex:
         cfg: SearchConfig,
         path_of: Callable[[int], str],
         hinted: dict[int, int],
+        region: decide.SharedRegion,
         vote: bool = True,
     ) -> tuple[list[Match], list[Rejection]]:
-        """Vote with one pass's patch hashes, then verify the hinted and (if ``vote``) the best-voted."""
+        """Vote with one pass's patch hashes, then verify the hinted and (if ``vote``) the best-voted.
+
+        Query keypoints in the shared ``region`` (known from earlier passes, and grown as this
+        pass fits candidates of different pictures on the same keypoints) do not count as votes: a
+        candidate left with fewer than ``min_votes`` is not fitted.
+        """
         pairs = self._hash_pairs(qp, cfg)  # (P, 2): query kp, indexed kp
         images = self.image_of(pairs[:, 1])
         # One vote per (query keypoint, image).
@@ -276,36 +333,73 @@ class LocalIndex:
         queue = [(i, True) for i in sorted(hinted, key=lambda i: (hinted[i], i))]
         if vote:
             queue += [(i, False) for i in order[: cfg.max_candidates] if i not in hinted]
-        matches, rejected = [], []
+        rejected: list[Rejection] = []
+        fits: list[decide.CandidateFit] = []
+        xy = qp.rows[:, :2]
+        radius = decide.SHARED_RADIUS * max(qp.shape)
+        known = region.points(qp.shape, qp.mirrored)
+        shared = decide.near(xy, known, radius)  # (K,) query keypoints in the shared region
         for image, is_hint in queue:
             votes = votes_of.get(image, 0)
-            prefix = f"global candidate at {hinted[image]} bits: " if is_hint else ""
             if not is_hint and votes < cfg.min_votes:
                 reason = _pass_reason(qp, f"{votes} votes < min_votes {cfg.min_votes}")
                 rejected.append(Rejection(path_of(image), "local", reason, votes, search_pass=qp.name))
                 break  # candidates come by votes: the rest have fewer
-            result = self._verify(image, qp, pairs[images == image], cfg)
-            if isinstance(result, str):
-                reason = _pass_reason(qp, prefix + result)
-                rejected.append(Rejection(path_of(image), "local", reason, votes, search_pass=qp.name))
+            mine = pairs[images == image]
+            if not is_hint and shared.any():
+                own_votes = len(np.unique(mine[~shared[mine[:, 0]], 0]))
+                if own_votes < cfg.min_votes:
+                    reason = (
+                        f"{votes} votes, {own_votes} from outside a region other indexed pictures "
+                        f"share < min_votes {cfg.min_votes}"
+                    )
+                    rejected.append(self._rejection(path_of(image), qp, reason, votes, None))
+                    continue
+            fit = self._fit(image, votes, qp, mine, cfg)
+            if isinstance(fit, str):
+                rejected.append(self._rejection(path_of(image), qp, fit, votes, hinted.get(image)))
                 continue
-            inliers, coverage, geometry = result
+            fits.append(fit)
+            if cfg.min_own_inliers > 0:
+                shared |= decide.shared_keypoints(fits, xy, radius, cfg.global_max_distance)
+        region.add(xy[shared & ~decide.near(xy, known, radius)], qp.shape, qp.mirrored)
+        matches = []
+        verdicts = decide.decide(fits, qp.image, xy, qp.fill, cfg, known)
+        for fit, verdict in zip(fits, verdicts, strict=True):
+            if verdict.reason is not None:
+                rejected.append(
+                    self._rejection(
+                        path_of(fit.image), qp, verdict.reason, fit.votes, hinted.get(fit.image), fit.inliers
+                    )
+                )
+                continue
             matches.append(
                 Match(
-                    path_of(image),
-                    score=inliers / (inliers + 10.0),
+                    path_of(fit.image),
+                    score=fit.inliers / (fit.inliers + 10.0),
                     tier="local",
-                    distance=hinted.get(image),
-                    votes=votes,
-                    inliers=inliers,
-                    coverage=coverage,
-                    geometry=geometry,
+                    distance=hinted.get(fit.image),
+                    votes=fit.votes,
+                    inliers=fit.inliers,
+                    coverage=round(fit.coverage, 3),
+                    agreement=verdict.agreement,
+                    geometry=self._geometry(fit.model, fit.scale, qp, fit.image, fit.kind),
                     search_pass=qp.name,
                     searched_side=max(qp.shape),
-                    image_id=image,
+                    image_id=fit.image,
                 )
             )
         return matches, rejected
+
+    @staticmethod
+    def _rejection(
+        path: str, qp: QueryPass, reason: str, votes: int, hint: int | None, inliers: int | None = None
+    ) -> Rejection:
+        """A local rejection, its reason prefixed by the global distance of a hint and by the pass."""
+        prefix = f"global candidate at {hint} bits: " if hint is not None else ""
+        return Rejection(
+            path, "local", _pass_reason(qp, prefix + reason), votes, inliers, search_pass=qp.name
+        )
 
     def _hash_pairs(self, qp: QueryPass, cfg: SearchConfig) -> np.ndarray:
         """All (query keypoint, indexed keypoint) pairs whose patch hashes are within the radius.
@@ -331,11 +425,11 @@ class LocalIndex:
         return verify.unique_pairs(np.column_stack([np.concatenate(query_kp), np.concatenate(indexed_kp)]))
 
     # -- verification -------------------------------------------------------------------
-    def _verify(
-        self, image: int, qp: QueryPass, hash_pairs: np.ndarray, cfg: SearchConfig
-    ) -> tuple[int, float, Geometry] | str:
-        """Verify one candidate; return (inliers, coverage, geometry) or the reason it is rejected."""
-        stored = self.store.read_local(image, ("keypoints", "descriptors"))
+    def _fit(
+        self, image: int, votes: int, qp: QueryPass, hash_pairs: np.ndarray, cfg: SearchConfig
+    ) -> decide.CandidateFit | str:
+        """Fit a map to one candidate (:mod:`imgsearch.verify`); the fit, or why there is none."""
+        stored = self.store.read_local(image, ("keypoints", "descriptors", "patch_hash"))
         rows, desc = stored["keypoints"], stored["descriptors"]
         lo = int(self.offsets[image])
         pairs = hash_pairs.copy()
@@ -365,7 +459,22 @@ class LocalIndex:
                 f"{inliers} inliers cover {in_query:.0%} of the query and {in_image:.0%} of the image "
                 f"< min_coverage {cfg.min_coverage:.0%} (a shared logo, watermark or text?)"
             )
-        return inliers, round(coverage, 3), self._geometry(model, scale, qp, image, kind)
+        return decide.CandidateFit(
+            image=image,
+            votes=votes,
+            model=model,
+            kind=kind,
+            inliers=inliers,
+            inlier_pairs=inlier_pairs,
+            pairs=pairs,
+            coverage=coverage,
+            scale=scale,
+            rows=rows,
+            descriptors=None if self.kconfig.descriptor != "patch" else desc,
+            patch_hash=stored["patch_hash"][:, 0, :],
+            hash_scale=self.kconfig.patch_scales[0],
+            global_hash=self.global_hashes[image],
+        )
 
     def _geometry(self, model: np.ndarray, scale: float, qp: QueryPass, image: int, kind: str) -> Geometry:
         """Rotation, scale, mirroring and footprint of the query in the indexed image's pixels.
@@ -421,6 +530,7 @@ def _pass_of(
         ratio,
         np.arange(len(kps)) if lookup is None else lookup,
         blocks,
+        img,
         zoomed,
         full,
         source=(kps, unit) if keep else None,

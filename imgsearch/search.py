@@ -28,6 +28,7 @@ import numpy as np
 
 from . import hashing, io
 from .config import TIERS, SearchConfig
+from .decide import SharedRegion
 from .errors import ImageReadError
 
 if TYPE_CHECKING:
@@ -74,6 +75,9 @@ class Match:
     inliers: int | None = None  # local: matches consistent with the estimated transform
     # local: the larger of the shares of the query and of the indexed image inside the inliers' hull
     coverage: float | None = None
+    # local, and global when confirmed: share of the indexed image's keypoints the aligned query
+    # shows (outside what other candidates share) that agree with it (imgsearch.agreement)
+    agreement: float | None = None
     geometry: Geometry | None = None
     # local: which pass found it (one of LOCAL_PASSES) and the long side (px) the query was
     # searched at in that pass
@@ -224,20 +228,36 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     best = order[first]
     best = best[np.lexsort((ids[best], dist[best]))]
     matches, rejected = [], []
+    confirm = index.local is not None and cfg.min_agreement > 0.0
     for k in best:
         image, d, v = int(ids[k]), int(dist[k]), int(variant_of[k])
         variant = hashing.VARIANT_NAMES[v]
         if d <= cfg.global_max_distance and not flat:
-            matches.append(
-                Match(
-                    index.path_of(image),
-                    global_score(d),
-                    "global",
-                    distance=d,
-                    variant=variant,
-                    image_id=image,
+            share = None
+            if confirm and index.local is not None:
+                share = round(
+                    index.local.confirm_global(q.decoded(index.config.decode_side), image, variant), 3
                 )
+            if share is None or share >= cfg.min_agreement:
+                matches.append(
+                    Match(
+                        index.path_of(image),
+                        global_score(d),
+                        "global",
+                        distance=d,
+                        variant=variant,
+                        agreement=share,
+                        image_id=image,
+                    )
+                )
+                continue
+            reason = (
+                f"{d} bits ({variant}), but the query agrees with {share:.0%} of its keypoints "
+                f"< min_agreement {cfg.min_agreement:.0%}"
             )
+            rejected.append(Rejection(index.path_of(image), "global", reason))
+            if verify and v < direct and len(q.hints) < cfg.max_candidates:  # the local tier looks again
+                q.hints.append((image, sum(hashing.DIHEDRAL[variant]) % 2 == 1, d))
         elif v >= direct:  # within global_max_distance, so the query is flat; no local check of negatives
             rejected.append(
                 Rejection(
@@ -273,7 +293,10 @@ def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[M
     # Decoded again, larger, only when query_side asks for more than the index's own size.
     gray = q.decoded(max(index.config.decode_side, base))
     full = q.full_long_side()
-    matches, rejected = local.search(gray, cfg, index.path_of, q.hints, side=base, full_side=full)
+    region = SharedRegion()  # where several indexed pictures fit the query, from pass to pass
+    matches, rejected = local.search(
+        gray, cfg, index.path_of, q.hints, side=base, full_side=full, region=region
+    )
     zoom = round(cfg.zoom_factor * base) if cfg.zoom_factor else 0
     if matches or not zoom or full < zoom:
         return matches, rejected
@@ -282,7 +305,7 @@ def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[M
     # describes, whatever K: detecting them is most of its cost.
     thorough = cfg.replace(keypoints=max(cfg.keypoints, cfg.verify_keypoints))
     matches, more = local.search(
-        q.decoded(zoom), thorough, index.path_of, (), side=zoom, zoomed=True, full_side=full
+        q.decoded(zoom), thorough, index.path_of, (), side=zoom, zoomed=True, full_side=full, region=region
     )
     return matches, rejected + more
 

@@ -381,6 +381,29 @@ def run_queries(
     return rows
 
 
+def run_negatives(args, others: list[str], overrides: dict):
+    """The hard-negative protocol (:mod:`imgsearch.evaluate.shared`) with the stress transforms,
+    on the photos never indexed by the stress set; ``other`` photos come from the same part."""
+    from imgsearch.evaluate.negatives import KINDS
+    from imgsearch.evaluate.shared import SharedEvalConfig, run_shared_eval
+
+    background = io.read_image(others[0])
+    fns = {name: (lambda im, r, fn=fn: fn(im, r, background)) for name, (_, fn) in STRESS.items()}
+    config = SharedEvalConfig(
+        photos=tuple(others[1:]),
+        kinds=tuple(KINDS) if args.negatives == "all" else tuple(k for k in args.negatives.split(",") if k),
+        designs=tuple(int(d) for d in args.negative_designs.split(",") if d),
+        per_design=args.negative_size,
+        copies=max(1, args.negative_size // 10),
+        new_transforms=tuple(STRESS),
+        copy_transforms=tuple(STRESS),
+        seed=args.seed,
+        workers=args.workers,
+        search=overrides,
+    )
+    return run_shared_eval(config, transforms=fns)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", type=Path, default=workload.DEFAULT_PHOTOS)
@@ -390,6 +413,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
+    parser.add_argument(
+        "--negatives",
+        default=None,
+        help="also run the hard negatives (comma-separated kinds, or all) under these transforms: "
+        "new images that share a mark, packaging or template with indexed ones, and their copies",
+    )
+    parser.add_argument("--negative-designs", default="100", help="design seeds of each hard-negative kind")
+    parser.add_argument("--negative-size", type=int, default=40, help="indexed and new images per design")
     workload.add_search_option(parser)
     workload.add_keypoint_option(parser)
     args = parser.parse_args(argv)
@@ -430,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
             rows = run_queries(index, queries, ks, overrides)
 
     console = Console(width=140) if not sys.stdout.isatty() else Console()
+    negatives = None
+    if args.negatives:
+        negatives = run_negatives(args, others, overrides)
     table = Table(
         title=f"stress transforms: {len(indexed)} indexed, {args.per_transform} copies + "
         f"{args.per_transform} distractors per transform, seed {args.seed}"
@@ -451,6 +485,14 @@ def main(argv: list[str] | None = None) -> int:
             desc,
         )
     console.print(table)
+    if negatives is not None:
+        for t in (negatives.false_positives, negatives.copies):
+            rich = Table(title=t.title)
+            for column in t.columns:
+                rich.add_column(column, justify="right")
+            for row in t.rows:
+                rich.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+            console.print(rich)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
@@ -462,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                     "search": overrides,
                     "keypoints": dataclasses.asdict(keypoints),
                     "rows": rows,
+                    **({"negatives": negatives.to_dict()} if negatives is not None else {}),
                 },
                 indent=1,
             )

@@ -72,7 +72,12 @@ REASONS = re.compile(
     r"|\d+ RANSAC inliers < min_inliers \d+"
     r"(?:; affine: (?:no transform|\d+ RANSAC inliers < \d+|a reflection|anisotropy [\d.]+ > [\d.]+))?"
     r"|\d+ inliers cover \d+% of the query and \d+% of the image < min_coverage \d+%"
-    r" \(a shared logo, watermark or text\?\))"
+    r" \(a shared logo, watermark or text\?\)"
+    r"|\d+ of its \d+ inliers are its own < min_own_inliers \d+: other indexed pictures fit the others"
+    r" too \(a shared logo, mark, packaging or template\?\)"
+    r"|\d+ inliers \(\d+ its own\), but the query agrees with it over \d+% of their overlap < \d+%"
+    r" \(min_agreement(?: \+ \d+% on fewer than \d+ own inliers)?\): it shares a part, not a copy\?"
+    r"|\d+ votes, \d+ from outside a region other indexed pictures share < min_votes \d+)"
 )
 
 
@@ -362,13 +367,13 @@ def test_verification_rejects_shuffled_correspondences(local_index: Index) -> No
     """
     cfg, qp, image, pairs = _crop_candidate(local_index, 3, ratio=0.0)
     assert len(pairs) >= 3 * cfg.min_inliers
-    verdict = local_index.local._verify(image, qp, pairs, cfg)
+    verdict = local_index.local._fit(image, 0, qp, pairs, cfg)
     assert not isinstance(verdict, str), verdict  # the true pairs alone verify
     rng = np.random.default_rng(7)
     for _ in range(5):
         shuffled = pairs.copy()
         shuffled[:, 1] = rng.permutation(shuffled[:, 1])
-        reason = local_index.local._verify(image, qp, shuffled, cfg)
+        reason = local_index.local._fit(image, 0, qp, shuffled, cfg)
         assert isinstance(reason, str) and REASONS.fullmatch(reason), reason
 
 
@@ -379,7 +384,9 @@ def test_verification_rejects_shuffled_positions(local_index: Index, monkeypatch
     the orientation filter pass as before: only RANSAC can tell, and it must.
     """
     cfg, qp, image, pairs = _crop_candidate(local_index, 3)
-    inliers, _, _ = local_index.local._verify(image, qp, pairs, cfg)
+    fit = local_index.local._fit(image, 0, qp, pairs, cfg)
+    assert not isinstance(fit, str), fit
+    inliers = fit.inliers
     assert inliers >= 3 * cfg.min_inliers
     store = local_index.local.store
     read_local = store.read_local
@@ -392,7 +399,7 @@ def test_verification_rejects_shuffled_positions(local_index: Index, monkeypatch
         return data
 
     monkeypatch.setattr(store, "read_local", shuffled_positions)
-    reason = local_index.local._verify(image, qp, pairs, cfg)
+    reason = local_index.local._fit(image, 0, qp, pairs, cfg)
     assert isinstance(reason, str), reason
     assert re.fullmatch(
         r"\d+ RANSAC inliers < min_inliers \d+(; affine: .*)?|implausible scale .*", reason
@@ -640,20 +647,27 @@ def watermarked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, list[n
     index.close()
 
 
+# The shared-part tests of imgsearch.decide off, to test an older guard on its own.
+NO_SHARED_PART_TESTS = {"min_own_inliers": 0, "min_agreement": 0.0}
+
+
 def test_min_coverage_rejects_a_shared_caption(watermarked: tuple[Index, list[np.ndarray]]) -> None:
-    """Distinct photos that share a caption match on it alone (so the test can fail: without the
-    coverage test one does); with ``min_coverage`` the inliers cover too little of both images."""
+    """Distinct photos that share a caption match on it alone when the shared-part tests are off
+    (so the test can fail: without the coverage test one does); with ``min_coverage`` the inliers
+    cover too little of both images."""
     index, queries = watermarked
-    loose = [index.query(q, tiers=LOCAL, min_coverage=0.0) for q in queries]
+    loose = [index.query(q, tiers=LOCAL, min_coverage=0.0, **NO_SHARED_PART_TESTS) for q in queries]
     found = [m for r in loose for m in r.matches]
     assert found and all(m.coverage < 0.15 for m in found), [(m.path, m.coverage) for m in found]
     for q, before in zip(queries, loose, strict=True):
-        result = index.query(q, tiers=LOCAL, min_coverage=0.15)
+        result = index.query(q, tiers=LOCAL, min_coverage=0.15, **NO_SHARED_PART_TESTS)
         assert not result.matches, [(m.path, m.inliers, m.coverage) for m in result.matches]
         if before.matches:  # the caption match is now a rejection that says why
             assert any("min_coverage" in r.reason for r in result.rejected), result.rejected
     # A copy of a watermarked photo is still found, covering most of it.
-    copy = index.query(encode_jpeg(kodak_rgb(3)[20:, 10:], 80), tiers=LOCAL, min_coverage=0.15)
+    copy = index.query(
+        encode_jpeg(kodak_rgb(3)[20:, 10:], 80), tiers=LOCAL, min_coverage=0.15, **NO_SHARED_PART_TESTS
+    )
     assert copy.matches and copy.matches[0].coverage > 0.5
 
 
@@ -667,7 +681,8 @@ def test_the_zoomed_pass_refuses_a_shared_caption(tmp_path: Path, monkeypatch: p
     """For each caption seed, photos 0-11 indexed and 12-23 queried at 512 px under one caption (20 %
     of the area): at 270 px a caption can match in the zoomed pass, at the scale it has in both
     images (below 1). Without the scale test distinct photos match (so the test can fail); with it
-    none does, and the rejections say why."""
+    none does, and the rejections say why. The shared-part tests (imgsearch.decide), which also
+    refuse these matches, are off: this tests the scale rule on its own."""
     from imgsearch import local
     from imgsearch.evaluate.overlays import text_overlay
 
@@ -687,8 +702,8 @@ def test_the_zoomed_pass_refuses_a_shared_caption(tmp_path: Path, monkeypatch: p
         ]
         with monkeypatch.context() as patch:
             patch.setattr(local, "ZOOM_MIN_SCALE", 0.0)
-            loose += [m for q in large for m in index.query(q, tiers=LOCAL).matches]
-        results += [index.query(q, tiers=LOCAL) for q in large]
+            loose += [m for q in large for m in index.query(q, tiers=LOCAL, **NO_SHARED_PART_TESTS).matches]
+        results += [index.query(q, tiers=LOCAL, **NO_SHARED_PART_TESTS) for q in large]
         index.close()
     zoomed = [m for m in loose if m.search_pass.startswith("zoomed")]
     assert zoomed and all(m.geometry.scale < 1.0 for m in zoomed), [(m.path, m.search_pass) for m in loose]

@@ -49,6 +49,7 @@ _LABELS = {
     "distractor_queries": "distractor queries",
     "recall": "recall at decision",
     "fp_rate": "false-positive rate",
+    "fp_upper_95": "false-positive rate, 95 % upper bound",
 }
 
 
@@ -88,8 +89,28 @@ def evaluate(
             help="NAME=VALUE: set a KeypointConfig field for every index (repeatable), e.g. hashed=200.",
         ),
     ] = None,
+    negatives: Annotated[
+        str | None,
+        typer.Option(
+            help="Also run the hard negatives: comma-separated kinds of shared element, or 'all' "
+            "(marks, packaging, templates: imgsearch.evaluate.negatives), made from the folder's images.",
+        ),
+    ] = None,
+    negative_designs: Annotated[
+        str, typer.Option(help="Comma-separated design seeds of every hard-negative kind.")
+    ] = "0,1,2",
+    negative_size: Annotated[
+        int, typer.Option(min=2, help="Images indexed, and new images queried, per design.")
+    ] = 50,
+    negative_copies: Annotated[
+        int, typer.Option(min=0, help="Indexed images per design queried under each copy transform.")
+    ] = 10,
 ) -> None:
-    """Evaluate the engine on modified copies of a folder's images; print and write the tables."""
+    """Evaluate the engine on modified copies of a folder's images; print and write the tables.
+
+    With ``--negatives``, also index images that share a designed element (a logo, a watermark, a
+    brand's packaging, a page template) and query new images that share it too: every match is a
+    false positive (``negatives_*.csv``)."""
     # Imported here: every other command (``query`` above all) starts 40 ms sooner without them.
     from ..evaluate.protocol import EvalConfig, run_eval
 
@@ -120,9 +141,20 @@ def evaluate(
                 bar.update(task, description=stage, completed=done, total=total)
 
             result = run_eval(config, out, progress, work_dir=work)
+            shared = None
+            if negatives:
+                shared = _run_negatives(
+                    config, negatives, _ints("--negative-designs", negative_designs), negative_size,
+                    negative_copies, progress,
+                )  # fmt: skip
+    if shared is not None:
+        shared.write(out)
     for note in result.notes:
         err.print(f"note: {note}", highlight=False)
     print_tables(result)
+    if shared is not None:
+        for table in (shared.false_positives, shared.copies):
+            Console().print(_rich(table))
     for path, reason in result.failed:
         err.print(f"[red]failed:[/red] {path}: {reason}", highlight=False)
     err.print(f"wrote tables, result.json and plots to {out}", highlight=False)
@@ -138,6 +170,26 @@ def print_tables(result: EvalResult, console: Console | None = None) -> None:
         names += ["hit_rate", "runs"]
     for name in names:
         console.print(_rich(tables[name]))
+
+
+def _run_negatives(config, kinds: str, designs, size: int, copies: int, progress):
+    """The hard-negative protocol on the evaluation's folder, search settings and workers."""
+    from ..evaluate.negatives import KINDS
+    from ..evaluate.shared import SharedEvalConfig, run_shared_eval
+    from ..index.core import collect_paths
+
+    photos, _ = collect_paths([config.folder])
+    shared = SharedEvalConfig(
+        photos=tuple(photos),
+        kinds=tuple(KINDS) if kinds.strip() == "all" else split_names(kinds),
+        designs=designs,
+        per_design=size,
+        copies=copies,
+        seed=config.seed,
+        workers=config.workers,
+        search={**config.search, "tiers": config.tiers},
+    )
+    return run_shared_eval(shared, progress)
 
 
 def list_transforms() -> None:

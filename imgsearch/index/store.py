@@ -44,8 +44,9 @@ from ..errors import ConfigError, IndexFormatError
 FORMAT_NAME = "imgsearch-index"
 # 2: patch descriptors by default; 3: keypoints stored in grid-spread order, KeypointConfig.hashed
 # and SearchConfig.query_side in the stored configuration; 4: SearchConfig.zoom_factor;
-# 5: SHA-256 file digests (were BLAKE2b-128); 6: KeypointConfig.contrast_floor.
-FORMAT_VERSION = 6
+# 5: SHA-256 file digests (were BLAKE2b-128); 6: KeypointConfig.contrast_floor; 7:
+# SearchConfig.min_own_inliers and min_agreement.
+FORMAT_VERSION = 7
 FILE_NAME = "index.h5"
 _LOCK_NAME = ".lock"
 _BLOCK_ROWS = 1 << 18
@@ -174,9 +175,14 @@ class Store:
             )
         return self._local["patch_hash"][...]
 
-    def read_local(self, image_id: int, fields: tuple[str, ...] = LOCAL_FIELDS) -> dict[str, np.ndarray]:
-        """Keypoint arrays of one image (a contiguous slice of each named /local dataset)."""
+    def read_local(
+        self, image_id: int, fields: tuple[str, ...] = LOCAL_FIELDS, limit: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Keypoint arrays of one image (a contiguous slice of each named /local dataset), its first
+        ``limit`` keypoints when given."""
         lo, hi = int(self._offsets[image_id]), int(self._offsets[image_id + 1])
+        if limit is not None:
+            hi = min(hi, lo + limit)
         return {name: self._local[name][lo:hi] for name in fields}
 
     def local_datasets(self) -> Mapping[str, h5py.Dataset]:

@@ -1,0 +1,162 @@
+"""imgsearch.decide on constructed cases: shared marks never match, copies under marks do.
+
+Each "never matches" test first shows, with the shared-part tests off, that the shared element alone
+makes distinct photos match (so the test can fail), then that the defaults refuse every one of them
+and say why. Designs come from imgsearch.evaluate.negatives; several seeds are pooled because
+whether one design's mark matches depends on its glyphs, which OpenCV releases draw differently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import KODAK, encode_jpeg, kodak_rgb
+
+from imgsearch import Index, IndexConfig
+from imgsearch.decide import same_picture_groups
+from imgsearch.evaluate.negatives import design
+from imgsearch.index.binary import HammingIndex
+
+OFF = {"min_own_inliers": 0, "min_agreement": 0.0}
+BITS = 6
+SHARED_PART = re.compile(r".*(are its own < min_own_inliers|of their overlap < \d+% \(min_agreement).*")
+
+
+def test_same_picture_groups_match_a_slow_reference() -> None:
+    """Labels equal the connected components of the "within BITS" graph (BFS)."""
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (6, 8), dtype=np.uint8)
+    hashes = []
+    for _ in range(30):  # near-copies of a few bases, so that groups form and chain
+        h = base[int(rng.integers(len(base)))].copy()
+        flips = rng.choice(64, size=int(rng.integers(0, 10)), replace=False)
+        bits = np.unpackbits(h)
+        bits[flips] ^= 1
+        hashes.append(np.packbits(bits))
+    hashes = np.array(hashes)
+    labels = same_picture_groups(hashes, BITS)
+    dist = np.array([[int(np.unpackbits(a ^ b).sum()) for b in hashes] for a in hashes])
+    seen = [-1] * len(hashes)
+    for start in range(len(hashes)):
+        if seen[start] >= 0:
+            continue
+        queue = deque([start])
+        seen[start] = start
+        while queue:
+            i = queue.popleft()
+            for j in np.nonzero(dist[i] <= BITS)[0]:
+                if seen[j] < 0:
+                    seen[j] = start
+                    queue.append(j)
+    np.testing.assert_array_equal(labels, seen)  # both label a component by its smallest member
+    assert len(set(labels.tolist())) < len(hashes)
+
+
+def _marked_index(folder: Path, kind: str, seed: int, photos: range) -> tuple[Index, list[str]]:
+    folder.mkdir(parents=True)
+    shared = design(kind, seed)
+    names = []
+    for i in photos:
+        path = folder / f"{i:04d}.jpg"
+        path.write_bytes(encode_jpeg(shared.render([kodak_rgb(i)], np.random.default_rng(0)), 92))
+        names.append(str(path.absolute()))
+    index = Index.create(folder / "ix", IndexConfig())
+    assert index.add(names, workers=1).ok
+    return index, names
+
+
+# Designs of each kind pooled: for tiled marks, those whose glyphs match at the fixtures' 256 px
+# (OpenCV 5.1: seeds 5, 7 and 10 of the first 12).
+MARK_SEEDS = {"corner_logo_opaque": range(4), "caption_band": range(4), "tiled_text": (5, 7, 10)}
+
+
+@pytest.mark.parametrize("kind", list(MARK_SEEDS))
+def test_distinct_photos_sharing_a_mark_never_match(tmp_path: Path, kind: str) -> None:
+    """Photos 0-11 indexed and 12-23 queried, all under one mark, for several designs."""
+    loose, strict, refused = 0, 0, []
+    for seed in MARK_SEEDS[kind]:
+        index, _ = _marked_index(tmp_path / f"{kind}{seed}", kind, seed, range(12))
+        shared = design(kind, seed)
+        queries = [encode_jpeg(shared.render([kodak_rgb(i)], np.random.default_rng(0))) for i in range(12, 24)]
+        loose += sum(bool(r.matches) for r in index.query_many(queries, **OFF))
+        for r in index.query_many(queries):
+            strict += bool(r.matches)
+            refused += [x.reason for x in r.rejected if SHARED_PART.fullmatch(x.reason)]
+        index.close()
+    assert loose > 0, f"no {kind} design made distinct photos match: the test cannot fail"
+    assert strict == 0
+    assert refused  # and the refusals say why
+
+
+def test_a_copy_of_a_marked_photo_is_found_and_only_its_original(tmp_path: Path) -> None:
+    """Every indexed photo carries one logo; a crop (and a rescaled copy) of one of them is found,
+    and no other marked photo is returned with it."""
+    index, names = _marked_index(tmp_path / "logo", "corner_logo_opaque", 1, range(16))
+    shared = design("corner_logo_opaque", 1)
+    for i in (2, 5, 9, 13):
+        marked = shared.render([kodak_rgb(i)], np.random.default_rng(0))
+        h, w = marked.shape[:2]
+        for query in (marked[h // 8 : h - h // 10, w // 10 : w - w // 6], marked[::2, ::2]):
+            result = index.query(encode_jpeg(np.ascontiguousarray(query), 85))
+            assert [m.path for m in result.matches] == [names[i]], (i, result.matches)
+    index.close()
+
+
+def test_a_photo_under_another_logo_is_still_a_copy(tmp_path: Path) -> None:
+    """Indexed under logo A, queried cropped under logo B (another design): a copy, found."""
+    index, names = _marked_index(tmp_path / "a", "corner_logo_opaque", 2, range(12))
+    other = design("corner_logo_opaque", 3)
+    for i in (1, 4, 7, 10):
+        h, w = kodak_rgb(i).shape[:2]
+        query = other.render([np.ascontiguousarray(kodak_rgb(i)[h // 10 :, : w - w // 8])], np.random.default_rng(0))
+        result = index.query(encode_jpeg(query, 85))
+        assert result.matches and result.matches[0].path == names[i], (i, result.rejected)
+    index.close()
+
+
+def test_the_same_photo_indexed_twice_is_found_twice(tmp_path: Path) -> None:
+    """Two encodings of one photo are one picture, not a recurring element: a copy finds both."""
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    paths = []
+    for i in range(8):
+        paths.append(folder / f"{i:04d}.jpg")
+        paths[-1].write_bytes(encode_jpeg(kodak_rgb(i), 95))
+    (folder / "0005_again.jpg").write_bytes(encode_jpeg(kodak_rgb(5), 70))
+    index = Index.create(tmp_path / "ix", IndexConfig())
+    assert index.add([folder], workers=1).ok
+    rgb = kodak_rgb(5)
+    h, w = rgb.shape[:2]
+    result = index.query(encode_jpeg(np.ascontiguousarray(rgb[h // 6 :, w // 5 :]), 80))
+    found = sorted(Path(m.path).name for m in result.matches)
+    assert found == ["0005.jpg", "0005_again.jpg"], (found, result.rejected)
+    index.close()
+
+
+def test_a_global_collision_with_another_photo_is_refused(tmp_path: Path) -> None:
+    """The stored global hash of photo 0 replaced by photo 1's (a chance collision, as a million
+    images will have): querying photo 1 meets photo 0 at 0 bits, and the confirmation refuses it;
+    without the confirmation it is a global match (so the test can fail)."""
+    index = Index.create(tmp_path / "ix", IndexConfig())
+    assert index.add([KODAK[0], KODAK[2], KODAK[3]], workers=1).ok
+    from imgsearch import hashing, io
+
+    forged = hashing.phash(io.read_image(KODAK[1], gray=True))[None, :]
+    hashes = index.images.columns["global_hash"].copy()
+    hashes[0] = forged
+    index.global_index = HammingIndex()
+    index.global_index.add(hashes)
+    query = KODAK[1].read_bytes()
+    loose = index.query(query, min_agreement=0.0)
+    assert [m.tier for m in loose.matches] == ["global"] and loose.matches[0].distance == 0
+    result = index.query(query, tiers=("exact", "global"))
+    assert result.matches == []
+    assert any(r.tier == "global" and "< min_agreement" in r.reason for r in result.rejected), result.rejected
+    # A true global copy is confirmed, with its agreement reported.
+    copy = index.query(encode_jpeg(kodak_rgb(2)[::2, ::-2], 70))
+    assert copy.matches and copy.matches[0].tier == "global" and copy.matches[0].agreement >= 0.6
+    index.close()
