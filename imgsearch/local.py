@@ -56,8 +56,8 @@ ZOOM_MIN_SCALE = 1.0
 # probes search 400 query hashes in 1.3 ms; one-bit probes find 45 % more radius-8 neighbours at
 # 10x the cost (0.4 and 1.1 ms for 40 hashes). Probing one bit is worth it when a query has few hashes.
 # Global matches are confirmed on this many of the image's stored keypoints (the first ones, spread
-# over the image): about 0.6 ms on one core.
-CONFIRM_KEYPOINTS = 96
+# over the image): about 0.5 ms on one core (32 would be as fast: the cost is mostly fixed).
+CONFIRM_KEYPOINTS = 48
 MIH_TABLES = 4
 FLIP_MAX_HASHES = 160  # auto hash_flips: 1 for at most this many query hashes, else 0
 
@@ -165,7 +165,7 @@ class LocalIndex:
         stored = self.store.read_local(image, ("keypoints", "descriptors", "patch_hash"), CONFIRM_KEYPOINTS)
         result = agreement.agreement(
             aligned,
-            agreement.fill_mask(aligned),
+            np.zeros(aligned.shape, bool),  # the whole image, resized: no padding to look for
             stored["keypoints"],
             np.eye(2, 3),
             None if self.kconfig.descriptor != "patch" else stored["descriptors"],
