@@ -76,7 +76,7 @@ def test_agreement_matches_a_slow_reference() -> None:
     query = cv2.resize(small, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)
     transform = _similarity(0.0, 1.25, 0.0, 0.0)  # query pixels -> stored pixels
     fill = agr.fill_mask(query)
-    fast = agr.agreement(query, fill, rows, transform, desc, hashes)
+    fast = agr.agreement(query, fill, rows, transform, desc, hashes, limit=None)
     xy, size, angle = agr.map_keypoints(rows, transform)
     h, w = query.shape
     for k in range(len(rows)):
@@ -97,6 +97,17 @@ def test_agreement_matches_a_slow_reference() -> None:
         close = np.linalg.norm(again - desc[k].astype(np.float32)) < agr.AGREE_DISTANCE
         assert fast.state[k] == (agr.AGREE if close else agr.DISAGREE), k
     assert fast.count(agr.AGREE) > 0 and fast.count(agr.UNSEEN) < len(rows)
+    # With a limit, the first ``limit`` keypoints that can be seen keep their states; the rest are
+    # unseen; so are those within the radius of an excluded point.
+    seen = np.nonzero(fast.state != agr.UNSEEN)[0]
+    capped = agr.agreement(query, fill, rows, transform, desc, hashes, limit=50)
+    np.testing.assert_array_equal(capped.state[seen[:50]], fast.state[seen[:50]])
+    assert np.all(capped.state[seen[50:]] == agr.UNSEEN) and capped.count(agr.UNSEEN) == len(rows) - 50
+    centre = xy[seen[0]][None, :]
+    excluded = agr.agreement(query, fill, rows, transform, desc, hashes, exclude=centre, radius=10.0, limit=None)
+    near = np.hypot(*(xy - centre).T) <= 10.0
+    assert near.sum() >= 1 and np.all(excluded.state[near] == agr.UNSEEN)
+    np.testing.assert_array_equal(excluded.state[~near], fast.state[~near])
 
 
 @pytest.mark.parametrize("i", [0, 3, 8, 14, 21])
@@ -134,8 +145,8 @@ def test_padding_is_unseen_and_other_content_disagrees(i: int) -> None:
     left = rows[:, 0] + rows[:, 2] * 0.5 < half - 2  # the whole patch on the left half
     right = rows[:, 0] - rows[:, 2] * 0.5 > half + 2
     assert left.sum() >= 20 and right.sum() >= 20
-    black = agr.agreement(padded, agr.fill_mask(padded), rows, np.eye(2, 3), desc, hashes)
-    noise = agr.agreement(noisy, agr.fill_mask(noisy), rows, np.eye(2, 3), desc, hashes)
+    black = agr.agreement(padded, agr.fill_mask(padded), rows, np.eye(2, 3), desc, hashes, limit=None)
+    noise = agr.agreement(noisy, agr.fill_mask(noisy), rows, np.eye(2, 3), desc, hashes, limit=None)
     assert np.all(black.state[left] == agr.UNSEEN)
     # What is seen is the untouched half, and patches straddling the edge (measured 0.83-0.85).
     assert black.fraction() >= 0.75, black.fraction()
@@ -150,6 +161,6 @@ def test_a_photo_seen_as_itself_is_seen_almost_everywhere() -> None:
     patch hangs over the edge), whatever its flat regions (0019's blown-out sky is 38 % flat)."""
     for i in range(24):
         small, rows, desc, hashes = _stored(i)
-        result = agr.agreement(small, agr.fill_mask(small), rows, np.eye(2, 3), desc, hashes)
+        result = agr.agreement(small, agr.fill_mask(small), rows, np.eye(2, 3), desc, hashes, limit=None)
         assert result.count(agr.UNSEEN) <= 0.3 * len(rows), (i, result.count(agr.UNSEEN))
         assert result.fraction() >= 0.97, (i, result.fraction())
