@@ -461,9 +461,6 @@ def main(argv: list[str] | None = None) -> int:
             rows = run_queries(index, queries, ks, overrides)
 
     console = Console(width=140) if not sys.stdout.isatty() else Console()
-    negatives = None
-    if args.negatives:
-        negatives = run_negatives(args, others, overrides)
     table = Table(
         title=f"stress transforms: {len(indexed)} indexed, {args.per_transform} copies + "
         f"{args.per_transform} distractors per transform, seed {args.seed}"
@@ -485,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             desc,
         )
     console.print(table)
+    negatives = run_negatives(args, others, overrides) if args.negatives else None
     if negatives is not None:
         for t in (negatives.false_positives, negatives.copies):
             rich = Table(title=t.title)

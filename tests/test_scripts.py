@@ -155,3 +155,27 @@ def test_stress_transforms_smoke(tmp_path: Path) -> None:
 )
 def test_scripts_have_help(name: str) -> None:
     assert "usage:" in run_script(name, "--help", timeout=60)
+
+
+def test_shared_parts_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "shared.json"
+    stdout = run_script(
+        "shared_parts.py", str(DATA), "--part", "all", "--kinds", "caption_band,web_page", "--designs", "0",
+        "--per-design", "4", "--copies", "1", "--json", str(out),
+    )  # fmt: skip
+    assert "false positives" in stdout and "hit@1" in stdout
+    result = json.loads(out.read_text())
+    rows = {(r[0], r[2]): r for r in result["false_positives"]["rows"]}
+    assert rows[("all", "all")][3] == 16  # 2 kinds x 4 new images x (plain, transformed)
+    assert result["copies"]["rows"][-1][0] == "all" and result["copies"]["rows"][-1][1] == 14
+
+
+def test_stress_negatives_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "stress.json"
+    stdout = run_script(
+        "stress_transforms.py", str(DATA), "--indexed", "14", "--per-transform", "1", "--k", "400",
+        "--negatives", "corner_logo_opaque", "--negative-size", "4", "--out", str(out),
+    )  # fmt: skip
+    assert "hit@1 K=400" in stdout and "false positives" in stdout
+    negatives = json.loads(out.read_text())["negatives"]
+    assert negatives["config"]["kinds"] == ["corner_logo_opaque"]

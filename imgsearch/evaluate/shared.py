@@ -224,7 +224,7 @@ def _one_design(
     for i in rng.choice(len(indexed), size=min(config.copies, len(indexed)), replace=False):
         for t in config.copy_transforms:
             queries.append(
-                ("copy", t, names[int(i)], encode_query(apply_transform(t, indexed[int(i)], int(i))))
+                ("copy", t, names[int(i)], encode_query(_apply(t, indexed[int(i)], int(i), extra)))
             )
     with Index.create(work / "index", IndexConfig()) as index:
         report = index.add([folder], workers=config.workers)
