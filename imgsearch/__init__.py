@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 from .config import GlobalConfig, IndexConfig, KeypointConfig, SearchConfig
 from .errors import ConfigError, ImageReadError, ImgsearchError, IndexFormatError
 from .index.core import AddReport, Index
-from .search import Geometry, Match, QueryResult, Rejection, merge_results
+from .results import Geometry, Match, QueryResult, Rejection, merge_results
 
 __all__ = [
     "AddReport",

@@ -42,7 +42,7 @@ from .config import IndexConfig, SearchConfig
 from .extract import keypoint_rows
 from .index.binary import HammingIndex
 from .index.store import Store
-from .search import FULL_PASS, MIRRORED_PASS, ZOOMED_PASS, Geometry, Match, Rejection
+from .results import FULL_PASS, MIRRORED_PASS, ZOOMED_PASS, Geometry, Match, Rejection
 
 SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keypoint-image pixels
 # The zoomed pass is for copies too small in the query at query_side: zoomed, they still show
@@ -98,7 +98,7 @@ class QueryPass:
 
     @property
     def name(self) -> str:
-        """The pass as matches report it, one of :data:`imgsearch.search.LOCAL_PASSES`."""
+        """The pass as matches report it, one of :data:`imgsearch.results.LOCAL_PASSES`."""
         flags = (("zoomed", self.zoomed), ("full", self.full), ("mirrored", self.mirrored))
         return " ".join(w for w, on in flags if on) or "direct"
 
@@ -257,7 +257,7 @@ class LocalIndex:
         has them look up every keypoint by ``cfg.keypoints``); ``full_side`` is the query's long
         side at full size when ``gray`` was decoded smaller (a JPEG), so that the reported scale is
         per pixel of the query file. The passes run in the order of
-        :data:`imgsearch.search.LOCAL_PASSES` and stop at the first that finds a copy: direct,
+        :data:`imgsearch.results.LOCAL_PASSES` and stop at the first that finds a copy: direct,
         mirrored (with ``cfg.mirror``), then, when K keypoints looked up and more were described,
         the full passes, which look them all up (:data:`FULL_PASS`). ``hints`` are ``(image id,
         reflected, global distance)`` candidates of the global tier: each is verified in the first

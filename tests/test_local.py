@@ -528,7 +528,7 @@ def test_merge_keeps_the_first_pass_like_one_index() -> None:
     mirrored), each only when the ones before found nothing: a shard's later-pass match gives way
     to another's earlier one, and the rejections of the passes after the winning one go too."""
     from imgsearch import Geometry, Match, QueryResult, Rejection
-    from imgsearch.search import LOCAL_PASSES
+    from imgsearch.results import LOCAL_PASSES
 
     tiers = ["exact", "global", "local"]
     misses = [

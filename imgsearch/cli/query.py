@@ -13,7 +13,7 @@ from rich.table import Table
 from ..config import TIERS
 from ..errors import ConfigError
 from ..index.core import Index
-from ..search import QueryResult
+from ..results import QueryResult
 from .common import (
     DEFAULT_INDEX,
     EXIT_FAILED,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..search import global_score
+from ..results import global_score
 from .results import none_first
 
 if TYPE_CHECKING:

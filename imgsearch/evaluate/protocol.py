@@ -32,7 +32,7 @@ from .. import io
 from ..config import TIERS, IndexConfig, KeypointConfig, SearchConfig
 from ..errors import ConfigError, ImageReadError
 from ..index.core import Index, collect_paths
-from ..search import QueryResult, global_score
+from ..results import QueryResult, global_score
 from .results import (
     BuildStats,
     EvalResult,

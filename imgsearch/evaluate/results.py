@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..search import QueryResult
+from ..results import QueryResult
 from . import metrics
 
 if TYPE_CHECKING:
