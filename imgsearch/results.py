@@ -116,6 +116,36 @@ def global_score(distance: int) -> float:
     return 1.0 - distance / (4.0 * GLOBAL_HASH_BITS)
 
 
+GLOBAL_MARGIN = 0.2
+"""A global match must agree within this of the best global match of the query (:func:`prune_global`)."""
+
+
+def prune_global(matches: list[Match]) -> tuple[list[Match], list[Rejection]]:
+    """Drop the global matches that agree with the query much less than the best one does.
+
+    Every global match aligns the whole query with the whole image. When one image agrees with it
+    nearly everywhere and another only over, say, the 60 % a page template covers, the second shares
+    a part with the query; two encodings of one photo agree alike and both stay. Matches without an
+    agreement (an index without keypoints) are kept as they are.
+    """
+    shares = [m.agreement for m in matches if m.tier == "global" and m.agreement is not None]
+    if len(shares) < 2:
+        return matches, []
+    floor = max(shares) - GLOBAL_MARGIN
+    kept, dropped = [], []
+    for m in matches:
+        if m.tier == "global" and m.agreement is not None and m.agreement < floor:
+            best = max(shares)
+            reason = (
+                f"{m.distance} bits ({m.variant}), agrees with {m.agreement:.0%} where the best global "
+                f"match agrees with {best:.0%} (more than {GLOBAL_MARGIN:.0%} less: a shared part?)"
+            )
+            dropped.append(Rejection(m.path, "global", reason))
+        else:
+            kept.append(m)
+    return kept, dropped
+
+
 def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) -> QueryResult:
     """Merge the results of one query over index shards into what one index would have returned.
 
@@ -149,6 +179,8 @@ def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) 
         first = min(_pass_rank(m.search_pass) for m in found)
         found = [m for m in found if _pass_rank(m.search_pass) == first]
         rejected = [x for x in rejected if x.tier != "local" or _pass_rank(x.search_pass) <= first]
+        found, dropped = prune_global(found)  # as one index prunes its global matches
+        rejected += dropped
         merged.matches = sorted(found, key=lambda m: (-m.score, m.path))[:top]
     merged.rejected = rejected
     return merged

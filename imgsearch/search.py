@@ -30,7 +30,7 @@ from . import hashing, io
 from .config import SearchConfig
 from .decide import WEAK_EXTRA_AGREEMENT, SharedRegion
 from .errors import ImageReadError
-from .results import Match, QueryResult, Rejection, global_score
+from .results import Match, QueryResult, Rejection, global_score, prune_global
 
 if TYPE_CHECKING:
     from .index.core import Index
@@ -109,11 +109,14 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
 
     Images within ``global_verify_distance`` but further are left in ``q.hints`` for the local
     tier to verify, nearest first and at most ``max_candidates`` of them, when it will run. When the
-    index has a local tier, a match is confirmed first (:meth:`imgsearch.local.LocalIndex.confirm_global`):
-    at least ``min_agreement + WEAK_EXTRA_AGREEMENT`` of the image's keypoints must agree with the
-    query turned by the matching variant (measured on the tuning photos' hard negatives: true
-    copies 0.99 at the 1st percentile, pages of one template within 4 bits up to 0.54); an
-    unconfirmed match is a rejection and, unless inverted, a candidate of the local tier. A
+    index has a local tier, every candidate within that radius is checked on the image's own
+    keypoints (:meth:`imgsearch.local.LocalIndex.confirm_global`): at least ``min_agreement +
+    WEAK_EXTRA_AGREEMENT`` of them must agree with the query turned by the matching variant
+    (measured on the tuning photos' hard negatives: true copies 0.99 at the 1st percentile, pages of
+    one template within 4 bits up to 0.54). A candidate that agrees is a global match whatever its
+    distance (a copy stretched along one axis, which no similarity fits, agrees under the global
+    alignment); one within ``global_max_distance`` that does not is a rejection; the others are
+    left to the local tier, unless inverted. A
     nearly flat query (:func:`imgsearch.hashing.is_flat`) is never a sure match: its pHash is
     noise, so every candidate becomes a hint or, without the local tier, a rejection. The local
     tier cannot verify a negative: inverted variants count only within ``global_max_distance``.
@@ -138,50 +141,49 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     best = best[np.lexsort((ids[best], dist[best]))]
     matches, rejected = [], []
     confirm = index.local is not None and cfg.min_agreement > 0.0
+    needed = cfg.min_agreement + WEAK_EXTRA_AGREEMENT
     for k in best:
         image, d, v = int(ids[k]), int(dist[k]), int(variant_of[k])
         variant = hashing.VARIANT_NAMES[v]
-        if d <= cfg.global_max_distance and not flat:
-            share = None
-            if confirm and index.local is not None:
-                share = round(
-                    index.local.confirm_global(q.decoded(index.config.decode_side), image, variant), 3
-                )
-            needed = cfg.min_agreement + WEAK_EXTRA_AGREEMENT
-            if share is None or share >= needed:
-                matches.append(
-                    Match(
-                        index.path_of(image),
-                        global_score(d),
-                        "global",
-                        distance=d,
-                        variant=variant,
-                        agreement=share,
-                        image_id=image,
+        reflected = sum(hashing.DIHEDRAL[variant.removeprefix("inverted ")]) % 2 == 1  # odd flips
+        if flat:
+            if verify and v < direct and len(q.hints) < cfg.max_candidates:
+                q.hints.append((image, reflected, d))
+            else:
+                rejected.append(
+                    Rejection(
+                        index.path_of(image), "global", f"{d} bits ({variant}), but the query is nearly flat"
                     )
                 )
-                continue
+            continue
+        share = None
+        if confirm and index.local is not None:
+            share = round(index.local.confirm_global(q.decoded(index.config.decode_side), image, variant), 3)
+        sure = d <= cfg.global_max_distance
+        if (sure and share is None) or (share is not None and share >= needed):
+            matches.append(
+                Match(
+                    index.path_of(image),
+                    global_score(d),
+                    "global",
+                    distance=d,
+                    variant=variant,
+                    agreement=share,
+                    image_id=image,
+                )
+            )
+            continue
+        if share is not None and sure:
             reason = (
                 f"{d} bits ({variant}), but the query agrees with {share:.0%} of its keypoints "
                 f"< {needed:.0%} (min_agreement + {WEAK_EXTRA_AGREEMENT:.0%})"
             )
             rejected.append(Rejection(index.path_of(image), "global", reason))
-            if verify and v < direct and len(q.hints) < cfg.max_candidates:  # the local tier looks again
-                q.hints.append((image, sum(hashing.DIHEDRAL[variant]) % 2 == 1, d))
-        elif v >= direct:  # within global_max_distance, so the query is flat; no local check of negatives
-            rejected.append(
-                Rejection(
-                    index.path_of(image), "global", f"{d} bits ({variant}), but the query is nearly flat"
-                )
-            )
-        elif verify and len(q.hints) < cfg.max_candidates:
-            reflected = sum(hashing.DIHEDRAL[variant]) % 2 == 1  # odd number of flips/transposes
+        if verify and v < direct and len(q.hints) < cfg.max_candidates:  # the local tier looks again
             q.hints.append((image, reflected, d))
-        elif not verify:  # only a flat query gets here: radius is global_max_distance
-            rejected.append(
-                Rejection(index.path_of(image), "global", f"{d} bits, but the query is nearly flat")
-            )
-    return matches, rejected
+    kept, dropped = prune_global(matches)
+    rejected += dropped
+    return kept, rejected
 
 
 def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[Match], list[Rejection]]:

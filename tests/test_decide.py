@@ -160,3 +160,20 @@ def test_a_global_collision_with_another_photo_is_refused(tmp_path: Path) -> Non
     copy = index.query(encode_jpeg(kodak_rgb(2)[::2, ::-2], 70))
     assert copy.matches and copy.matches[0].tier == "global" and copy.matches[0].agreement >= 0.6
     index.close()
+
+
+def test_prune_global_keeps_the_matches_that_agree_nearly_as_well() -> None:
+    """Global matches more than GLOBAL_MARGIN below the best agreement become rejections, in one
+    index and in the merge of shards alike; matches without an agreement stay."""
+    from imgsearch.results import GLOBAL_MARGIN, Match, QueryResult, merge_results, prune_global
+
+    def g(path: str, agreement: float | None) -> Match:
+        return Match(path, 0.99, "global", distance=2, variant="identity", agreement=agreement)
+
+    kept, dropped = prune_global([g("a", 0.97), g("b", 0.95), g("c", 0.97 - GLOBAL_MARGIN - 0.01)])
+    assert [m.path for m in kept] == ["a", "b"] and [r.path for r in dropped] == ["c"]
+    assert "shared part" in dropped[0].reason
+    assert prune_global([g("a", None), g("b", None)]) == ([g("a", None), g("b", None)], [])
+    shards = [QueryResult("q", [g("a", 0.97)]), QueryResult("q", [g("c", 0.70)])]
+    merged = merge_results(shards)
+    assert [m.path for m in merged.matches] == ["a"] and [r.path for r in merged.rejected] == ["c"]
