@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 from .config import GlobalConfig, IndexConfig, KeypointConfig, SearchConfig
 from .errors import ConfigError, ImageReadError, ImgsearchError, IndexFormatError
-from .index.core import AddReport, Index
+from .index import AddReport, Index
 from .results import Geometry, Match, QueryResult, Rejection, merge_results
 
 __all__ = [

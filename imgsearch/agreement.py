@@ -17,7 +17,7 @@ the query is *unseen*.
 Conventions
 -----------
 * ``rows`` are a candidate's stored keypoints, ``(N, 5)`` float32 x, y, size, angle, response in its
-  keypoint-image pixels (:mod:`imgsearch.index.store`); ``descriptors`` ``(N, 128)`` uint8.
+  keypoint-image pixels (:mod:`imgsearch.store.segment`); ``descriptors`` ``(N, 128)`` uint8.
 * A transform maps query keypoint-image pixels to candidate keypoint-image pixels: ``(2, 3)`` affine
   (a similarity is one) or ``(3, 3)`` homography.
 * Images are ``(H, W)`` uint8 grayscale, ``gray[y, x]``.

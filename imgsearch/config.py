@@ -153,15 +153,19 @@ class SearchConfig:
         Patch scales hashed for a query (around the indexed scales, to meet them).
     patch_radius : int
         Hamming radius of the patch-hash neighbour search.
-    hash_flips : int
-        Bits flipped per probe of multi-index hashing (large indexes; see ``imgsearch.index.binary``):
-        more finds more neighbours at a steep cost; ``-1`` picks 1 for queries with few hashes, else 0.
+    probes : int
+        Buckets of the postings each lookup hash reads (:mod:`imgsearch.store.postings`): its own
+        key and its keys with its least confident bits flipped, most likely first; at most 32.
+    consistent_votes : bool
+        Count an image's votes within its best window of orientation and scale differences
+        (:mod:`imgsearch.votes`), which keeps chance candidates few in large indexes.
     ratio : float
         Lowe ratio for descriptor matches, taken within each candidate image.
     max_candidates : int
         How many of the best-voted images are verified geometrically.
     min_votes : int
-        Votes a candidate needs before it is verified.
+        Votes a candidate needs before it is verified; 0 (the default) grows slowly with the
+        index: 2 up to 1,000 images, 5 at 32,000, 7 at a million (:func:`imgsearch.votes.votes_needed`).
     min_inliers : int
         RANSAC inliers a candidate needs to be called a copy.
     min_coverage : float
@@ -195,10 +199,11 @@ class SearchConfig:
     verify_keypoints: int = 400
     query_scales: tuple[float, ...] = (1.0,)
     patch_radius: int = 8
-    hash_flips: int = -1
+    probes: int = 32
+    consistent_votes: bool = True
     ratio: float = 0.8
     max_candidates: int = 20
-    min_votes: int = 2
+    min_votes: int = 0
     min_inliers: int = 8
     min_coverage: float = 0.0
     min_own_inliers: int = 8
@@ -231,10 +236,10 @@ class SearchConfig:
         object.__setattr__(self, "query_scales", tuple(float(s) for s in self.query_scales))
         _check_scales("SearchConfig", "query_scales", self.query_scales)
         _check_range("SearchConfig", "patch_radius", self.patch_radius, 0, 32)
-        _check_range("SearchConfig", "hash_flips", self.hash_flips, -1, 4)
+        _check_range("SearchConfig", "probes", self.probes, 1, 32)
         _check_range("SearchConfig", "ratio", self.ratio, 0.0, 1.0)
         _check_range("SearchConfig", "max_candidates", self.max_candidates, 1, 10_000)
-        _check_range("SearchConfig", "min_votes", self.min_votes, 1, 100_000)
+        _check_range("SearchConfig", "min_votes", self.min_votes, 0, 100_000)
         _check_range("SearchConfig", "min_inliers", self.min_inliers, 3, 100_000)
         _check_range("SearchConfig", "ransac_threshold", self.ransac_threshold, 0.1, 100.0)
         _check_range("SearchConfig", "min_coverage", self.min_coverage, 0.0, 1.0)

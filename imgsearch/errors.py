@@ -35,8 +35,20 @@ class ImageReadError(ImgsearchError):
 
 
 class IndexFormatError(ImgsearchError):
-    """An index on disk is missing, damaged, or of another format version."""
+    """An index on disk is damaged or of another format version."""
+
+
+class IndexNotFoundError(IndexFormatError):
+    """There is no index where one was expected."""
 
 
 class ConfigError(ImgsearchError, ValueError):
     """A configuration value is out of range or inconsistent; the message carries the bad value."""
+
+
+class IndexLockedError(ImgsearchError):
+    """Another writer holds the index and did not let go within the time given; names the holder."""
+
+
+class IndexWriteError(ImgsearchError):
+    """A write to an index failed (a full disk, a read-only folder); the index is as it was."""

@@ -7,11 +7,16 @@ and, downscaled to ``max_side``, the keypoints and patch hashes of the local tie
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
+import multiprocessing.process
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 
 import cv2
 import numpy as np
@@ -23,7 +28,7 @@ from .errors import ImageReadError
 
 @dataclass
 class LocalFeatures:
-    """Keypoints of one image as stored (see :mod:`imgsearch.index.store`).
+    """Keypoints of one image as stored (see :mod:`imgsearch.store.segment`).
 
     ``keypoints (M, 5) float32`` columns x, y, size, angle, response in keypoint-image pixels;
     ``descriptors (M, D) uint8``; ``patch_hash (M, S, 8) uint8``; ``scale`` is keypoint-image
@@ -137,37 +142,135 @@ def extract_files(
     """Extract many files, in input order, each as a record or the error that stopped it.
 
     ``workers`` processes run in parallel (default: all cores); ``1`` runs in this process.
-    ``on_done(n)`` is called after each file with the number done so far.
+    ``on_done(n)`` is called after each file with the number done so far. A worker that dies (the
+    out-of-memory killer, a signal) costs the file it was reading, reported as an error, and is
+    replaced; workers die with this process (:func:`_init_worker`).
     """
     workers = os.cpu_count() or 1 if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    jobs: Iterable[tuple[str, IndexConfig]] = ((p, config) for p in paths)
     if workers == 1 or len(paths) < 8:
         with threads.single_blas_thread():
-            yield from _counted(map(_extract_or_error, jobs), on_done)
+            yield from _counted((_extract_or_error((p, config)) for p in paths), on_done)
         return
-    # Small chunks: the last ones keep every worker busy to the end. 200 files of 1.9 MP with 2
-    # workers: 84-92 images/s with chunks of 12, 100-107 with 4, 93-99 with 2 (per-task costs).
-    chunk = max(1, min(4, len(paths) // (workers * 8)))
     # Workers are forked (no re-import of the caller's main module, as spawn/forkserver would).
     # A child forked while OpenCV's thread pool is running can hang reconfiguring it
     # (pthread_cond_destroy, seen after a caller had resized images), so the parent drops to one
     # OpenCV thread while the pool lives: children inherit a quiet pool and need no change.
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    pool = _Pool(workers, config)
     try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-            yield from _counted(pool.map(_extract_or_error, jobs, chunksize=chunk), on_done)
+        yield from _counted(pool.run(paths), on_done)
     finally:
+        pool.close()
         cv2.setNumThreads(cv_threads)
 
 
-def _init_worker() -> None:
-    """Settings of an extraction worker process, which imgsearch owns for its whole life."""
+IN_FLIGHT = 2  # files handed to a worker at a time: one to read while the other's result travels
+
+
+class _Pool:
+    """Forked extraction workers, each fed files one at a time over its own pipe.
+
+    Unlike ``concurrent.futures``, whose pool breaks for good when a worker dies, a dead worker
+    here fails only the files it held, and another takes its place.
+    """
+
+    def __init__(self, workers: int, config: IndexConfig) -> None:
+        self.config = config
+        self.context = multiprocessing.get_context("fork")
+        self.workers = [self._start() for _ in range(workers)]
+
+    def _start(self) -> tuple[multiprocessing.process.BaseProcess, Connection]:
+        parent, child = self.context.Pipe()
+        proc = self.context.Process(target=_worker, args=(child, self.config, os.getpid()), daemon=True)
+        proc.start()
+        child.close()
+        return proc, parent
+
+    def run(self, paths: Sequence[str]) -> Iterator[ImageRecord | ImageReadError]:
+        pending = iter(enumerate(paths))
+        held: dict[int, list[int]] = {k: [] for k in range(len(self.workers))}  # worker -> file numbers
+        done: dict[int, ImageRecord | ImageReadError] = {}
+        next_out = 0
+
+        def feed(k: int) -> None:
+            while len(held[k]) < IN_FLIGHT:
+                item = next(pending, None)
+                if item is None:
+                    return
+                held[k].append(item[0])
+                self.workers[k][1].send(item)
+
+        for k in held:
+            feed(k)
+        while next_out < len(paths):
+            if next_out in done:
+                yield done.pop(next_out)
+                next_out += 1
+                continue
+            ready = wait([c for _, c in self.workers] + [p.sentinel for p, _ in self.workers])
+            for k, (proc, conn) in enumerate(self.workers):
+                if conn in ready or proc.sentinel in ready:
+                    try:
+                        while conn.poll():
+                            number, result = conn.recv()
+                            held[k].remove(number)
+                            done[number] = result
+                    except (EOFError, OSError):
+                        pass
+                    if not proc.is_alive():  # died: its files fail, a new worker takes over
+                        for number in held[k]:
+                            done[number] = ImageReadError(
+                                paths[number], f"the extraction worker died (exit code {proc.exitcode}: killed, or out of memory)"
+                            )
+                        held[k] = []
+                        conn.close()
+                        self.workers[k] = self._start()
+                    feed(k)
+
+    def close(self) -> None:
+        for _, conn in self.workers:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            conn.close()
+        for proc, _ in self.workers:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def _worker(conn: Connection, config: IndexConfig, parent: int) -> None:
+    """An extraction worker: files in, records out, until told to stop or its parent is gone."""
+    _init_worker(parent)
+    while True:
+        try:
+            item = conn.recv()
+        except (EOFError, OSError):
+            return
+        if item is None:
+            return
+        number, path = item
+        conn.send((number, _extract_or_error((path, config))))
+
+
+def _init_worker(parent: int) -> None:
+    """Settings of an extraction worker process, which imgsearch owns for its whole life: it dies
+    with its parent (Linux's parent-death signal), ignores Ctrl-C (the parent stops it), keeps
+    BLAS to one thread and freed memory for reuse."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
     threads.limit_blas_for_good()
     malloc.keep_freed_memory()
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _counted(items: Iterable[ImageRecord | ImageReadError], on_done: Callable[[int], None] | None):
@@ -177,24 +280,3 @@ def _counted(items: Iterable[ImageRecord | ImageReadError], on_done: Callable[[i
         yield item
 
 
-def stack_records(records: Sequence[ImageRecord], config: IndexConfig) -> tuple[dict, dict]:
-    """Rows for :func:`imgsearch.index.store.commit`: ``(images, local)`` dicts of stacked arrays."""
-    images = {
-        "path": np.array([r.path for r in records], dtype=object),
-        "digest": np.stack([r.digest for r in records])
-        if records
-        else np.zeros((0, hashing.DIGEST_BYTES), np.uint8),
-        "file_size": np.array([r.file_size for r in records], np.int64),
-        "mtime_ns": np.array([r.mtime_ns for r in records], np.int64),
-        "width": np.array([r.width for r in records], np.int32),
-        "height": np.array([r.height for r in records], np.int32),
-        "global_hash": np.stack([r.global_hash for r in records]) if records else np.zeros((0, 8), np.uint8),
-        "kp_count": np.array([0 if r.local is None else len(r.local) for r in records], np.int32),
-        "kp_scale": np.array([0.0 if r.local is None else r.local.scale for r in records], np.float32),
-    }
-    local: dict[str, np.ndarray] = {}
-    locals_ = [r.local for r in records if r.local is not None]
-    if config.keypoints is not None and locals_:
-        for name in ("keypoints", "descriptors", "patch_hash"):
-            local[name] = np.concatenate([getattr(lf, name) for lf in locals_])
-    return images, local

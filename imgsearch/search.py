@@ -22,18 +22,29 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from . import hashing, io
-from .config import SearchConfig
+from .config import IndexConfig, SearchConfig
 from .decide import WEAK_EXTRA_AGREEMENT, SharedRegion
 from .errors import ImageReadError
 from .results import Match, QueryResult, Rejection, global_score, prune_global
 
 if TYPE_CHECKING:
-    from .index.core import Index
+    from .local import LocalIndex
+    from .store.reader import IndexReader
+
+
+class Index(Protocol):
+    """What the tiers need of an index (the :class:`imgsearch.index.Index` facade has it)."""
+
+    config: IndexConfig
+    reader: IndexReader
+    local: LocalIndex | None
+
+    def path_of(self, image_id: int) -> str: ...
 
 
 @dataclass
@@ -99,7 +110,7 @@ def search_exact(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[M
     """Indexed images whose file bytes are identical to the query's."""
     if q.digest is None:
         return [], []
-    ids = index.find_digest(q.digest)
+    ids = index.reader.find_digest(q.digest)
     return [Match(index.path_of(i), 1.0, "exact", distance=0, image_id=int(i)) for i in ids], []
 
 
@@ -126,8 +137,7 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     coeffs = hashing.phash_coefficients(q.decoded(index.config.decode_side))
     flat = hashing.is_flat(coeffs)
     variants = hashing.threshold_bits(hashing.variant_coefficients(coeffs))
-    lims, dist, ids = index.global_index.range_search(variants, radius)
-    variant_of = np.repeat(np.arange(len(variants)), np.diff(lims))
+    variant_of, dist, ids = index.reader.global_search(variants, radius)
     direct = len(hashing.DIHEDRAL_NAMES)  # variants from here on are of the negative
     keep = (variant_of < direct) | (dist <= cfg.global_max_distance)
     ids, dist, variant_of = ids[keep], dist[keep], variant_of[keep]

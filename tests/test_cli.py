@@ -11,7 +11,7 @@ from conftest import KODAK, kodak_rgb, rescale, write_jpeg
 from typer.testing import CliRunner
 
 from imgsearch.cli import app
-from imgsearch.index import store
+from imgsearch.store import manifest as store
 
 QUERY_KEYS = {"query", "matches", "elapsed_ms", "error"}
 MATCH_KEYS = {"path", "score", "tier", "distance"}

@@ -19,7 +19,7 @@ from conftest import KODAK, encode_jpeg, kodak_rgb
 from imgsearch import Index, IndexConfig
 from imgsearch.decide import same_picture_groups
 from imgsearch.evaluate.negatives import design
-from imgsearch.index.binary import HammingIndex
+import faiss
 
 OFF = {"min_own_inliers": 0, "min_agreement": 0.0}
 BITS = 6
@@ -146,10 +146,11 @@ def test_a_global_collision_with_another_photo_is_refused(tmp_path: Path) -> Non
     from imgsearch import hashing, io
 
     forged = hashing.phash(io.read_image(KODAK[1], gray=True))[None, :]
-    hashes = index.images.columns["global_hash"].copy()
-    hashes[0] = forged
-    index.global_index = HammingIndex()
-    index.global_index.add(hashes)
+    (part,) = index.reader.parts  # one segment: its global hashes searched by one FAISS index
+    hashes = np.array(part.segment.column("global_hash"))
+    hashes[index.find(KODAK[0])] = forged
+    part.global_index = faiss.IndexBinaryFlat(64)
+    part.global_index.add(hashes)
     query = KODAK[1].read_bytes()
     loose = index.query(query, min_agreement=0.0)
     assert [m.tier for m in loose.matches] == ["global"] and loose.matches[0].distance == 0

@@ -44,8 +44,10 @@ from conftest import KODAK, encode_jpeg, kodak_gray, kodak_rgb
 
 from imgsearch import Index, IndexConfig, KeypointConfig, merge_results
 from imgsearch import keypoints as kp_mod
-from imgsearch.index.store import LOCAL_FIELDS
-from imgsearch.local import LocalIndex
+from imgsearch import passes
+from imgsearch.store import postings
+from imgsearch.store.segment import LOCAL_FIELDS
+from imgsearch.local import LocalIndex, hash_pairs
 
 CORNER_TOL = 2.0  # px of the 256 px original, ≈ 1.6 px at the 210 px keypoint scale
 CROP_ROTATION_TOL = 2.0  # degrees
@@ -319,12 +321,13 @@ def test_noise_and_flat_queries_match_nothing(local_index: Index, query: np.ndar
 def test_budget_j_is_honoured(tmp_path: Path) -> None:
     config = IndexConfig(keypoints=KeypointConfig(budget=50))
     with _build(tmp_path / "ix", KODAK[:4], config) as index:
-        counts = index.images.columns["kp_count"]
+        (part,) = index.reader.parts
+        counts = np.diff(part.segment.column("kp_offsets"))
         assert counts.tolist() == [50, 50, 50, 50]  # textured photos: exactly J
-        total = int(counts.sum())
-        owners = index.local.image_of(np.arange(total))
-        np.testing.assert_array_equal(owners, np.repeat(np.arange(4), counts))
-        assert len(index.local.hashes) == counts.sum() * len(config.keypoints.patch_scales)
+        for image in range(4):
+            assert len(index.reader.read_local(image, ("keypoints",))["keypoints"]) == 50
+        words, _ = part.segment.postings()  # 50 < hashed: every keypoint votes, at every scale
+        assert len(words) == counts.sum() * len(config.keypoints.patch_scales)
 
 
 def test_budget_k_is_honoured(local_index: Index) -> None:
@@ -334,7 +337,7 @@ def test_budget_k_is_honoured(local_index: Index) -> None:
     for verify, described in ((0, 30), (100, 100)):
         cfg = local_index.search_config(keypoints=30, verify_keypoints=verify, query_scales=scales)
         for mirrored in (False, True):
-            qp = local_index.local.query_pass(small, mirrored, ratio, cfg)
+            qp = passes.query_pass(small, mirrored, ratio, cfg, local_index.config.keypoints)
             assert len(qp.lookup) == 30  # a textured photo: exactly K
             assert qp.hashes.shape == (30 * len(scales), 8)
             assert len(qp.rows) == len(qp.descriptors) == described
@@ -354,10 +357,10 @@ def _crop_candidate(index: Index, i: int, **overrides):
     x0, y0, w, h = crop_box(rgb.shape)
     gray = np.ascontiguousarray(kodak_gray(i)[y0 : y0 + h, x0 : x0 + w])
     small, ratio = kp_mod.downscale(gray, index.config.keypoints.max_side)
-    qp = index.local.query_pass(small, False, ratio, cfg)
-    pairs = index.local._hash_pairs(qp, cfg)
-    image = index.paths.index(str(KODAK[i].absolute()))
-    return cfg, qp, image, pairs[index.local.image_of(pairs[:, 1]) == image]
+    qp = passes.query_pass(small, False, ratio, cfg, index.config.keypoints)
+    image = index.find(KODAK[i])
+    stored = index.reader.read_local(image, ("patch_hash",))["patch_hash"]
+    return cfg, qp, image, hash_pairs(qp, stored, cfg.patch_radius)
 
 
 def test_verification_rejects_shuffled_correspondences(local_index: Index) -> None:
@@ -367,13 +370,13 @@ def test_verification_rejects_shuffled_correspondences(local_index: Index) -> No
     """
     cfg, qp, image, pairs = _crop_candidate(local_index, 3, ratio=0.0)
     assert len(pairs) >= 3 * cfg.min_inliers
-    verdict = local_index.local._fit(image, 0, qp, pairs, cfg)
+    verdict = local_index.local._fit(image, 0, qp, cfg, pairs)
     assert not isinstance(verdict, str), verdict  # the true pairs alone verify
     rng = np.random.default_rng(7)
     for _ in range(5):
         shuffled = pairs.copy()
         shuffled[:, 1] = rng.permutation(shuffled[:, 1])
-        reason = local_index.local._fit(image, 0, qp, shuffled, cfg)
+        reason = local_index.local._fit(image, 0, qp, cfg, shuffled)
         assert isinstance(reason, str) and REASONS.fullmatch(reason), reason
 
 
@@ -384,22 +387,22 @@ def test_verification_rejects_shuffled_positions(local_index: Index, monkeypatch
     the orientation filter pass as before: only RANSAC can tell, and it must.
     """
     cfg, qp, image, pairs = _crop_candidate(local_index, 3)
-    fit = local_index.local._fit(image, 0, qp, pairs, cfg)
+    fit = local_index.local._fit(image, 0, qp, cfg, pairs)
     assert not isinstance(fit, str), fit
     inliers = fit.inliers
     assert inliers >= 3 * cfg.min_inliers
-    store = local_index.local.store
+    store = local_index.reader
     read_local = store.read_local
 
-    def shuffled_positions(image_id: int, fields=LOCAL_FIELDS) -> dict[str, np.ndarray]:
-        data = dict(read_local(image_id, fields))
+    def shuffled_positions(image_id: int, fields=LOCAL_FIELDS, limit=None) -> dict[str, np.ndarray]:
+        data = dict(read_local(image_id, fields, limit))
         rows = data["keypoints"].copy()
         rows[:, :2] = rows[np.random.default_rng(11).permutation(len(rows)), :2]
         data["keypoints"] = rows
         return data
 
     monkeypatch.setattr(store, "read_local", shuffled_positions)
-    reason = local_index.local._fit(image, 0, qp, pairs, cfg)
+    reason = local_index.local._fit(image, 0, qp, cfg, pairs)
     assert isinstance(reason, str), reason
     assert re.fullmatch(
         r"\d+ RANSAC inliers < min_inliers \d+(; affine: .*)?|implausible scale .*", reason
@@ -416,8 +419,8 @@ def test_every_rejected_candidate_says_why(shards: tuple[Index, Index]) -> None:
     """A photo absent from the shard, with every voted image verified (wide radius, min_votes 1)."""
     even, _ = shards
     result = even.query(
-        kodak_rgb(3), tiers=LOCAL, patch_radius=16, hash_flips=4, min_votes=1, max_candidates=100
-    )  # hash_flips 4 = 16 // 4 tables: the exact radius search
+        kodak_rgb(3), tiers=LOCAL, patch_radius=16, min_votes=1, max_candidates=100
+    )
     assert result.matches == []
     assert {r.path for r in result.rejected} == set(even.paths)  # radius 16: every image got votes
     for r in result.rejected:
@@ -554,24 +557,24 @@ def test_merge_keeps_the_first_pass_like_one_index() -> None:
 
 
 def test_hashed_keypoints_are_the_first_of_each_image(tmp_path: Path) -> None:
-    """With ``hashed=H`` only each image's first H stored keypoints vote; their pairs are exactly the
-    pairs of the full index that fall on those keypoints, mapped to the same global rows."""
+    """With ``hashed=H`` only each image's first H stored keypoints vote: the postings hold those
+    alone, and what they find is what the full postings find on those keypoints."""
     paths = list(KODAK[:6])
     full = _build(tmp_path / "full", paths, IndexConfig(keypoints=KeypointConfig(budget=120)))
     part = _build(tmp_path / "part", paths, IndexConfig(keypoints=KeypointConfig(budget=120, hashed=40)))
-    counts = np.diff(full.local.offsets)
-    assert np.array_equal(counts, np.diff(part.local.offsets))
-    assert len(part.local.hashes) == int(np.minimum(counts, 40).sum()) < len(full.local.hashes)
+    (f,), (p,) = full.reader.parts, part.reader.parts
+    counts = np.diff(f.segment.column("kp_offsets"))
+    assert np.array_equal(counts, np.diff(p.segment.column("kp_offsets")))
+    assert len(p.segment.postings()[0]) == int(np.minimum(counts, 40).sum()) < len(f.segment.postings()[0])
     cfg = full.search_config()
     rgb = kodak_rgb(2)
     x0, y0, w, h = crop_box(rgb.shape)
     small, ratio = kp_mod.downscale(cv2.cvtColor(rgb[y0 : y0 + h, x0 : x0 + w], cv2.COLOR_RGB2GRAY), 180)
-    qp = full.local.query_pass(small, False, ratio, cfg)
-    all_pairs = full.local._hash_pairs(qp, cfg)
-    position = all_pairs[:, 1] - full.local.offsets[full.local.image_of(all_pairs[:, 1])]
-    expected = all_pairs[position < 40]
-    assert 0 < len(expected) < len(all_pairs)
-    np.testing.assert_array_equal(part.local._hash_pairs(qp, cfg), expected)
+    qp = passes.query_pass(small, False, ratio, cfg, full.config.keypoints)
+    args = (postings.codes_of(qp.hashes), qp.margins, cfg.patch_radius, cfg.probes)
+    all_hits = set(zip(*(a.tolist() for a in full.reader.patch_hits(*args)), strict=True))
+    voter_hits = set(zip(*(a.tolist() for a in part.reader.patch_hits(*args)), strict=True))
+    assert 0 < len(voter_hits) < len(all_hits) and voter_hits <= all_hits
     # And the cropped photo is still found, with all 120 keypoints in verification.
     assert only_match(part.query(rgb[y0 : y0 + h, x0 : x0 + w], tiers=LOCAL), 2).inliers >= 8
     full.close()
@@ -584,7 +587,7 @@ def test_a_jpeg_query_is_decoded_for_its_query_side(
 ) -> None:
     """A large JPEG is decoded at reduced size for the index (210 px here), and again, larger, only
     when ``query_side`` asks for more: the local tier then detects at that size."""
-    from imgsearch.local import LocalIndex
+    from imgsearch.local import LocalIndex, hash_pairs
 
     rgb = cv2.resize(kodak_rgb(5), (1000, 667), interpolation=cv2.INTER_CUBIC)
     data = encode_jpeg(rgb, 92)
@@ -611,8 +614,7 @@ def test_stored_keypoints_hashes_and_descriptors_agree_in_spread_order(local_ind
     from imgsearch.extract import quantise_descriptors
     from imgsearch.patches import extract_patches
 
-    image = int(np.nonzero(local_index.images.columns["path"] == str(KODAK[i].absolute()))[0][0])
-    stored = local_index.local.store.read_local(image)
+    stored = local_index.reader.read_local(local_index.find(KODAK[i]), LOCAL_FIELDS)
     config = local_index.config.keypoints
     gray = io.decode_image(KODAK[i].read_bytes(), min_side=local_index.config.decode_side, gray=True)
     small, _ = kp_mod.downscale(gray, config.max_side)
@@ -730,25 +732,29 @@ def test_the_full_pass_finds_what_few_lookups_miss(
     assert len(full) >= 3, [r.matches[0].search_pass for r in results]
     for i in full:  # what the passes up to the full one turned down (often nothing had 2 votes)
         assert {x.search_pass for x in results[i].rejected} <= {"direct", "mirrored", "full"}
-    monkeypatch.setattr(type(local_index.local), "full_pass", lambda self, qp, small, cfg: None)
+    monkeypatch.setattr(passes, "full_pass", lambda qp, small, cfg: None)
     assert not any(local_index.query(crops[i], tiers=LOCAL, keypoints=4).matches for i in full)
 
 
-def test_the_full_pass_finds_a_superset_of_the_direct_pairs(local_index: Index) -> None:
-    """A full pass probes the direct pass's lookups as the direct pass did (one-bit probes for few
-    hashes), so it finds every hash pair the direct pass found, and more."""
+def test_the_full_pass_finds_a_superset_of_the_direct_hits(local_index: Index) -> None:
+    """A full pass probes the direct pass's lookups exactly as the direct pass did (the probes of a
+    hash depend on it alone), so it finds every hit the direct pass found, and more."""
     cfg = local_index.search_config(keypoints=40)
-    local = local_index.local
+    kconfig = local_index.config.keypoints
     for i in (0, 8, 14):
         rgb = kodak_rgb(i)
         h, w = rgb.shape[:2]
         gray = cv2.cvtColor(rgb[int(0.1 * h) : int(0.8 * h), int(0.2 * w) : int(0.9 * w)], cv2.COLOR_RGB2GRAY)
         small, ratio = kp_mod.downscale(gray, 180)
-        direct = local.query_pass(small, False, ratio, cfg)
-        full = local.full_pass(direct, small, cfg)
+        direct = passes.query_pass(small, False, ratio, cfg, kconfig)
+        full = passes.full_pass(direct, small, cfg)
         assert full is not None and full.full and len(full.lookup) > len(direct.lookup) == 40
-        few, many = local._hash_pairs(direct, cfg), local._hash_pairs(full, cfg)
-        assert {tuple(p) for p in few.tolist()} < {tuple(p) for p in many.tolist()}
+        few, many = (
+            {(int(qp.lookup[q]), int(g)) for q, g, _ in zip(*local_index.reader.patch_hits(
+                postings.codes_of(qp.hashes), qp.margins, cfg.patch_radius, cfg.probes), strict=True)}
+            for qp in (direct, full)
+        )  # fmt: skip
+        assert few < many
 
 
 @pytest.mark.parametrize("detector", ["sift", "orb"])
@@ -773,12 +779,12 @@ def test_the_full_mirrored_pass_finds_a_mirrored_crop(
     for i in by_full:
         best = results[i].matches[0]
         assert Path(best.path) == KODAK[i].absolute() and best.geometry.mirrored
-    original = LocalIndex.full_pass
+    original = passes.full_pass
 
-    def direct_only(self, qp, small, cfg):
-        return None if qp.mirrored else original(self, qp, small, cfg)
+    def direct_only(qp, small, cfg):
+        return None if qp.mirrored else original(qp, small, cfg)
 
-    monkeypatch.setattr(LocalIndex, "full_pass", direct_only)
+    monkeypatch.setattr(passes, "full_pass", direct_only)
     if detector == "sift":  # its full mirrored pass is the mirror of the direct full pass
         monkeypatch.setattr(index.local, "_mirror_derived", False)
     assert not any(
@@ -878,7 +884,7 @@ def test_the_zoomed_pass_needs_a_large_enough_query(shards: tuple[Index, Index])
     def zoomed_rejections(query: np.ndarray, **overrides) -> int:
         # Radius 16 with 4 flips: every image gets votes, so every pass leaves rejections, and
         # those of the passes at 180 px are kept after a zoomed pass.
-        result = even.query(query, tiers=LOCAL, min_votes=1, patch_radius=16, hash_flips=4, **overrides)
+        result = even.query(query, tiers=LOCAL, min_votes=1, patch_radius=16, **overrides)
         assert result.matches == [] and result.rejected
         assert all(REASONS.fullmatch(r.reason) for r in result.rejected)
         zoomed = sum(r.reason.startswith("zoomed pass: ") for r in result.rejected)
@@ -935,7 +941,7 @@ def test_shards_merge_to_the_single_index_after_a_zoomed_pass(
     stops at the earliest of those passes, and so must the merge, rejections included."""
     even, _ = shards
     query = pasted(i, background, mirrored)[0]
-    explain = {"tiers": LOCAL, "min_votes": 1, "patch_radius": 12, "hash_flips": 4}
+    explain = {"tiers": LOCAL, "min_votes": 1, "patch_radius": 12}
     single = even.query(query, **explain)
     merged = merge_results([shard.query(query, **explain) for shard in even_shards])
 

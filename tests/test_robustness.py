@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from imgsearch import ImageReadError, Index
 from imgsearch.cli import app
-from imgsearch.index import store
+from imgsearch.store import manifest as store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -222,7 +222,7 @@ CHILD = textwrap.dedent(
     """
     import pathlib, sys, time
     from imgsearch import ImageReadError, Index
-    from imgsearch.index import store
+    from imgsearch.store import manifest as store
 
     index_dir, photos, phase, marker = sys.argv[1:5]
     busy = pathlib.Path(marker)

@@ -1,6 +1,7 @@
 """The ``imgsearch`` command line: a thin typer layer over the library, one file per command group.
 
-Exit codes: 0 success; 1 some inputs failed (each reported on stderr); 2 usage or index errors.
+Exit codes: 0 success, 1 some inputs failed, 2 usage, 3 index locked or damaged, 4 index not
+written (see :mod:`imgsearch.cli.common`).
 """
 
 from __future__ import annotations

@@ -8,8 +8,19 @@ from typing import Annotated
 import typer
 
 from ..config import IndexConfig, KeypointConfig
-from ..index.core import Index
-from .common import DEFAULT_INDEX, EXIT_FAILED, EXIT_OK, IndexOption, err, progress_bar, usage_errors
+from ..errors import ConfigError
+from ..index import CHECKPOINT, Index
+from .common import (
+    DEFAULT_INDEX,
+    EXIT_FAILED,
+    EXIT_OK,
+    IndexOption,
+    QuietOption,
+    Reporter,
+    TimeoutOption,
+    err,
+    usage_errors,
+)
 
 
 def build(
@@ -24,9 +35,21 @@ def build(
     local: Annotated[
         bool, typer.Option("--local/--no-local", help="Build the local (keypoint) tier (new index).")
     ] = True,
+    checkpoint: Annotated[
+        int, typer.Option(min=1, help="Images committed at a time: what a killed build can lose.")
+    ] = CHECKPOINT,
+    timeout: TimeoutOption = None,
+    quiet: QuietOption = False,
 ) -> None:
-    """Add new or changed images to the index; unchanged files are skipped."""
+    """Add new or changed images to the index; unchanged files are skipped.
+
+    A build killed at any moment keeps the images it committed (every --checkpoint images) and
+    leaves the index readable; run the same command again to finish it.
+    """
     with usage_errors():
+        missing = [p for p in paths if not p.exists() and not p.is_symlink()]
+        if missing:  # before anything is created
+            raise ConfigError(f"no such file or directory: {', '.join(map(str, missing))}")
         kp = None
         if local:
             defaults = KeypointConfig()
@@ -34,18 +57,22 @@ def build(
         wanted = IndexConfig(keypoints=kp)
         explicit = keypoints is not None or detector is not None or not local
         ix = Index.open_or_create(index, wanted if explicit else None)
-        with ix, progress_bar("indexing") as bar:
-            task = bar.add_task("indexing", total=None)
+        with ix, Reporter("indexing", quiet) as progress:
             report = ix.add(
-                paths,
-                workers=workers,
-                on_progress=lambda n, total: bar.update(task, completed=n, total=total),
-            )
+                paths, workers=workers, checkpoint=checkpoint, timeout=timeout,
+                on_progress=lambda n, total: progress.update(n, total),
+            )  # fmt: skip
+            held = len(ix)
+    for path, reason in report.skipped:
+        err.print(f"skipped: {path}: {reason}", highlight=False)
+    for path, same in report.duplicates:
+        err.print(f"duplicate: {path}: the same bytes as {same}, indexed once", highlight=False)
     for path, reason in report.failed:
         err.print(f"[red]failed:[/red] {path}: {reason}", highlight=False)
     err.print(
         f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
-        f"failed {len(report.failed)}; index {index} holds {len(ix)} images",
+        f"duplicates {len(report.duplicates)}, skipped {len(report.skipped)}, failed {len(report.failed)}; "
+        f"index {index} holds {held} images",
         highlight=False,
     )
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)

@@ -14,10 +14,10 @@ from ..errors import ConfigError
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
+    Reporter,
     SearchOption,
     err,
     parse_setting,
-    progress_bar,
     split_names,
     usage_errors,
 )
@@ -134,11 +134,10 @@ def evaluate(
             workers=workers,
             **options,
         )
-        with progress_bar("{task.description}") as bar:
-            task = bar.add_task("starting", total=None)
+        with Reporter("starting") as reporter:
 
             def progress(stage: str, done: int, total: int) -> None:
-                bar.update(task, description=stage, completed=done, total=total)
+                reporter.update(done, total, stage)
 
             result = run_eval(config, out, progress, work_dir=work)
             shared = None
@@ -176,9 +175,9 @@ def _run_negatives(config, kinds: str, designs, size: int, copies: int, progress
     """The hard-negative protocol on the evaluation's folder, search settings and workers."""
     from ..evaluate.negatives import KINDS
     from ..evaluate.shared import SharedEvalConfig, run_shared_eval
-    from ..index.core import collect_paths
+    from ..index import collect_paths
 
-    photos, _ = collect_paths([config.folder])
+    photos, _, _ = collect_paths([config.folder])
     shared = SharedEvalConfig(
         photos=tuple(photos),
         kinds=tuple(KINDS) if kinds.strip() == "all" else split_names(kinds),

@@ -12,17 +12,18 @@ from rich.table import Table
 
 from ..config import TIERS
 from ..errors import ConfigError
-from ..index.core import Index
+from ..index import Index
 from ..results import QueryResult
 from .common import (
     DEFAULT_INDEX,
     EXIT_FAILED,
     EXIT_OK,
     IndexOption,
+    QuietOption,
+    Reporter,
     SearchOption,
     err,
     parse_setting,
-    progress_bar,
     split_names,
     usage_errors,
 )
@@ -41,6 +42,7 @@ def query(
     tiers: Annotated[str | None, typer.Option(help=f"Comma-separated subset of {','.join(TIERS)}.")] = None,
     explain: Annotated[bool, typer.Option(help="Also show rejected candidates and why.")] = False,
     search: SearchOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Query images against an index; exit 1 if any query could not be read."""
     with usage_errors():
@@ -57,14 +59,13 @@ def query(
         if "local" in cfg.tiers and ix.local is None and "tiers" in overrides:
             raise ConfigError(f"{index}: this index has no local tier (built with --no-local)")
         results: list[QueryResult] = []
-        with progress_bar("querying") as bar:
-            task = bar.add_task("querying", total=len(images))
+        with Reporter("querying", quiet) as progress:
             for image in images:
                 (result,) = ix.query_many([image], top=top, **overrides)
                 results.append(result)
                 if as_json:
                     typer.echo(json.dumps(result.to_dict(explain=explain)))
-                bar.advance(task)
+                progress.update(len(results), len(images))
     if not as_json:
         _print_table(results, explain)
     for r in results:

@@ -31,7 +31,7 @@ import numpy as np
 from .. import io
 from ..config import TIERS, IndexConfig, KeypointConfig, SearchConfig
 from ..errors import ConfigError, ImageReadError
-from ..index.core import Index, collect_paths
+from ..index import Index, collect_paths
 from ..results import QueryResult, global_score
 from .results import (
     BuildStats,
@@ -313,7 +313,7 @@ def run_eval(
     start = time.perf_counter()
     if not config.folder.is_dir():
         raise ConfigError(f"{config.folder}: not a folder of images")
-    paths, _ = collect_paths([config.folder])
+    paths, _, _ = collect_paths([config.folder])
     if len(paths) < 2:
         raise ConfigError(f"{config.folder}: need at least 2 images to evaluate, found {len(paths)}")
     indexed, distractors = split(paths, config.distractor_fraction, config.seed)

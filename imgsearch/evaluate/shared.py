@@ -32,7 +32,7 @@ import numpy as np
 from .. import io
 from ..config import IndexConfig
 from ..errors import ConfigError
-from ..index.core import Index
+from ..index import Index
 from . import metrics
 from .negatives import KINDS, design
 from .protocol import encode_query

@@ -16,7 +16,7 @@ from imgsearch.cli.evaluate import register
 from imgsearch.config import IndexConfig, KeypointConfig
 from imgsearch.errors import ConfigError
 from imgsearch.evaluate.protocol import EvalConfig, make_queries, run_eval, split
-from imgsearch.index.core import Index
+from imgsearch.index import Index
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TRANSFORMS = ("exact_copy", "jpeg", "mirror", "crop_25")
@@ -204,7 +204,9 @@ def test_eval_keypoint_settings_reach_every_index(photos: Path, tmp_path: Path):
     run_eval(_crop_only(photos, 60, keypoints={"hashed": 7}), tmp_path / "out", work_dir=tmp_path / "work")
     with Index.open(tmp_path / "work" / "index_J60") as index:
         assert index.config.keypoints.hashed == 7 and index.config.keypoints.budget == 60
-        assert len(index.local.hashes) == int(np.minimum(np.diff(index.local.offsets), 7).sum())
+        for part in index.reader.parts:  # the postings hold the first 7 keypoints of each image
+            words, _ = part.segment.postings()
+            assert len(words) == int(np.minimum(np.diff(part.segment.column("kp_offsets")), 7).sum())
 
 
 def test_eval_search_settings_reach_every_query(photos: Path, tmp_path: Path):

@@ -1,0 +1,355 @@
+"""The :class:`Index`: create, open, add, remove, compact, query; a folder of segments on disk.
+
+An index is a folder (:mod:`imgsearch.store`): a manifest naming immutable segment files, and
+tombstones for removed images. Adding writes new segments (a checkpoint every ``checkpoint``
+images, so a killed build keeps what it committed and the next one resumes); removing writes
+tombstones; merges keep the number of segments small. One writer at a time holds the index's
+lock, the others wait for it; readers never wait and see each commit as a whole.
+
+Paths are stored resolved (symbolic links and ``..`` followed), so one file is one row whatever the
+path it was given by; a file identical to one already indexed under another path (same SHA-256)
+is not indexed again: :attr:`AddReport.duplicates` names both.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import hashing, threads
+from .config import IndexConfig, SearchConfig
+from .errors import ConfigError, ImageReadError, IndexFormatError
+from .extract import ImageRecord, extract_files
+from .local import LocalIndex
+from .results import QueryResult
+from .search import query_many
+from .store import manifest as mf
+from .store import writer as wr
+from .store.reader import IndexReader
+from .store.segment import Batch, Segment
+
+_DIGEST_VOID = np.dtype(f"V{hashing.DIGEST_BYTES}")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+CHECKPOINT = 2000  # images per segment while building: the work a killed build can lose
+
+
+@dataclass
+class AddReport:
+    """What :meth:`Index.add` did, path by path (paths resolved)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, indexed path of the same bytes)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) not image files
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def collect_paths(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Expand folders recursively to image files (by suffix), resolved, sorted, each once.
+
+    Returns ``(files, missing, skipped)``: ``missing`` lists ``(path, reason)`` for arguments that
+    do not exist or cannot be read, ``skipped`` the files of a folder that are not images by their
+    suffix and the entries that are not regular files (broken links, sockets). A file named
+    explicitly is kept whatever its suffix (it is then read and maybe refused).
+    """
+    files: list[str] = []
+    missing: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            for f in sorted(path.rglob("*")):
+                if f.is_dir():
+                    continue
+                if not f.is_file():
+                    why = "a broken symbolic link" if f.is_symlink() else "not a regular file"
+                    skipped.append((str(f), why))
+                elif f.suffix.lower() not in IMAGE_SUFFIXES:
+                    skipped.append((str(f), f"unsupported extension {f.suffix or '(none)'}"))
+                else:
+                    files.append(os.path.realpath(f))
+        elif path.is_file():
+            files.append(os.path.realpath(path))
+        elif path.exists() or path.is_symlink():
+            missing.append((os.fspath(p), "a broken symbolic link" if path.is_symlink() else "not a regular file"))
+        else:
+            missing.append((os.fspath(p), "no such file or directory"))
+    seen: set[str] = set()
+    unique = [f for f in files if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
+    return unique, missing, skipped
+
+
+def config_differences(stored: IndexConfig, given: IndexConfig) -> list[str]:
+    """``"keypoints.budget: 400 (index) != 100 (given)"`` for each field that defines an index and differs."""
+    out = []
+    for part in ("global_", "keypoints"):
+        a, b = getattr(stored, part), getattr(given, part)
+        if a == b:
+            continue
+        if a is None or b is None:
+            out.append(f"{part.strip('_')}: {'off' if a is None else 'on'} (index) != {'off' if b is None else 'on'} (given)")
+            continue
+        for f in fields(a):
+            va, vb = getattr(a, f.name), getattr(b, f.name)
+            if va != vb:
+                out.append(f"{part.strip('_')}.{f.name}: {va!r} (index) != {vb!r} (given)")
+    return out
+
+
+class Index:
+    """An image index on disk and its readers; use :meth:`create` or :meth:`open`."""
+
+    def __init__(self, directory: Path, reader: IndexReader) -> None:
+        self.directory = directory
+        self.reader = reader
+        self.config: IndexConfig = reader.config
+        self.local = LocalIndex(reader, self.config) if self.config.keypoints is not None else None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, directory: str | os.PathLike[str], config: IndexConfig | None = None) -> Index:
+        """Create an empty index in ``directory`` (made if needed); refuses to overwrite one."""
+        wr.create(directory, config or IndexConfig())
+        return cls.open(directory)
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str]) -> Index:
+        """Open an index; :class:`IndexFormatError` if absent, damaged or of another version."""
+        directory = Path(directory)
+        return cls(directory, IndexReader(directory))
+
+    @classmethod
+    def open_or_create(cls, directory: str | os.PathLike[str], config: IndexConfig | None = None) -> Index:
+        """Open ``directory``'s index, or create it with ``config``. An existing index whose
+        configuration differs from ``config`` (what is extracted; search settings may differ) is a
+        :class:`ConfigError` naming the fields that differ."""
+        directory = Path(directory)
+        if not (directory / mf.MANIFEST).exists() and not (directory / mf.LEGACY_FILE).exists():
+            return cls.create(directory, config)
+        index = cls.open(directory)
+        if config is not None:
+            diff = config_differences(index.config, config)
+            if diff:
+                index.close()
+                raise ConfigError(f"{directory}: the index was built with another configuration: " + "; ".join(diff))
+        return index
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def refresh(self) -> bool:
+        """Pick up the images another writer committed since; True if there were any."""
+        return self.reader.refresh()
+
+    # -- lookups ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    @property
+    def paths(self) -> list[str]:
+        """Paths of the live images, in id order."""
+        return [self.reader.path_of(int(i)) for i in self.reader.live_ids()]
+
+    def path_of(self, image_id: int) -> str:
+        return self.reader.path_of(image_id)
+
+    def find(self, path: str | os.PathLike[str]) -> int:
+        """Id of the image indexed under ``path`` (resolved), or -1."""
+        return self.reader.find_path(os.path.realpath(path))
+
+    # -- writes ----------------------------------------------------------------------------
+    def add(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        workers: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        checkpoint: int = CHECKPOINT,
+        timeout: float | None = None,
+    ) -> AddReport:
+        """Index new or changed image files (folders are walked); unchanged ones are skipped.
+
+        A file is unchanged when its resolved path, size and modification time equal the indexed
+        ones. Bad files are reported in :attr:`AddReport.failed` and skipped. Every ``checkpoint``
+        images are committed as a segment (what a killed build keeps). Waits at most ``timeout``
+        seconds for another writer (None: as long as it takes).
+        """
+        if checkpoint < 1:
+            raise ConfigError(f"checkpoint must be >= 1, got {checkpoint}")
+        files, missing, skipped = collect_paths(paths)
+        report = AddReport(failed=list(missing), skipped=skipped)
+        with wr.IndexWriter(self.directory, timeout) as writer:
+            self.refresh()
+            todo, replaced = [], {}
+            for f in files:
+                gid = self.reader.find_path(f)
+                if gid >= 0:
+                    try:
+                        st = os.stat(f)
+                    except OSError as exc:
+                        report.failed.append((f, f"cannot stat: {exc.strerror}"))
+                        continue
+                    size, mtime = self.reader.value("file_size", gid), self.reader.value("mtime_ns", gid)
+                    if st.st_size == size and st.st_mtime_ns == mtime:
+                        report.unchanged.append(f)
+                        continue
+                    replaced[f] = gid
+                todo.append(f)
+            progress = None if on_progress is None else (lambda n: on_progress(n, len(todo)))
+            pending: list[ImageRecord] = []
+            digests: dict[bytes, str] = {}  # of this run's records not yet committed
+            for path, item in zip(todo, extract_files(todo, self.config, workers, progress), strict=True):
+                if isinstance(item, ImageReadError):
+                    report.failed.append((path, item.reason))
+                    continue
+                same = self._same_bytes(item, replaced.get(path), digests)
+                if same is not None:
+                    report.duplicates.append((path, same))
+                    continue
+                digests[item.digest.tobytes()] = path
+                pending.append(item)
+                (report.updated if path in replaced else report.added).append(path)
+                if len(pending) >= checkpoint:
+                    self._commit(writer, pending, replaced)
+                    pending, digests = [], {}
+            self._commit(writer, pending, replaced)
+            writer.merge_tiers()
+            self.refresh()
+        return report
+
+    def _same_bytes(self, record: ImageRecord, replacing: int | None, pending: dict[bytes, str]) -> str | None:
+        """Path of an indexed (or pending) file with the same bytes as ``record``, or None."""
+        key = record.digest.tobytes()
+        if key in pending:
+            return pending[key]
+        for gid in self.reader.find_digest(record.digest):
+            if int(gid) != replacing:
+                return self.reader.path_of(int(gid))
+        return None
+
+    def _commit(self, writer: wr.IndexWriter, records: Sequence[ImageRecord], replaced: dict[str, int]) -> None:
+        if not records:
+            return
+        deletions = self._deletions([replaced[r.path] for r in records if r.path in replaced])
+        writer.commit(Batch.from_records(records, self.config), deletions)
+        self.refresh()
+
+    def _deletions(self, gids: Iterable[int]) -> dict[str, np.ndarray]:
+        rows: dict[str, list[int]] = {}
+        for gid in gids:
+            part, row = self.reader.locate(int(gid))
+            rows.setdefault(part.entry.name, []).append(row)
+        return {name: np.array(r, np.int64) for name, r in rows.items()}
+
+    def remove(self, paths: Iterable[str | os.PathLike[str]], *, timeout: float | None = None) -> list[str]:
+        """Remove images by path (resolved); returns the paths removed."""
+        with wr.IndexWriter(self.directory, timeout) as writer:
+            self.refresh()
+            found = {}
+            for p in paths:
+                resolved = os.path.realpath(p)
+                gid = self.reader.find_path(resolved)
+                if gid >= 0:
+                    found[resolved] = gid
+            if found:
+                writer.commit(None, self._deletions(found.values()))
+                writer.merge_tiers()
+                self.refresh()
+        return list(found)
+
+    def compact(self, *, timeout: float | None = None) -> int:
+        """Merge every segment into one, dropping removed images; returns the segments merged."""
+        with wr.IndexWriter(self.directory, timeout) as writer:
+            merged = writer.compact()
+        self.refresh()
+        return merged
+
+    # -- queries ---------------------------------------------------------------------------
+    def search_config(self, **overrides: Any) -> SearchConfig:
+        """The index's default :class:`SearchConfig` with ``overrides`` applied."""
+        return self.config.search.replace(**overrides) if overrides else self.config.search
+
+    def query(
+        self, image: str | os.PathLike[str] | bytes | np.ndarray, *, top: int | None = 10, **overrides: Any
+    ) -> QueryResult:
+        """Query one image (path, encoded bytes, or RGB/gray uint8 array); ``overrides`` tune the search.
+
+        An unreadable query raises :class:`ImageReadError`; use :meth:`query_many` for batches.
+        """
+        (result,) = self.query_many([image], top=top, **overrides)
+        if result.error is not None:
+            raise ImageReadError(result.query, result.error)
+        return result
+
+    def query_many(
+        self,
+        images: Sequence[str | os.PathLike[str] | bytes | np.ndarray],
+        *,
+        top: int | None = 10,
+        **overrides: Any,
+    ) -> list[QueryResult]:
+        """Query a batch in input order; unreadable queries get ``error`` set instead of raising."""
+        self.refresh()
+        with threads.single_blas_thread():
+            return query_many(self, images, self.search_config(**overrides), top)
+
+    # -- about -----------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """What the manifest says: images, segments, removed rows, size on disk, configuration."""
+        return describe(self.directory, self.reader.manifest)
+
+    def verify(self) -> list[str]:
+        """Read every segment and tombstone whole and check their checksums and counts; returns the
+        problems found (an empty list: the index is sound)."""
+        problems = []
+        for entry in self.reader.manifest.segments:
+            try:
+                segment = Segment(self.directory / mf.SEGMENTS / entry.name)
+                try:
+                    segment.verify()
+                    if segment.n != entry.images:
+                        problems.append(f"{entry.name}: {segment.n} images, the manifest says {entry.images}")
+                finally:
+                    segment.close()
+                if entry.tombstones:
+                    from .store.reader import read_tombstones
+
+                    deleted = read_tombstones(self.directory / mf.SEGMENTS / entry.tombstones, entry.images)
+                    if int(deleted.sum()) != entry.deleted:
+                        problems.append(f"{entry.tombstones}: {int(deleted.sum())} removed, the manifest says {entry.deleted}")
+            except (IndexFormatError, OSError) as exc:
+                problems.append(str(exc))
+        return problems
+
+
+def describe(directory: Path, manifest: mf.Manifest) -> dict[str, Any]:
+    """:meth:`Index.info` from a manifest alone (no segment is opened)."""
+    return {
+        "directory": str(directory),
+        "images": manifest.images,
+        "removed": sum(s.deleted for s in manifest.segments),
+        "segments": len(manifest.segments),
+        "keypoints": sum(s.keypoints for s in manifest.segments),
+        "size_bytes": sum(s.bytes for s in manifest.segments),
+        "generation": manifest.generation,
+        "format": mf.FORMAT_NAME,
+        "format_version": mf.FORMAT_VERSION,
+        "libraries": dict(manifest.libraries),
+        "config": manifest.config.to_dict(),
+    }

@@ -1,1 +1,0 @@
-"""Index storage (HDF5, versioned, atomic writes) and search structures (FAISS binary indexes)."""

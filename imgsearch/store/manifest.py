@@ -1,0 +1,193 @@
+"""The manifest: which segments make the index now, replaced atomically at every commit.
+
+``<index>/manifest.json``::
+
+    {"format": "imgsearch-index", "format_version": 8, "generation": 12,
+     "config": {...IndexConfig...},
+     "libraries": {"imgsearch": "...", "opencv": "...", "numpy": "..."},
+     "segments": [{"name": "seg-000003", "images": 2000, "keypoints": 791233, "bytes": 1.2e8,
+                   "deleted": 4, "tombstones": "seg-000003.del-000012"}, ...],
+     "next_segment": 5}
+
+A commit writes ``manifest.json.tmp-<pid>``, flushes it, renames it over ``manifest.json`` and
+flushes the folder: a reader sees the old manifest or the new one, never a mix, and every file a
+manifest names was complete before the manifest was written. Segments are immutable; deletions are
+new tombstone files named by the next manifest. Files no manifest names (a crashed writer's, or
+merged away) are removed by the next writer (:func:`collect_garbage`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import IndexConfig
+from ..errors import ConfigError, IndexFormatError, IndexNotFoundError
+
+FORMAT_NAME = "imgsearch-index"
+# 8: a folder of immutable segments and a manifest (7 and before: one HDF5 file, index.h5).
+FORMAT_VERSION = 8
+MANIFEST = "manifest.json"
+SEGMENTS = "segments"
+LEGACY_FILE = "index.h5"
+
+
+@dataclass(frozen=True)
+class SegmentEntry:
+    """One segment as the manifest lists it."""
+
+    name: str
+    images: int
+    keypoints: int
+    bytes: int
+    deleted: int = 0
+    tombstones: str | None = None
+
+    @property
+    def live(self) -> int:
+        return self.images - self.deleted
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The state of an index at one commit (see the module docstring)."""
+
+    config: IndexConfig
+    generation: int = 0
+    segments: tuple[SegmentEntry, ...] = ()
+    next_segment: int = 1
+    libraries: dict[str, str] = field(default_factory=dict)
+    # Files earlier manifests named and this one does not, with the time they were let go: removed
+    # GRACE_SECONDS later, so that a reader that read the previous manifest can still open them.
+    retired: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def images(self) -> int:
+        """Live images (indexed and not removed)."""
+        return sum(s.live for s in self.segments)
+
+    def named(self) -> set[str]:
+        """Files of the segments folder this manifest names."""
+        return {s.name for s in self.segments} | {s.tombstones for s in self.segments if s.tombstones}
+
+    def with_segments(self, segments: tuple[SegmentEntry, ...], next_segment: int | None = None) -> Manifest:
+        """The next generation with these segments; files no longer named are retired now."""
+        following = replace(
+            self,
+            segments=segments,
+            generation=self.generation + 1,
+            next_segment=self.next_segment if next_segment is None else next_segment,
+        )
+        now = time.time()
+        let_go = tuple((name, now) for name in sorted(self.named() - following.named()))
+        return replace(following, retired=self.retired + let_go)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "generation": self.generation,
+            "config": self.config.to_dict(),
+            "libraries": dict(self.libraries),
+            "segments": [s.__dict__ for s in self.segments],
+            "next_segment": self.next_segment,
+            "retired": [list(r) for r in self.retired],
+        }
+
+
+def read(directory: str | os.PathLike[str]) -> Manifest:
+    """The current manifest of ``directory``; :class:`IndexFormatError` naming the problem."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if (directory / LEGACY_FILE).exists():
+            raise IndexFormatError(
+                f"{directory}: an index of format 7 or older (index.h5); this imgsearch reads format "
+                f"{FORMAT_VERSION}: build it again (`imgsearch build PATH --index {directory}` after "
+                "moving the folder away)"
+            ) from None
+        raise IndexNotFoundError(f"{directory}: no index here (create one with `imgsearch build`)") from None
+    except OSError as exc:
+        raise IndexFormatError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise IndexFormatError(f"{path}: damaged manifest ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise IndexFormatError(f"{path}: not an imgsearch index manifest")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{path}: index format version {version}, this imgsearch reads version {FORMAT_VERSION}; "
+            "build the index again with this version"
+        )
+    try:
+        config = IndexConfig.from_dict(data["config"])
+        segments = tuple(SegmentEntry(**s) for s in data["segments"])
+        return Manifest(
+            config=config,
+            generation=int(data["generation"]),
+            segments=segments,
+            next_segment=int(data["next_segment"]),
+            libraries=dict(data.get("libraries", {})),
+            retired=tuple((str(n), float(t)) for n, t in data.get("retired", [])),
+        )
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise IndexFormatError(f"{path}: damaged manifest ({exc})") from None
+
+
+def write(directory: str | os.PathLike[str], manifest: Manifest) -> None:
+    """Replace ``directory``'s manifest atomically (call under the writer lock)."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    tmp = directory / f"{MANIFEST}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(manifest.to_dict(), f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    sync_folder(directory)
+
+
+def sync_folder(directory: Path) -> None:
+    """Flush a folder's entries (a rename is durable only then)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+GRACE_SECONDS = 60.0
+
+
+def collect_garbage(directory: str | os.PathLike[str], manifest: Manifest) -> tuple[Manifest, list[Path]]:
+    """Remove what no reader can need: files of the segments folder that no manifest ever named
+    (a crashed writer's), temporary files, and files retired more than :data:`GRACE_SECONDS` ago.
+    Call under the writer lock, before writing anything; returns the manifest without the removed
+    retired entries (to be written with the next commit) and the paths removed."""
+    directory = Path(directory)
+    now = time.time()
+    keep_retired = {name for name, since in manifest.retired if now - since < GRACE_SECONDS}
+    protected = manifest.named() | keep_retired
+    removed = []
+    for path in [*(directory / SEGMENTS).glob("*"), *directory.glob(f"{MANIFEST}.tmp-*")]:
+        if path.name in protected:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    retired = tuple(r for r in manifest.retired if r[0] in keep_retired)
+    return replace(manifest, retired=retired), removed

@@ -1,0 +1,229 @@
+"""The patch-hash postings of one segment: an inverted file keyed by the bits that edits flip least.
+
+Why (measured on the shared photos; the lookup research of issue 12): the four 16-bit substrings of
+multi-index hashing gathered rows linearly in the index size (60,000 per query hash at a million
+images, 0.7 s a query pass) and held 24 B a row. Here every voting keypoint is **one 64-bit word**
+in **one table** whose key is the first ``width`` bits of its hash in :data:`RELIABLE_ORDER` (the
+DCT bits that copies flip least), with ``width`` growing with the segment (:func:`key_width`), so
+a bucket holds about a hundred rows whatever the size. A query hash probes its bucket and the
+buckets of the :data:`PROBE_MASKS` subsets of its own least confident key bits flipped (those whose
+DCT coefficient lies nearest the median, :func:`bit_margins`): the bits most likely to differ in a
+copy, known from the query alone. Rows farther than the radius are dropped, exactly.
+
+Layout of a posting word (most significant first)::
+
+    [ the hash's other bits, in RELIABLE_ORDER ]   code_bits = 64 - width - dropped
+    [ keypoint angle, 5 bits ][ keypoint scale, 3 bits ]   (GEOMETRY_BITS, for weak geometric consistency)
+    [ the image's row in the segment ]           image_bits
+
+``dropped`` is the number of least reliable bits that do not fit, the DC bit first (it is 1 in every
+patch hash, so dropping it loses nothing; with the default widths nothing else is dropped). Buckets
+are contiguous: ``starts[k]:starts[k + 1]`` are the words of key ``k``.
+
+Hash bits are numbered as in :mod:`imgsearch.hashing`: bit ``b`` is DCT coefficient ``(b // 8, b % 8)``,
+the ``b``-th most significant bit of the big-endian 64-bit code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+# Bits in the order copies flip them least (flip rates of 33,013 true keypoint pairs of 300 copies
+# of the shared photos, lowest first); the DC bit 0, always 1, last.
+RELIABLE_ORDER: tuple[int, ...] = (
+    1, 4, 20, 2, 8, 16, 9, 17, 18, 3, 10, 24, 6, 32, 34, 11, 22, 25, 36, 19, 26, 27, 12, 33, 13, 35,
+    50, 40, 5, 29, 28, 48, 41, 43, 7, 14, 37, 21, 30, 44, 38, 42, 52, 23, 49, 51, 15, 56, 45, 31, 58,
+    46, 53, 39, 57, 59, 60, 47, 54, 61, 55, 62, 63, 0,
+)  # fmt: skip
+# Probes, as sets of the query's least confident key bits to flip (bit r of a mask: the r-th least
+# confident), most likely first: the 32 most probable subsets of the 10 least confident under their
+# mean flip probabilities on those copies (0.31, 0.23, 0.16, 0.12, 0.08, 0.06, 0.04, 0.03, 0.02, 0.01).
+PROBE_MASKS: tuple[int, ...] = (
+    0, 1, 2, 4, 3, 8, 16, 5, 32, 9, 6, 64, 17, 10, 128, 33, 18, 7, 12, 256, 65, 34, 20, 11, 512, 129,
+    66, 36, 19, 24, 13, 257,
+)  # fmt: skip
+PROBE_BITS = 10  # the least confident key bits the probes flip
+GEOMETRY_BITS = 8  # 5 for the keypoint's angle (11.25° bins), 3 for its size (octave bins)
+ANGLE_BINS = 32
+SCALE_BINS = 8
+MIN_WIDTH, MAX_WIDTH = 12, 28
+MAX_IMAGES = 1 << 21  # rows of one segment (a compacted million fits twice)
+
+assert sorted(RELIABLE_ORDER) == list(range(64))
+
+_SHIFTS = np.arange(63, -1, -1, dtype=np.uint64)  # bit b of a code is (code >> (63 - b)) & 1
+
+
+def key_width(images: int) -> int:
+    """Key bits of a segment of ``images`` images: ``ceil(log2(images)) + 7``, within [12, 28]
+    (about 128 voting rows a bucket at 240 voters an image)."""
+    return min(MAX_WIDTH, max(MIN_WIDTH, math.ceil(math.log2(max(images, 2))) + 7))
+
+
+def image_bits(images: int) -> int:
+    return max(1, math.ceil(math.log2(max(images, 2))))
+
+
+def codes_of(hashes: np.ndarray) -> np.ndarray:
+    """``(N, 8)`` uint8 packed hashes as ``(N,)`` uint64 codes, byte 0 most significant."""
+    return np.ascontiguousarray(hashes, dtype=np.uint8).view(">u8").reshape(-1).astype(np.uint64)
+
+
+def _permutation_tables() -> np.ndarray:
+    """``(8, 256)`` uint64: OR over bytes ``j`` of ``table[j][byte_j]`` is the code in reliable order."""
+    new_position = np.empty(64, np.int64)
+    new_position[np.array(RELIABLE_ORDER)] = np.arange(64)
+    table = np.zeros((8, 256), np.uint64)
+    values = np.arange(256)
+    for b in range(64):
+        byte, bit = divmod(b, 8)
+        on = ((values >> (7 - bit)) & 1).astype(np.uint64)
+        table[byte] |= on << np.uint64(63 - new_position[b])
+    return table
+
+
+_PERMUTE = _permutation_tables()
+
+
+def reorder(codes: np.ndarray) -> np.ndarray:
+    """``(N,)`` uint64 codes with their bits in :data:`RELIABLE_ORDER`, most reliable first."""
+    out = np.zeros(len(codes), np.uint64)
+    for j in range(8):
+        out |= _PERMUTE[j][((codes >> np.uint64(56 - 8 * j)) & np.uint64(255)).astype(np.intp)]
+    return out
+
+
+def bit_margins(coeffs: np.ndarray) -> np.ndarray:
+    """How sure each hash bit is: ``|c - median| / median(|c - median|)`` of the 64 DCT coefficients
+    behind it, ``(N, 64)`` float32 from ``(N, 8, 8)`` (or ``(N, 64)``) coefficients; small is unsure."""
+    flat = np.asarray(coeffs, np.float64).reshape(len(coeffs), 64)
+    median = np.median(flat, axis=1, keepdims=True)
+    deviation = np.abs(flat - median)
+    spread = np.median(deviation, axis=1, keepdims=True) + 1e-9
+    return (deviation / spread).astype(np.float32)
+
+
+def geometry_bins(angle: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """``(N,)`` uint8 of a keypoint's angle (degrees, 32 bins) and size (pixels, octaves from 4 px,
+    8 bins): the :data:`GEOMETRY_BITS` a posting keeps for weak geometric consistency."""
+    a = (np.floor(np.mod(angle, 360.0) / (360.0 / ANGLE_BINS)).astype(np.int64)) % ANGLE_BINS
+    s = np.clip(np.floor(np.log2(np.maximum(size, 1e-3) / 4.0)).astype(np.int64), 0, SCALE_BINS - 1)
+    return ((a << 3) | s).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Bit layout of one segment's postings (stored in its metadata)."""
+
+    width: int
+    image_bits: int
+
+    @property
+    def code_bits(self) -> int:
+        return min(64 - self.width, 64 - GEOMETRY_BITS - self.image_bits)
+
+    @classmethod
+    def for_images(cls, images: int) -> Layout:
+        if images > MAX_IMAGES:
+            raise ConfigError(f"a segment holds at most {MAX_IMAGES} images, got {images}")
+        return cls(key_width(images), image_bits(images))
+
+
+def build(
+    codes: np.ndarray, images: np.ndarray, geometry: np.ndarray, layout: Layout
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posting ``words`` and bucket ``starts`` of voting rows.
+
+    Parameters
+    ----------
+    codes : (V,) uint64 hash codes (:func:`codes_of`)
+    images : (V,) int image row of each, in ``[0, 2**layout.image_bits)``
+    geometry : (V,) uint8 :func:`geometry_bins`
+    layout : Layout
+
+    Returns
+    -------
+    words : (V,) uint64, grouped by key (rows of one key keep their input order)
+    starts : (2**width + 1,) uint32 (uint64 from 2**32 rows)
+    """
+    w = layout.width
+    permuted = reorder(np.asarray(codes, np.uint64))
+    key = (permuted >> np.uint64(64 - w)).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    counts = np.bincount(key, minlength=1 << w)
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.uint32 if len(codes) < 2**32 else np.uint64)
+    rest = (permuted[order] << np.uint64(w)) >> np.uint64(64 - layout.code_bits)  # the next code_bits bits
+    words = rest << np.uint64(GEOMETRY_BITS + layout.image_bits)
+    words |= np.asarray(geometry, np.uint64)[order] << np.uint64(layout.image_bits)
+    words |= np.asarray(images, np.uint64)[order]
+    return words, starts
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Rows found for a batch of query hashes, as parallel ``(P,)`` arrays."""
+
+    query: np.ndarray  # int64 row of the query hash
+    image: np.ndarray  # int64 image row in the segment
+    geometry: np.ndarray  # uint8 :func:`geometry_bins` of the indexed keypoint
+    distance: np.ndarray  # int64 Hamming distance (over the bits kept)
+
+
+def probe(
+    words: np.ndarray,
+    starts: np.ndarray,
+    layout: Layout,
+    codes: np.ndarray,
+    margins: np.ndarray,
+    radius: int,
+    probes: int = len(PROBE_MASKS),
+) -> Hits:
+    """Rows within ``radius`` bits of ``(Q,)`` query ``codes`` among the buckets their first
+    ``probes`` :data:`PROBE_MASKS` reach; ``margins`` ``(Q, 64)`` from :func:`bit_margins`.
+
+    Each (query hash, row) pair comes once: two probes of one query hash reach different buckets.
+    """
+    w = layout.width
+    q = reorder(np.asarray(codes, np.uint64))
+    nq = len(q)
+    if nq == 0 or len(words) == 0:
+        empty = np.zeros(0, np.int64)
+        return Hits(empty, empty, np.zeros(0, np.uint8), empty)
+    # The PROBE_BITS least confident key bits of each query hash, as positions in reordered codes.
+    key_margins = np.asarray(margins)[:, np.array(RELIABLE_ORDER[:w])]
+    m = min(PROBE_BITS, w)
+    least = np.argsort(key_margins, axis=1, kind="stable")[:, :m]  # (Q, m) reordered positions
+    bit_value = np.uint64(1) << (np.uint64(63) - least.astype(np.uint64))  # (Q, m)
+    template = np.array([t for t in PROBE_MASKS[:probes] if t < (1 << m)], np.int64)
+    chosen = ((template[:, None] >> np.arange(m)) & 1).astype(np.uint64)  # (T, m)
+    masks = (chosen[None, :, :] * bit_value[:, None, :]).sum(axis=2, dtype=np.uint64)  # (Q, T)
+    n_probes = masks.shape[1]
+    bucket = ((q[:, None] ^ masks) >> np.uint64(64 - w)).astype(np.int64).ravel()
+    lo = starts[bucket].astype(np.int64)
+    counts = starts[bucket + 1].astype(np.int64) - lo
+    total = int(counts.sum())
+    if total == 0:
+        empty = np.zeros(0, np.int64)
+        return Hits(empty, empty, np.zeros(0, np.uint8), empty)
+    # Positions lo..hi-1 of every probed bucket, concatenated; which probe each comes from.
+    position = np.arange(total) - np.repeat(np.cumsum(counts) - counts - lo, counts)
+    probe_of = np.repeat(np.arange(nq * n_probes), counts)
+    query_of = probe_of // n_probes
+    word = words[position]
+    stored = word >> np.uint64(GEOMETRY_BITS + layout.image_bits)
+    mine = (q[query_of] << np.uint64(w)) >> np.uint64(64 - layout.code_bits)
+    key_flips = np.bitwise_count(masks.ravel())[probe_of].astype(np.int64)
+    distance = np.bitwise_count(stored ^ mine).astype(np.int64) + key_flips
+    keep = distance <= radius
+    image_mask = np.uint64((1 << layout.image_bits) - 1)
+    return Hits(
+        query=query_of[keep].astype(np.int64),
+        image=(word[keep] & image_mask).astype(np.int64),
+        geometry=((word[keep] >> np.uint64(layout.image_bits)) & np.uint64(255)).astype(np.uint8),
+        distance=distance[keep],
+    )

@@ -1,0 +1,217 @@
+"""Reading an index: the manifest's segments, their tombstones, and lookups across all of them.
+
+An image has a global id: the rows of the manifest's segments one after the other (removed rows
+keep their ids until a merge drops them). Opening reads the manifest and maps each segment: its
+cost grows with the number of segments, not of images. :meth:`IndexReader.refresh` picks up a
+newer manifest, reusing the segments both name, so a long-running reader sees new images without a
+stall; a reader is never blocked by a writer (it reads what the last complete commit names).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from ..config import IndexConfig
+from . import manifest as mf
+from . import postings
+from .container import Container, DamagedFileError
+from .segment import Segment
+
+SEGMENT_OPEN_RETRIES = 3  # a merge may retire a segment between reading the manifest and opening it
+
+
+@dataclass
+class _Open:
+    """One segment of the current manifest, with its deletions and its global hash index."""
+
+    entry: mf.SegmentEntry
+    segment: Segment
+    deleted: np.ndarray  # (n,) bool
+    base: int  # global id of its row 0
+    global_index: faiss.IndexBinaryFlat
+
+
+class IndexReader:
+    """The index of ``directory`` as of its manifest when opened (or last refreshed)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self._cache: dict[str, _Open] = {}
+        self._load(mf.read(self.directory))
+
+    # -- opening ----------------------------------------------------------------------------
+    def _load(self, manifest: mf.Manifest) -> None:
+        for attempt in range(SEGMENT_OPEN_RETRIES):
+            try:
+                opened = [self._open(entry) for entry in manifest.segments]
+                break
+            except FileNotFoundError:
+                if attempt == SEGMENT_OPEN_RETRIES - 1:
+                    raise
+                manifest = mf.read(self.directory)
+        base = 0
+        parts = []
+        for o in opened:
+            o.base = base
+            base += o.segment.n
+            parts.append(o)
+        for name in set(self._cache) - {o.entry.name for o in parts}:
+            self._cache.pop(name).segment.close()
+        self.manifest = manifest
+        self.config: IndexConfig = manifest.config
+        self.parts = parts
+        self.bases = np.array([o.base for o in parts] + [base], np.int64)
+        self.rows = base
+
+    def _open(self, entry: mf.SegmentEntry) -> _Open:
+        cached = self._cache.get(entry.name)
+        if cached is not None and cached.entry.tombstones == entry.tombstones:
+            cached.entry = entry
+            return cached
+        segment = cached.segment if cached is not None else Segment(self.directory / mf.SEGMENTS / entry.name)
+        if segment.n != entry.images:
+            raise DamagedFileError(f"{segment.path}: {segment.n} images, the manifest says {entry.images}")
+        deleted = np.zeros(segment.n, bool)
+        if entry.tombstones:
+            deleted = read_tombstones(self.directory / mf.SEGMENTS / entry.tombstones, segment.n)
+        if cached is not None:
+            index = cached.global_index
+        else:
+            index = faiss.IndexBinaryFlat(64)
+            hashes = segment.column("global_hash")
+            if len(hashes):
+                index.add(np.ascontiguousarray(hashes))
+        opened = _Open(entry, segment, deleted, 0, index)
+        self._cache[entry.name] = opened
+        return opened
+
+    def refresh(self) -> bool:
+        """Load a newer manifest if a writer committed one; True if it did."""
+        current = mf.read(self.directory)
+        if current.generation == self.manifest.generation:
+            return False
+        self._load(current)
+        return True
+
+    def close(self) -> None:
+        for o in self._cache.values():
+            o.segment.close()
+        self._cache.clear()
+        self.parts = []
+
+    # -- ids --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Live images."""
+        return sum(o.segment.n - int(o.deleted.sum()) for o in self.parts)
+
+    def locate(self, gid: int) -> tuple[_Open, int]:
+        """The segment of global id ``gid`` and the row in it."""
+        k = int(np.searchsorted(self.bases, gid, side="right")) - 1
+        if not 0 <= k < len(self.parts) or gid < 0:
+            raise IndexError(f"image id {gid} out of range [0, {self.rows})")
+        part = self.parts[k]
+        return part, gid - part.base
+
+    def is_live(self, gids: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: which of ``gids`` are indexed and not removed."""
+        gids = np.asarray(gids, np.int64)
+        live = np.zeros(len(gids), bool)
+        seg = np.searchsorted(self.bases, gids, side="right") - 1
+        for k, part in enumerate(self.parts):
+            mine = seg == k
+            if mine.any():
+                live[mine] = ~part.deleted[gids[mine] - part.base]
+        return live
+
+    def live_ids(self) -> np.ndarray:
+        return np.concatenate(
+            [o.base + np.nonzero(~o.deleted)[0] for o in self.parts] or [np.zeros(0, np.int64)]
+        )
+
+    # -- per image --------------------------------------------------------------------------
+    def path_of(self, gid: int) -> str:
+        part, row = self.locate(gid)
+        return part.segment.path_of(row)
+
+    def value(self, column: str, gid: int) -> np.ndarray:
+        """One image's value of an image column (``global_hash``, ``width``, ``kp_scale``...)."""
+        part, row = self.locate(gid)
+        return part.segment.column(column)[row]
+
+    def read_local(
+        self, gid: int, fields: tuple[str, ...], limit: int | None = None
+    ) -> dict[str, np.ndarray]:
+        part, row = self.locate(gid)
+        return part.segment.read_local(row, fields, limit)
+
+    def find_path(self, path: str) -> int:
+        """Global id of the live image indexed under ``path`` (resolved), or -1."""
+        for part in self.parts:
+            row = part.segment.find_path(path)
+            if row >= 0 and not part.deleted[row]:
+                return part.base + row
+        return -1
+
+    def find_digest(self, digest: np.ndarray) -> np.ndarray:
+        """Global ids of the live images whose file digest is ``digest``, ascending."""
+        found = [
+            part.base + rows[~part.deleted[rows]]
+            for part in self.parts
+            if len(rows := part.segment.find_digest(digest))
+        ]
+        return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+    # -- searches ---------------------------------------------------------------------------
+    def global_search(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Live images within ``radius`` bits (inclusive) of ``(Q, 8)`` uint8 query hashes, as
+        ``(query, distance, global id)`` int64 arrays."""
+        found_q, found_d, found_i = [], [], []
+        q = np.ascontiguousarray(queries, np.uint8)
+        for part in self.parts:
+            if part.global_index.ntotal == 0:
+                continue
+            lims, dist, ids = part.global_index.range_search(q, radius + 1)
+            query = np.repeat(np.arange(len(q)), np.diff(lims.astype(np.int64)))
+            keep = ~part.deleted[ids]
+            found_q.append(query[keep])
+            found_d.append(dist[keep].astype(np.int64))
+            found_i.append(ids[keep].astype(np.int64) + part.base)
+        if not found_q:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        return np.concatenate(found_q), np.concatenate(found_d), np.concatenate(found_i)
+
+    def patch_hits(
+        self, codes: np.ndarray, margins: np.ndarray, radius: int, probes: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Voting rows of live images near ``(Q,)`` uint64 query hash codes in every segment
+        (:func:`imgsearch.store.postings.probe`): ``(query, global id, geometry)`` arrays."""
+        found_q, found_i, found_g = [], [], []
+        for part in self.parts:
+            if not part.segment.has_local or part.segment.n == 0:
+                continue
+            words, starts = part.segment.postings()
+            hits = postings.probe(words, starts, part.segment.layout, codes, margins, radius, probes)
+            keep = ~part.deleted[hits.image]
+            found_q.append(hits.query[keep])
+            found_i.append(hits.image[keep] + part.base)
+            found_g.append(hits.geometry[keep])
+        if not found_q:
+            z = np.zeros(0, np.int64)
+            return z, z, np.zeros(0, np.uint8)
+        return np.concatenate(found_q), np.concatenate(found_i), np.concatenate(found_g)
+
+
+def read_tombstones(path: Path, images: int) -> np.ndarray:
+    """The ``(images,)`` bool deletion mask of a tombstone file."""
+    c = Container(path)
+    deleted = np.array(c.read("deleted"), dtype=bool)
+    c.close()
+    if deleted.shape != (images,):
+        raise DamagedFileError(f"{path}: {deleted.shape} deletions for a segment of {images} images")
+    return deleted

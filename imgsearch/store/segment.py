@@ -1,0 +1,271 @@
+"""One segment: an immutable container of the images added by one commit, and their search arrays.
+
+Arrays (``n`` images, ``m`` keypoints, ``v`` voting rows; every one checksummed,
+:mod:`imgsearch.store.container`)::
+
+    path_bytes (P,) uint8, path_offsets (n + 1,) int64   UTF-8 paths, resolved
+    path_key (n,) uint64, path_order (n,) uint32         BLAKE2b-64 of each path, and the rows by it
+    digest (n, 32) uint8, digest_order (n,) uint32       SHA-256 of the file, and the rows by it
+    file_size, mtime_ns (n,) int64; width, height (n,) int32
+    global_hash (n, 8) uint8                             64-bit pHash
+    kp_offsets (n + 1,) int64                            keypoints of row i: kp_offsets[i]:kp_offsets[i+1]
+    kp_scale (n,) float32; kp_crc (n,) uint32            keypoint-image px per px; CRC-32 of its rows
+    keypoints (m, 5) float32; descriptors (m, D) uint8; patch_hash (m, S, 8) uint8
+    post_words (v,) uint64; post_starts (2**w + 1,) uint32   the patch-hash postings (postings.py)
+
+The image columns and the postings are read from the mapped file whole (checked once); the
+keypoint arrays of one image at a time, checked against its ``kp_crc`` at every read, so a damaged
+byte names the segment instead of turning into a wrong match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import hashing
+from ..config import IndexConfig
+from ..extract import ImageRecord
+from . import container, postings
+from .container import Container, DamagedFileError
+
+SUFFIX = ".seg"
+IMAGE_COLUMNS = ("file_size", "mtime_ns", "width", "height", "global_hash", "kp_scale")
+LOCAL_FIELDS = ("keypoints", "descriptors", "patch_hash")
+
+
+def path_key(path: str) -> int:
+    """64-bit key of a path (BLAKE2b), for finding a path without loading them all."""
+    return int.from_bytes(
+        hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "big"
+    )
+
+
+@dataclass
+class Batch:
+    """Rows of images to write as one segment: ``paths`` and per-image ``columns`` (the
+    :data:`IMAGE_COLUMNS` and ``digest``), and, with keypoints, ``kp_counts`` and the flat
+    :data:`LOCAL_FIELDS` arrays, image after image."""
+
+    paths: list[str]
+    columns: dict[str, np.ndarray]
+    kp_counts: np.ndarray | None = None
+    local: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @classmethod
+    def from_records(cls, records: Sequence[ImageRecord], config: IndexConfig) -> Batch:
+        n = len(records)
+        columns = {
+            "digest": np.stack([r.digest for r in records])
+            if n
+            else np.zeros((0, hashing.DIGEST_BYTES), np.uint8),
+            "file_size": np.array([r.file_size for r in records], np.int64),
+            "mtime_ns": np.array([r.mtime_ns for r in records], np.int64),
+            "width": np.array([r.width for r in records], np.int32),
+            "height": np.array([r.height for r in records], np.int32),
+            "global_hash": np.stack([r.global_hash for r in records]) if n else np.zeros((0, 8), np.uint8),
+            "kp_scale": np.array([0.0 if r.local is None else r.local.scale for r in records], np.float32),
+        }
+        if config.keypoints is None:
+            return cls([r.path for r in records], columns)
+        locals_ = [r.local for r in records]
+        if any(lf is None for lf in locals_):
+            raise ValueError("every record of an index with keypoints has local features")
+        counts = np.array([len(lf) for lf in locals_], np.int64)  # type: ignore[arg-type]
+        local = {name: np.concatenate([getattr(lf, name) for lf in locals_]) for name in LOCAL_FIELDS}
+        return cls([r.path for r in records], columns, counts, local)
+
+    @classmethod
+    def concatenate(cls, batches: Sequence[Batch]) -> Batch:
+        columns = {name: np.concatenate([b.columns[name] for b in batches]) for name in batches[0].columns}
+        paths = [p for b in batches for p in b.paths]
+        if batches[0].local is None:
+            return cls(paths, columns)
+        counts = np.concatenate([b.kp_counts for b in batches])
+        local = {name: np.concatenate([b.local[name] for b in batches]) for name in LOCAL_FIELDS}  # type: ignore[index]
+        return cls(paths, columns, counts, local)
+
+
+def write(path: str | os.PathLike[str], batch: Batch, config: IndexConfig, meta: dict[str, Any]) -> int:
+    """Write ``batch`` as a segment at ``path`` (atomically); returns its size in bytes."""
+    n = len(batch)
+    encoded = [p.encode("utf-8", "surrogateescape") for p in batch.paths]
+    keys = np.array([path_key(p) for p in batch.paths], np.uint64)
+    digest = batch.columns["digest"]
+    arrays: dict[str, np.ndarray] = {
+        "path_bytes": np.frombuffer(b"".join(encoded), np.uint8),
+        "path_offsets": np.concatenate([[0], np.cumsum([len(e) for e in encoded])]).astype(np.int64),
+        "path_key": keys,
+        "path_order": np.argsort(keys, kind="stable").astype(np.uint32),
+        "digest_order": np.lexsort(digest.T[::-1]).astype(np.uint32) if n else np.zeros(0, np.uint32),
+        **batch.columns,
+    }
+    layout = postings.Layout.for_images(max(n, 1))
+    meta = {
+        **meta,
+        "images": n,
+        "post_width": layout.width,
+        "post_image_bits": layout.image_bits,
+        "keypoints": 0,
+    }
+    kc = config.keypoints
+    if kc is not None:
+        if batch.kp_counts is None or batch.local is None:
+            raise ValueError("an index with keypoints needs the keypoints of every image")
+        counts = batch.kp_counts
+        arrays["kp_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        arrays.update(batch.local)
+        o = arrays["kp_offsets"]
+        arrays["kp_crc"] = np.array(
+            [_local_crc(*(batch.local[f][o[i] : o[i + 1]] for f in LOCAL_FIELDS)) for i in range(n)],
+            np.uint32,
+        )
+        arrays["post_words"], arrays["post_starts"] = _postings(arrays, counts, kc.hashed, layout)
+        meta["keypoints"] = int(counts.sum())
+    return container.write(path, arrays, meta)
+
+
+def _local_crc(*parts: np.ndarray) -> int:
+    crc = 0
+    for p in parts:
+        crc = zlib.crc32(np.ascontiguousarray(p).data, crc)
+    return crc & 0xFFFFFFFF
+
+
+def _postings(
+    arrays: dict[str, np.ndarray], counts: np.ndarray, hashed: int | None, layout: postings.Layout
+) -> tuple[np.ndarray, np.ndarray]:
+    """The postings of the first ``hashed`` keypoints of each image (all scales)."""
+    offsets = arrays["kp_offsets"]
+    rank = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], counts)
+    voting = rank < (hashed if hashed is not None else np.iinfo(np.int64).max)
+    image = np.repeat(np.arange(len(counts)), counts)[voting]
+    kp = arrays["keypoints"][voting]
+    hashes = arrays["patch_hash"][voting]  # (V, S, 8)
+    scales = hashes.shape[1]
+    geometry = postings.geometry_bins(kp[:, 3], kp[:, 2])
+    return postings.build(
+        postings.codes_of(hashes.reshape(-1, 8)),
+        np.repeat(image, scales),
+        np.repeat(geometry, scales),
+        layout,
+    )
+
+
+class Segment:
+    """A segment opened read-only (its arrays are views of the mapped file)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.file = Container(self.path)
+        self.meta = self.file.meta
+        self.n = int(self.meta["images"])
+        self.has_local = "kp_offsets" in self.file
+        self.layout = postings.Layout(int(self.meta["post_width"]), int(self.meta["post_image_bits"]))
+        self._path_offsets = self.file.read("path_offsets")
+        if len(self._path_offsets) != self.n + 1:
+            raise DamagedFileError(f"{self.path}: {len(self._path_offsets) - 1} paths for {self.n} images")
+        self._kp_offsets = self.file.read("kp_offsets") if self.has_local else None
+
+    def column(self, name: str) -> np.ndarray:
+        """An image column (``IMAGE_COLUMNS``, ``digest``, ``kp_offsets``...), checked at the first read."""
+        return self.file.read(name)
+
+    def path_of(self, row: int) -> str:
+        lo, hi = int(self._path_offsets[row]), int(self._path_offsets[row + 1])
+        return bytes(self.file.read("path_bytes")[lo:hi]).decode("utf-8", "surrogateescape")
+
+    def paths(self) -> list[str]:
+        data = bytes(self.file.read("path_bytes"))
+        o = self._path_offsets
+        return [data[int(o[i]) : int(o[i + 1])].decode("utf-8", "surrogateescape") for i in range(self.n)]
+
+    def find_path(self, path: str) -> int:
+        """Row of ``path`` (resolved, as stored), or -1."""
+        keys, order = self.file.read("path_key"), self.file.read("path_order")
+        k = np.uint64(path_key(path))
+        lo = int(np.searchsorted(keys[order], k, side="left"))
+        while lo < len(order) and keys[order[lo]] == k:
+            row = int(order[lo])
+            if self.path_of(row) == path:
+                return row
+            lo += 1
+        return -1
+
+    def find_digest(self, digest: np.ndarray) -> np.ndarray:
+        """Rows whose file digest equals ``(32,)`` uint8 ``digest``, ascending."""
+        table, order = self.file.read("digest"), self.file.read("digest_order")
+        if len(order) == 0:
+            return np.zeros(0, np.int64)
+        void = np.dtype(f"V{hashing.DIGEST_BYTES}")
+        sorted_keys = np.ascontiguousarray(table[order]).view(void).ravel()
+        key = np.ascontiguousarray(digest, np.uint8).view(void)
+        lo, hi = (
+            np.searchsorted(sorted_keys, key, side="left")[0],
+            np.searchsorted(sorted_keys, key, side="right")[0],
+        )
+        return np.sort(order[lo:hi].astype(np.int64))
+
+    def kp_count(self, row: int) -> int:
+        if self._kp_offsets is None:
+            return 0
+        return int(self._kp_offsets[row + 1] - self._kp_offsets[row])
+
+    def read_local(
+        self, row: int, fields: tuple[str, ...] = LOCAL_FIELDS, limit: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """The keypoint arrays of image ``row`` (its first ``limit`` keypoints when given), checked
+        against the image's CRC-32; :class:`DamagedFileError` names the segment when they differ."""
+        if self._kp_offsets is None:
+            raise ValueError(f"{self.path}: a segment without keypoints")
+        lo, hi = int(self._kp_offsets[row]), int(self._kp_offsets[row + 1])
+        whole = {name: self.file.array(name)[lo:hi] for name in LOCAL_FIELDS}
+        if _local_crc(*(whole[f] for f in LOCAL_FIELDS)) != int(self.file.read("kp_crc")[row]):
+            raise DamagedFileError(
+                f"{self.path}: the keypoints of image {row} are damaged (checksum mismatch)"
+            )
+        end = None if limit is None else limit
+        return {name: whole[name][:end] for name in fields}
+
+    def postings(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(words, starts)`` of the patch-hash postings (checked at the first use)."""
+        return self.file.read("post_words"), self.file.read("post_starts")
+
+    def batch(self, rows: np.ndarray) -> Batch:
+        """The images at ``rows`` as a :class:`Batch` (to write them again, merged)."""
+        rows = np.asarray(rows, np.int64)
+        columns = {name: np.array(self.column(name)[rows]) for name in (*IMAGE_COLUMNS, "digest")}
+        paths = [self.path_of(int(r)) for r in rows]
+        if self._kp_offsets is None:
+            return Batch(paths, columns)
+        parts = [self.read_local(int(r)) for r in rows]
+        counts = np.array([len(p["keypoints"]) for p in parts], np.int64)
+        local = {
+            name: np.concatenate([p[name] for p in parts]) if parts else self.file.array(name)[:0]
+            for name in LOCAL_FIELDS
+        }
+        return Batch(paths, columns, counts, local)
+
+    def verify(self) -> None:
+        """Check every array and every image's keypoints (``imgsearch doctor``)."""
+        self.file.verify()
+        if self._kp_offsets is not None:
+            crc = self.file.read("kp_crc")
+            arrays = [self.file.array(name) for name in LOCAL_FIELDS]
+            for row in range(self.n):
+                lo, hi = int(self._kp_offsets[row]), int(self._kp_offsets[row + 1])
+                if _local_crc(*(a[lo:hi] for a in arrays)) != int(crc[row]):
+                    raise DamagedFileError(f"{self.path}: the keypoints of image {row} are damaged")
+
+    def close(self) -> None:
+        self.file.close()

@@ -1,0 +1,249 @@
+"""Writing an index: new segments, tombstones and merges, each published by one manifest commit.
+
+A commit writes its new files (a segment of the added images, tombstone files of the segments
+that lose images), then the manifest that names them. Every file is complete and flushed before
+the manifest is replaced, and the manifest replacement is atomic: a process killed at any instant
+leaves the previous manifest and every file it names, and the files of the unfinished commit are
+removed by the next writer. A write that fails (a full disk) removes what it wrote and raises
+:class:`~imgsearch.errors.IndexWriteError`: the index stays as it was.
+
+Merges (:meth:`IndexWriter.merge`) follow a tiered policy (:func:`plan_merges`): segments whose live
+images are within one order of magnitude form a tier, and :data:`TIER_SIZE` of them are merged
+into one; a merge drops removed rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..config import IndexConfig
+from ..errors import IndexFormatError, IndexWriteError
+from . import container
+from . import manifest as mf
+from .lock import WriterLock
+from .reader import read_tombstones
+from .segment import SUFFIX, Batch, Segment, write
+
+TIER_SIZE = 4  # a tier of this many segments of one order of magnitude is merged
+AUTO_MERGE_MAX_IMAGES = 200_000  # merges after a commit stay below this; larger ones: compact
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose output an index stores (OpenCV's keypoints, numpy's DCT)."""
+    import cv2
+
+    return {"imgsearch": __version__, "opencv": cv2.__version__, "numpy": np.__version__}
+
+
+class IndexWriter:
+    """The one writer of an index, holding its lock (wait at most ``timeout`` seconds for it)."""
+
+    def __init__(self, directory: str | os.PathLike[str], timeout: float | None = None) -> None:
+        self.directory = Path(directory)
+        self.lock = WriterLock(self.directory, timeout)
+        self.lock.acquire()
+        try:
+            self.manifest = mf.read(self.directory)
+            self.manifest, _ = mf.collect_garbage(self.directory, self.manifest)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.lock.release()
+
+    @property
+    def config(self) -> IndexConfig:
+        return self.manifest.config
+
+    # -- commits ----------------------------------------------------------------------------
+    def commit(self, batch: Batch | None, deletions: dict[str, np.ndarray]) -> mf.Manifest:
+        """Add ``batch`` as a new segment and remove the rows ``deletions`` names (segment name ->
+        rows), in one commit; returns the new manifest."""
+        written: list[Path] = []
+        try:
+            entries = list(self.manifest.segments)
+            next_segment = self.manifest.next_segment
+            generation = self.manifest.generation + 1
+            for k, entry in enumerate(entries):
+                rows = deletions.get(entry.name)
+                if rows is None or len(rows) == 0:
+                    continue
+                entries[k] = self._tombstones(entry, rows, generation, written)
+            if batch is not None and len(batch):
+                name = f"seg-{next_segment:06d}{SUFFIX}"
+                path = self.directory / mf.SEGMENTS / name
+                written.append(path)
+                size = write(path, batch, self.config, {"generation": generation})
+                keypoints = int(batch.kp_counts.sum()) if batch.kp_counts is not None else 0
+                entries.append(mf.SegmentEntry(name, len(batch), keypoints, size))
+                next_segment += 1
+            manifest = self.manifest.with_segments(tuple(entries), next_segment)
+            manifest = replace(manifest, libraries=library_versions())
+            mf.write(self.directory, manifest)
+        except OSError as exc:
+            for path in written:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise IndexWriteError(_write_failure(self.directory, exc)) from None
+        self.manifest = manifest
+        return manifest
+
+    def _tombstones(
+        self, entry: mf.SegmentEntry, rows: np.ndarray, generation: int, written: list[Path]
+    ) -> mf.SegmentEntry:
+        folder = self.directory / mf.SEGMENTS
+        deleted = np.zeros(entry.images, bool)
+        if entry.tombstones:
+            deleted = read_tombstones(folder / entry.tombstones, entry.images)
+        deleted[np.asarray(rows, np.int64)] = True
+        name = f"{Path(entry.name).stem}.del-{generation:06d}"
+        written.append(folder / name)
+        container.write(folder / name, {"deleted": deleted}, {"segment": entry.name})
+        return replace(entry, deleted=int(deleted.sum()), tombstones=name)
+
+    # -- merges -----------------------------------------------------------------------------
+    def merge(self, names: Sequence[str]) -> mf.Manifest:
+        """Merge the segments ``names`` (in manifest order) into one, dropping their removed rows."""
+        folder = self.directory / mf.SEGMENTS
+        chosen = [e for e in self.manifest.segments if e.name in set(names)]
+        if len(chosen) < 2:
+            return self.manifest
+        batches = []
+        for entry in chosen:
+            segment = Segment(folder / entry.name)
+            try:
+                deleted = np.zeros(entry.images, bool)
+                if entry.tombstones:
+                    deleted = read_tombstones(folder / entry.tombstones, entry.images)
+                batches.append(segment.batch(np.nonzero(~deleted)[0]))
+            finally:
+                segment.close()
+        merged = Batch.concatenate(batches)
+        name = f"seg-{self.manifest.next_segment:06d}{SUFFIX}"
+        path = folder / name
+        try:
+            size = write(
+                path, merged, self.config, {"generation": self.manifest.generation + 1, "merged": list(names)}
+            )
+            keypoints = int(merged.kp_counts.sum()) if merged.kp_counts is not None else 0
+            # The merged segment takes the place of the first of them, so ids keep their order.
+            entries: list[mf.SegmentEntry] = []
+            for e in self.manifest.segments:
+                if e is chosen[0]:
+                    entries.append(mf.SegmentEntry(name, len(merged), keypoints, size))
+                elif e not in chosen:
+                    entries.append(e)
+            manifest = self.manifest.with_segments(tuple(entries), self.manifest.next_segment + 1)
+            mf.write(self.directory, manifest)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise IndexWriteError(_write_failure(self.directory, exc)) from None
+        self.manifest = manifest
+        return manifest
+
+    def merge_tiers(self, max_images: int | None = AUTO_MERGE_MAX_IMAGES) -> int:
+        """Run :func:`plan_merges` until it has nothing left; returns the merges made."""
+        done = 0
+        while plan := plan_merges(self.manifest.segments, max_images):
+            self.merge(plan)
+            done += 1
+        return done
+
+    def compact(self) -> int:
+        """Merge every segment into one (dropping removed rows); returns the segments merged."""
+        names = [e.name for e in self.manifest.segments]
+        if len(names) > 1 or any(e.deleted for e in self.manifest.segments):
+            if len(names) == 1:  # one segment with removed rows: rewrite it alone
+                return self._rewrite(names[0])
+            self.merge(names)
+        return len(names)
+
+    def _rewrite(self, name: str) -> int:
+        entry = next(e for e in self.manifest.segments if e.name == name)
+        folder = self.directory / mf.SEGMENTS
+        segment = Segment(folder / name)
+        try:
+            deleted = (
+                read_tombstones(folder / entry.tombstones, entry.images)
+                if entry.tombstones
+                else np.zeros(entry.images, bool)
+            )
+            batch = segment.batch(np.nonzero(~deleted)[0])
+        finally:
+            segment.close()
+        new = f"seg-{self.manifest.next_segment:06d}{SUFFIX}"
+        try:
+            size = write(folder / new, batch, self.config, {"generation": self.manifest.generation + 1})
+            keypoints = int(batch.kp_counts.sum()) if batch.kp_counts is not None else 0
+            entries = tuple(
+                mf.SegmentEntry(new, len(batch), keypoints, size) if e is entry else e
+                for e in self.manifest.segments
+            )
+            manifest = self.manifest.with_segments(entries, self.manifest.next_segment + 1)
+            mf.write(self.directory, manifest)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                (folder / new).unlink()
+            raise IndexWriteError(_write_failure(self.directory, exc)) from None
+        self.manifest = manifest
+        return 1
+
+
+def plan_merges(segments: Sequence[mf.SegmentEntry], max_images: int | None) -> list[str]:
+    """Names of the segments the tiered policy merges next, or ``[]``.
+
+    Tier ``t`` holds the segments with ``10**t <= live images < 10**(t + 1)``; the smallest tier
+    with :data:`TIER_SIZE` segments (whose merge stays within ``max_images``) is merged. Segments
+    left with no live image are merged away with the first tier that merges.
+    """
+    tiers: dict[int, list[mf.SegmentEntry]] = {}
+    empty = [s for s in segments if s.live == 0 and s.images > 0]
+    for s in segments:
+        if s.live > 0:
+            tiers.setdefault(int(math.log10(s.live)), []).append(s)
+    for _, members in sorted(tiers.items()):
+        if len(members) >= TIER_SIZE:
+            group = sorted(members, key=lambda s: s.live)[:TIER_SIZE]
+            if max_images is None or sum(s.live for s in group) <= max_images:
+                return [s.name for s in segments if s in group or s in empty]
+    return []
+
+
+def create(directory: str | os.PathLike[str], config: IndexConfig) -> mf.Manifest:
+    """Create an empty index in ``directory`` (made if needed); refuses a folder that holds one."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with WriterLock(directory, timeout=0):
+        if (directory / mf.MANIFEST).exists() or (directory / mf.LEGACY_FILE).exists():
+            raise IndexFormatError(
+                f"{directory}: an index already exists here (open it, or remove the folder)"
+            )
+        (directory / mf.SEGMENTS).mkdir(exist_ok=True)
+        manifest = mf.Manifest(config=config, libraries=library_versions())
+        try:
+            mf.write(directory, manifest)
+        except OSError as exc:
+            raise IndexWriteError(_write_failure(directory, exc)) from None
+    return manifest
+
+
+def _write_failure(directory: Path, exc: OSError) -> str:
+    what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return f"{directory}: could not write the index ({what}); it is unchanged"

@@ -1,0 +1,69 @@
+"""Votes: which indexed images a query pass's patch hashes point to, and how many agree on a geometry.
+
+Each lookup keypoint of the pass votes at most once per image. With weak geometric consistency
+(Jégou et al., 2008), an image's votes are those of its best window of orientation differences
+(:data:`ANGLE_WINDOW` bins of 11.25°, 56°) and scale differences (:data:`SCALE_WINDOW` octaves): a
+copy's keypoints turn and scale together, chance pairs scatter. At a million images, chance images
+with five votes or more fell from 69 a pass to 13 with it (the lookup research of issue 12), so
+the votes a candidate needs can grow slowly with the index (:func:`votes_needed`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .store.postings import ANGLE_BINS, SCALE_BINS
+
+ANGLE_WINDOW = 5  # orientation-difference bins of a window (5 x 11.25° = 56°)
+SCALE_WINDOW = 2  # scale-difference bins (octaves) of a window
+
+
+def votes_needed(images: int) -> int:
+    """``min_votes`` for an index of ``images`` images: ``ceil(2 + log2(images / 1000) / 2)``, at
+    least 2 (2 up to 1,000 images, 5 at 32,000, 7 at a million: about one chance candidate a pass
+    with weakly consistent votes on the research's synthetic million)."""
+    return max(2, math.ceil(2 + math.log2(max(images, 1000) / 1000) / 2))
+
+
+def count(
+    query_kp: np.ndarray,
+    image: np.ndarray,
+    indexed_geometry: np.ndarray,
+    query_geometry: np.ndarray,
+    consistent: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Votes per image from ``(P,)`` hits: the lookup keypoint, the image id, and the
+    :func:`~imgsearch.store.postings.geometry_bins` of the indexed and of the query keypoint.
+
+    Returns ``(images, votes)``: the images with a vote, ascending, and their votes: distinct query
+    keypoints, or with ``consistent`` those of the image's best orientation and scale window.
+    """
+    if len(image) == 0:
+        z = np.zeros(0, np.int64)
+        return z, z
+    images, img_idx = np.unique(image, return_inverse=True)
+    pair = img_idx.astype(np.int64) * (int(query_kp.max()) + 1) + query_kp
+    distinct = np.bincount(img_idx[np.unique(pair, return_index=True)[1]], minlength=len(images))
+    if not consistent:
+        return images, distinct
+    ig, qg = indexed_geometry.astype(np.int64), query_geometry.astype(np.int64)
+    d_angle = ((ig >> 3) - (qg >> 3)) % ANGLE_BINS
+    d_scale = (ig & 7) - (qg & 7) + (SCALE_BINS - 1)  # 0 .. 2 * SCALE_BINS - 2
+    cells = ANGLE_BINS * (2 * SCALE_BINS - 1)
+    cell = d_angle * (2 * SCALE_BINS - 1) + d_scale
+    # One count per (image, query keypoint, cell): a keypoint voting twice in one cell counts once.
+    key = (img_idx.astype(np.int64) * cells + cell) * (int(query_kp.max()) + 1) + query_kp
+    _, first = np.unique(key, return_index=True)
+    hist = np.zeros((len(images), ANGLE_BINS, 2 * SCALE_BINS - 1), np.int32)
+    np.add.at(hist, (img_idx[first], d_angle[first], d_scale[first]), 1)
+    width = hist.shape[2] - SCALE_WINDOW + 1
+    scaled = np.zeros((len(images), ANGLE_BINS, width), np.int32)
+    for k in range(SCALE_WINDOW):
+        scaled += hist[:, :, k : k + width]
+    window = np.zeros_like(scaled)
+    for k in range(-(ANGLE_WINDOW // 2), ANGLE_WINDOW // 2 + 1):
+        window += np.roll(scaled, -k, axis=1)
+    best = window.reshape(len(images), -1).max(axis=1)
+    return images, np.minimum(best, distinct)
