@@ -89,37 +89,9 @@ def cli_query(directory: Path, files: list[str], k: int | None) -> tuple[float, 
     return elapsed, sum(1 for line in proc.stdout.splitlines() if line.startswith("{"))
 
 
-def _deep_size(obj: object) -> int:
-    """Bytes of a Python container of strings/ints (the container and its items, one level)."""
-    size = sys.getsizeof(obj)
-    if isinstance(obj, dict):
-        size += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in obj.items())
-    elif isinstance(obj, (list, tuple)) or (isinstance(obj, np.ndarray) and obj.dtype == object):
-        size += sum(sys.getsizeof(v) for v in obj)
-    return size
-
-
 def memory_components(index) -> list[tuple[str, int]]:
-    """``(structure, bytes)`` of the in-RAM search structures of an open :class:`imgsearch.Index`."""
-    cols = index.images.columns
-    out = [
-        (f"global pHash index ({index.global_index.kind})", index.global_index.nbytes()),
-        ("digests, sorted (32 B) + order (8 B)", index._digests_sorted.nbytes + index._digest_order.nbytes),
-        (
-            "image table, numeric columns",
-            sum(a.nbytes for name, a in cols.items() if name != "path"),
-        ),
-        (
-            "paths (strings, list, dict)",
-            _deep_size(cols["path"]) + _deep_size(index._paths) + _deep_size(index._path_row),
-        ),
-    ]
-    local = getattr(index, "local", None)
-    if local is not None:
-        out.append((f"local: patch-hash index ({local.hashes.kind}: codes, tables)", local.hashes.nbytes()))
-        offsets = local.offsets.nbytes + local.hashed_offsets.nbytes + local.kp_scale.nbytes
-        out.append(("local: image offsets (2) and keypoint scales", offsets))
-    return out
+    """``(structure, bytes)`` of what queries of an open :class:`imgsearch.Index` read from RAM."""
+    return list(index.reader.memory().items())
 
 
 def imagehash_peer(indexed: list[str], queries: list[workload.Query]) -> dict:
@@ -180,7 +152,7 @@ def in_process(
         "errors": errors,
         "memory": memory_components(index),
         "images": len(index),
-        "patch_hashes": 0 if index.local is None else len(index.local.hashes),
+        "patch_hashes": sum(len(p.segment.postings()[0]) for p in index.reader.parts if p.segment.has_local),
         "local_fraction": 0.0
         if index.local is None
         else sum("local" in r.tiers_run for r in results) / len(results),

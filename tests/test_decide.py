@@ -12,6 +12,7 @@ import re
 from collections import deque
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from conftest import KODAK, encode_jpeg, kodak_rgb
@@ -19,7 +20,6 @@ from conftest import KODAK, encode_jpeg, kodak_rgb
 from imgsearch import Index, IndexConfig
 from imgsearch.decide import same_picture_groups
 from imgsearch.evaluate.negatives import design
-import faiss
 
 OFF = {"min_own_inliers": 0, "min_agreement": 0.0}
 BITS = 6

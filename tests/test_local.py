@@ -42,12 +42,11 @@ import numpy as np
 import pytest
 from conftest import KODAK, encode_jpeg, kodak_gray, kodak_rgb
 
-from imgsearch import Index, IndexConfig, KeypointConfig, merge_results
+from imgsearch import Index, IndexConfig, KeypointConfig, merge_results, passes
 from imgsearch import keypoints as kp_mod
-from imgsearch import passes
+from imgsearch.local import LocalIndex, hash_pairs
 from imgsearch.store import postings
 from imgsearch.store.segment import LOCAL_FIELDS
-from imgsearch.local import LocalIndex, hash_pairs
 
 CORNER_TOL = 2.0  # px of the 256 px original, ≈ 1.6 px at the 210 px keypoint scale
 CROP_ROTATION_TOL = 2.0  # degrees
@@ -587,7 +586,6 @@ def test_a_jpeg_query_is_decoded_for_its_query_side(
 ) -> None:
     """A large JPEG is decoded at reduced size for the index (210 px here), and again, larger, only
     when ``query_side`` asks for more: the local tier then detects at that size."""
-    from imgsearch.local import LocalIndex, hash_pairs
 
     rgb = cv2.resize(kodak_rgb(5), (1000, 667), interpolation=cv2.INTER_CUBIC)
     data = encode_jpeg(rgb, 92)

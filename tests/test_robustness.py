@@ -123,7 +123,7 @@ POOL_CHILD = textwrap.dedent(
     for workers in (2, 1):
         with Index.create(f"{out}/ix{workers}", IndexConfig(keypoints=None)) as index:
             report = index.add([folder], workers=workers)
-            hashes = index.images.columns["global_hash"].tolist()
+            hashes = [index.reader.value("global_hash", int(i)).tolist() for i in index.reader.live_ids()]
             result[workers] = [sorted(report.added), sorted(map(list, report.failed)), index.paths, hashes]
     print(json.dumps(result))
     """
@@ -215,35 +215,38 @@ def test_cli_build_failed_path_is_on_one_line(tmp_path: Path) -> None:
 # -- a build killed mid-way --------------------------------------------------------------------------
 
 N_EXTRA = 600
+CHECKPOINT = 200
 
-# Runs in a child process: open the index and add the extra folder, pausing (so that it can be
-# killed at a known point) either half-way through extraction or while the new file is half written.
+# Runs in a child process: open the index and add the extra folder with a checkpoint every 200
+# images, pausing (so that it can be killed at a known point) half-way through the extraction of
+# the first checkpoint, or while its segment is written but not yet named by the manifest, or
+# half-way through the second checkpoint (the first one committed).
 CHILD = textwrap.dedent(
     """
     import pathlib, sys, time
-    from imgsearch import ImageReadError, Index
-    from imgsearch.store import manifest as store
+    from imgsearch import Index
+    from imgsearch.store import container
 
-    index_dir, photos, phase, marker = sys.argv[1:5]
+    index_dir, photos, phase, marker, checkpoint = sys.argv[1:6]
     busy = pathlib.Path(marker)
 
     if phase == "commit":
-        append = store._append
+        write = container.write
 
-        def slow_append(ds, rows):
-            append(ds, rows)
-            if len(rows):
-                busy.touch()
-                time.sleep(120)
+        def slow_write(path, arrays, meta):
+            size = write(path, arrays, meta)  # the segment is complete, the manifest not yet written
+            busy.touch()
+            time.sleep(120)
+            return size
 
-        store._append = slow_append
+        container.write = slow_write
 
     def progress(n, total):
-        if phase == "extract" and n == total // 2:
+        if (phase == "extract" and n == 100) or (phase == "resume" and n == 300):
             busy.touch()
             time.sleep(120)
 
-    Index.open(index_dir).add([photos], workers=1, on_progress=progress)
+    Index.open(index_dir).add([photos], workers=1, on_progress=progress, checkpoint=int(checkpoint))
     """
 )
 
@@ -269,18 +272,21 @@ def _wait_for(condition, timeout: float, proc: subprocess.Popen) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("phase", ["extract", "commit"])
+@pytest.mark.parametrize("phase", ["extract", "commit", "resume"])
 def test_killed_build_leaves_index_intact(tmp_path: Path, extra_photos: Path, phase: str) -> None:
+    """kill -9 of a build: before its first checkpoint, while a segment is written, and after one
+    checkpoint. The index opens as the last commit left it, no lock is left, the images committed
+    stay, and the next build finishes the job without redoing them."""
     directory = tmp_path / "ix"
     originals = KODAK[:12]
     with Index.create(directory, GLOBAL_ONLY) as index:
         assert index.add(originals, workers=1).ok
-    live = directory / store.FILE_NAME
-    before = live.read_bytes()
+    manifest = directory / store.MANIFEST
+    before = manifest.read_bytes()
     marker = tmp_path / "busy"
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(directory), str(extra_photos), phase, str(marker)],
+        [sys.executable, "-c", CHILD, str(directory), str(extra_photos), phase, str(marker), str(CHECKPOINT)],
         stderr=subprocess.PIPE,
         cwd=ROOT,
         start_new_session=True,
@@ -288,7 +294,7 @@ def test_killed_build_leaves_index_intact(tmp_path: Path, extra_photos: Path, ph
     try:
         _wait_for(marker.exists, 60, proc)
         if phase == "commit":
-            assert list(directory.glob(store.FILE_NAME + ".tmp-*")), "no temporary file while committing"
+            assert list((directory / store.SEGMENTS).glob("*.seg")) and manifest.read_bytes() == before
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -298,22 +304,18 @@ def test_killed_build_leaves_index_intact(tmp_path: Path, extra_photos: Path, ph
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
 
-    stale = list(directory.glob(store.FILE_NAME + ".tmp-*"))
-    assert len(stale) == (1 if phase == "commit" else 0)
-    assert live.read_bytes() == before
+    committed = CHECKPOINT if phase == "resume" else 0
+    assert (manifest.read_bytes() == before) == (committed == 0)
     with Index.open(directory) as index:
-        assert index.paths == [str(p.absolute()) for p in originals]
+        assert len(index) == 12 + committed
         for i, photo in enumerate(originals):
-            assert [(m.path, m.tier) for m in index.query(photo).matches] == [
-                (str(photo.absolute()), "exact")
-            ]
+            resolved = str(photo.resolve())
+            assert [(m.path, m.tier) for m in index.query(photo).matches] == [(resolved, "exact")]
             small = write_jpeg(tmp_path / "q" / photo.name, rescale(kodak_rgb(i), 0.5))
-            assert [(m.path, m.tier) for m in index.query(small).matches] == [
-                (str(photo.absolute()), "global")
-            ]
-
-        report = index.add([extra_photos], workers=1)  # the next build succeeds and cleans up
-        assert report.ok and len(report.added) == N_EXTRA and len(index) == 12 + N_EXTRA
-    assert not list(directory.glob(store.FILE_NAME + ".tmp-*"))
-    with Index.open(directory) as index:
+            found = index.query(small).matches  # the committed extras are copies of it too
+            assert (resolved, "global") in [(m.path, m.tier) for m in found]
+        report = index.add([extra_photos], workers=1, timeout=0)  # no lock left; the next build resumes
+        assert report.ok and len(report.added) == N_EXTRA - committed and len(report.unchanged) == committed
         assert len(index) == 12 + N_EXTRA
+    segments = {p.name for p in (directory / store.SEGMENTS).iterdir()}
+    assert segments == store.read(directory).named(), "files of the killed build left behind"

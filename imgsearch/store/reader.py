@@ -133,6 +133,40 @@ class IndexReader:
             [o.base + np.nonzero(~o.deleted)[0] for o in self.parts] or [np.zeros(0, np.int64)]
         )
 
+    def memory(self) -> dict[str, int]:
+        """Bytes of what queries read from RAM (the rest of a segment is read per candidate):
+        the global hashes copied into FAISS, the postings, and the image columns and paths."""
+        out = {"global hashes (FAISS copy)": 0, "postings: words": 0, "postings: bucket starts": 0}
+        out.update({"image columns": 0, "paths and their keys": 0})
+        for o in self.parts:
+            seg = o.segment
+            out["global hashes (FAISS copy)"] += int(o.global_index.ntotal) * 8
+            if seg.has_local and seg.n:
+                words, starts = seg.postings()
+                out["postings: words"] += words.nbytes
+                out["postings: bucket starts"] += starts.nbytes
+            out["image columns"] += sum(
+                seg.file.array(name).nbytes
+                for name in (
+                    "file_size",
+                    "mtime_ns",
+                    "width",
+                    "height",
+                    "global_hash",
+                    "kp_scale",
+                    "kp_offsets",
+                    "kp_crc",
+                    "digest",
+                    "digest_order",
+                )
+                if name in seg.file
+            )
+            out["paths and their keys"] += sum(
+                seg.file.array(name).nbytes
+                for name in ("path_bytes", "path_offsets", "path_key", "path_order")
+            )
+        return out
+
     # -- per image --------------------------------------------------------------------------
     def path_of(self, gid: int) -> str:
         part, row = self.locate(gid)

@@ -1,0 +1,625 @@
+"""The segment store and the Index API over it: files, commits, locks, merges, damage, refusals.
+
+Indexes are exact+global only (``keypoints=None``) unless a test needs the local tier.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import GLOBAL_ONLY, KODAK, PHOTOS, kodak_rgb, rescale, write_jpeg
+
+import imgsearch.io
+from imgsearch import ConfigError, Index, IndexConfig, IndexFormatError, hashing, merge_results
+from imgsearch.errors import IndexLockedError, IndexNotFoundError, IndexWriteError
+from imgsearch.extract import extract_file
+from imgsearch.store import container, postings
+from imgsearch.store import manifest as mf
+from imgsearch.store.container import DamagedFileError
+from imgsearch.store.lock import WriterLock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _generation(index: Index) -> int:
+    return mf.read(index.directory).generation
+
+
+# -- the container file ---------------------------------------------------------------------------
+
+
+def test_container_round_trip_and_damage(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {"a": rng.integers(0, 2**63, 1000, dtype=np.uint64), "b": rng.random((7, 3)), "e": np.zeros((0, 8), np.uint8)}
+    path = tmp_path / "x.seg"
+    size = container.write(path, arrays, {"note": "x"})
+    assert size == path.stat().st_size and not list(tmp_path.glob("*.tmp-*"))
+    c = container.Container(path)
+    assert c.meta == {"note": "x"}
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(c.read(name), a)
+    c.verify()
+    c.close()
+    data = bytearray(path.read_bytes())
+    offset = container._aligned(container._PREFIX.size + struct_len(data))
+    data[offset + 17] ^= 0x10  # inside array "a"
+    path.write_bytes(bytes(data))
+    damaged = container.Container(path)
+    with pytest.raises(DamagedFileError, match=re.escape(f"{path}: array 'a' is damaged")):
+        damaged.read("a")
+    np.testing.assert_array_equal(damaged.read("b"), arrays["b"])  # the others still read
+    data[40] ^= 1  # the header
+    path.write_bytes(bytes(data))
+    with pytest.raises(DamagedFileError, match="damaged header"):
+        container.Container(path)
+    path.write_bytes(bytes(data[:100]))
+    with pytest.raises(DamagedFileError):
+        container.Container(path)
+    path.write_bytes(b"not a segment at all" * 10)
+    with pytest.raises(DamagedFileError, match="not an imgsearch segment"):
+        container.Container(path)
+
+
+def struct_len(data: bytearray) -> int:
+    """Header length of a container's bytes."""
+    return int.from_bytes(data[12:16], "little")
+
+
+# -- the postings ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hashes_of_photos() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Patch hashes of 8 Kodak photos (codes, image ids) and of a crop of photo 3 (codes, margins)."""
+    from imgsearch.config import KeypointConfig
+    from imgsearch.extract import local_features
+
+    config = KeypointConfig()
+    codes, images = [], []
+    for i in range(8):
+        gray = imgsearch.io.read_image(KODAK[i], gray=True)
+        lf = local_features(gray, config, 400, (1.0,), max(gray.shape))
+        codes.append(postings.codes_of(lf.patch_hash.reshape(-1, 8)))
+        images.append(np.full(len(lf), i))
+    from imgsearch import keypoints as kp_mod
+    from imgsearch.patches import extract_patches
+
+    crop = imgsearch.io.read_image(KODAK[3], gray=True)[30:200, 20:150]
+    small, _ = kp_mod.downscale(crop, 180)
+    kps, _ = kp_mod.detect_features(small, config, 400)
+    coeffs = hashing.dct_low(extract_patches(small, kps, (1.0,)))
+    return np.concatenate(codes), np.concatenate(images), postings.codes_of(hashing.threshold_bits(coeffs)), postings.bit_margins(coeffs)
+
+
+def test_postings_find_a_subset_of_the_exact_search_growing_with_the_probes(hashes_of_photos) -> None:
+    """Every hit is a true neighbour at its true distance; more probes find a superset; the query's
+    own keys (1 probe) already find the identical hashes."""
+    codes, images, query, margins = hashes_of_photos
+    layout = postings.Layout.for_images(8)
+    words, starts = postings.build(codes, images, np.zeros(len(codes), np.uint8), layout)
+    exact = np.bitwise_count(query[:, None] ^ codes[None, :])  # (Q, V), the slow reference
+    previous: set[tuple[int, int]] = set()
+    for probes in (1, 4, 16, 32):
+        hits = postings.probe(words, starts, layout, query, margins, 8, probes)
+        found = set(zip(hits.query.tolist(), hits.image.tolist(), strict=True))
+        for q, img, d in zip(hits.query, hits.image, hits.distance, strict=True):
+            assert d in set(exact[q][images == img].tolist()) and d <= 8
+        assert previous <= found
+        previous = found
+        if probes == 1:
+            zero = {(int(q), int(images[v])) for q, v in zip(*np.nonzero(exact == 0), strict=True)}
+            assert zero <= found
+    truth = {(int(q), int(images[v])) for q, v in zip(*np.nonzero(exact <= 8), strict=True)}
+    assert previous <= truth and len(previous) >= 0.7 * len(truth)  # measured 0.84 on this crop
+
+
+def test_postings_keep_every_bit_but_the_dc_one() -> None:
+    """With the default widths the words keep all the bits outside the key but the DC one (always 1)."""
+    for images in (1, 8, 1000, 32_000, 1_000_000, postings.MAX_IMAGES):
+        layout = postings.Layout.for_images(images)
+        assert layout.code_bits + layout.width >= 63 and layout.code_bits + postings.GEOMETRY_BITS + layout.image_bits <= 64
+        assert 2**layout.image_bits >= images
+    with pytest.raises(ConfigError, match="at most"):
+        postings.Layout.for_images(postings.MAX_IMAGES + 1)
+
+
+# -- the Index API: round trip, incremental add, remove ---------------------------------------------
+
+
+def test_create_open_round_trip(photo_dir: Path, tmp_path: Path) -> None:
+    with Index.create(tmp_path / "ix", GLOBAL_ONLY) as index:
+        report = index.add([photo_dir], workers=1)
+        assert sorted(report.added) == sorted(str(p.resolve()) for p in photo_dir.glob("*.jpg"))
+        assert report.ok and not report.updated and not report.unchanged
+    with Index.open(tmp_path / "ix") as index:
+        assert index.config == GLOBAL_ONLY
+        assert len(index) == 24 and index.local is None
+        assert index.paths == sorted(str(p.resolve()) for p in photo_dir.glob("*.jpg"))
+        for gid, path in enumerate(index.paths):
+            rec = extract_file(path, GLOBAL_ONLY)
+            value = index.reader.value
+            assert np.array_equal(value("digest", gid), rec.digest), path
+            assert np.array_equal(value("global_hash", gid), rec.global_hash), path
+            assert (value("width", gid), value("height", gid)) == (rec.width, rec.height), path
+            assert (value("file_size", gid), value("mtime_ns", gid)) == (rec.file_size, rec.mtime_ns), path
+        info = index.info()
+        assert info["images"] == 24 and info["format_version"] == mf.FORMAT_VERSION
+        assert set(info["libraries"]) == {"imgsearch", "opencv", "numpy"}
+        assert info["libraries"]["opencv"] == cv2.__version__
+
+
+def test_add_twice_commits_nothing(photo_dir: Path, make_index) -> None:
+    index = make_index([photo_dir])
+    before = _generation(index)
+    report = index.add([photo_dir], workers=1)
+    assert len(report.unchanged) == 24 and not report.added and not report.updated and report.ok
+    assert _generation(index) == before
+
+
+def test_touched_or_modified_file_is_updated(photo_dir: Path, make_index) -> None:
+    index = make_index([photo_dir])
+    touched, modified = photo_dir / "0003.jpg", photo_dir / "0004.jpg"
+    st = touched.stat()
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    write_jpeg(modified, kodak_rgb(10))  # different content at the same path
+    report = index.add([photo_dir], workers=1)
+    assert sorted(report.updated) == [str(touched), str(modified)]
+    assert len(report.unchanged) == 22 and not report.added
+    assert sorted(index.paths) == sorted(str(p) for p in photo_dir.glob("*.jpg"))
+    assert index.info()["removed"] == 2  # the old rows are tombstones until a merge drops them
+    hit = index.query(modified.read_bytes()).matches
+    assert [(m.path, m.tier) for m in hit] == [(str(modified), "exact")]
+    both = {(m.path, m.tier) for m in index.query(kodak_rgb(10)).matches}
+    assert both == {(str(modified), "global"), (str(photo_dir / "0010.jpg"), "global")}
+    assert index.query(kodak_rgb(4)).matches == []
+    assert len(index.add([photo_dir], workers=1).unchanged) == 24
+
+
+def test_remove_relative_and_absolute(photo_dir: Path, make_index, monkeypatch) -> None:
+    index = make_index([photo_dir])
+    directory = index.directory
+    monkeypatch.chdir(photo_dir.parent)
+    gone_rel, gone_abs = photo_dir / "0003.jpg", photo_dir / "0004.jpg"
+    assert index.remove([Path("photos") / "0003.jpg"]) == [str(gone_rel)]
+    assert index.remove([str(gone_abs)]) == [str(gone_abs)]
+    before = _generation(index)
+    assert index.remove([gone_abs, "photos/nonexistent.jpg"]) == []  # nothing to do: no commit
+    assert _generation(index) == before
+    assert len(index) == 22 and str(gone_rel) not in index.paths and str(gone_abs) not in index.paths
+
+    def check(ix: Index) -> None:
+        for gone in (gone_rel, gone_abs):
+            assert ix.query(gone).matches == []  # neither the exact nor the global tier finds it
+        exact = ix.query(photo_dir / "0005.jpg").matches
+        assert [(m.path, m.tier) for m in exact] == [(str(photo_dir / "0005.jpg"), "exact")]
+        small = write_jpeg(photo_dir.parent / "q" / "small7.jpg", rescale(kodak_rgb(7), 0.5))
+        assert [(m.path, m.tier) for m in ix.query(small).matches] == [(str(photo_dir / "0007.jpg"), "global")]
+
+    check(index)
+    index.close()
+    with Index.open(directory) as reopened:
+        assert len(reopened) == 22
+        check(reopened)
+
+
+def test_one_file_is_one_row_whatever_the_path(photo_dir: Path, tmp_path: Path) -> None:
+    """A symbolic link, a path through ``..``, and a byte-identical copy under another name: the
+    file is indexed once, under its resolved path; the copy is reported as a duplicate."""
+    link = tmp_path / "link.jpg"
+    link.symlink_to(photo_dir / "0001.jpg")
+    dotted = photo_dir / ".." / photo_dir.name / "0001.jpg"
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes((photo_dir / "0001.jpg").read_bytes())
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with Index.create(tmp_path / "ix", GLOBAL_ONLY) as index:
+        report = index.add([photo_dir / "0001.jpg", link, dotted], workers=1)
+        assert report.added == [str(photo_dir / "0001.jpg")] and len(index) == 1
+        report = index.add([copy, tmp_path / "dangling.jpg", link], workers=1)
+        assert report.duplicates == [(str(copy), str(photo_dir / "0001.jpg"))]
+        assert report.failed == [(str(tmp_path / "dangling.jpg"), "a broken symbolic link")]
+        assert report.unchanged == [str(photo_dir / "0001.jpg")] and len(index) == 1
+        assert [m.path for m in index.query(copy).matches] == [str(photo_dir / "0001.jpg")]
+
+
+def test_a_folder_reports_what_it_skips(tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_jpeg(folder / "a.jpg", kodak_rgb(0))
+    (folder / "notes.txt").write_text("x")
+    (folder / "phone.heic").write_bytes(b"\0" * 10)
+    (folder / "gone.jpg").symlink_to(folder / "missing.jpg")
+    with Index.create(tmp_path / "ix", GLOBAL_ONLY) as index:
+        report = index.add([folder], workers=1)
+    assert report.added == [str(folder / "a.jpg")]
+    assert dict(report.skipped) == {
+        str(folder / "gone.jpg"): "a broken symbolic link",
+        str(folder / "notes.txt"): "unsupported extension .txt",
+        str(folder / "phone.heic"): "unsupported extension .heic",
+    }
+
+
+# -- refusals --------------------------------------------------------------------------------------
+
+
+def test_create_refuses_existing_index(global_index: Index) -> None:
+    before = (global_index.directory / mf.MANIFEST).read_bytes()
+    with pytest.raises(IndexFormatError, match="already exists"):
+        Index.create(global_index.directory, GLOBAL_ONLY)
+    assert (global_index.directory / mf.MANIFEST).read_bytes() == before
+
+
+def test_open_refuses_other_format_version_and_damaged_manifests(tmp_path: Path) -> None:
+    directory = tmp_path / "ix"
+    Index.create(directory, GLOBAL_ONLY).close()
+    path = directory / mf.MANIFEST
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "format_version": 999}))
+    with pytest.raises(IndexFormatError) as err:
+        Index.open(directory)
+    message = str(err.value)
+    assert str(path) in message and re.search(r"\b999\b", message) and f"version {mf.FORMAT_VERSION}" in message
+    path.write_text(path.read_text()[:40])
+    with pytest.raises(IndexFormatError, match="damaged manifest"):
+        Index.open(directory)
+    del data["config"]["search"]["global_verify_distance"]  # as written by an older imgsearch
+    path.write_text(json.dumps(data))
+    with pytest.raises(IndexFormatError, match="global_verify_distance"):
+        Index.open(directory)
+    with pytest.raises(IndexNotFoundError, match="no index here"):
+        Index.open(tmp_path / "nothing")
+    legacy = tmp_path / "old"
+    legacy.mkdir()
+    (legacy / "index.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(IndexFormatError, match="format 7 or older"):
+        Index.open(legacy)
+
+
+def test_open_or_create_names_the_fields_that_differ(tmp_path: Path) -> None:
+    directory = tmp_path / "ix"
+    Index.create(directory, IndexConfig()).close()
+    from imgsearch import KeypointConfig
+
+    with pytest.raises(ConfigError) as err:
+        Index.open_or_create(directory, IndexConfig(keypoints=KeypointConfig(budget=100)))
+    assert "keypoints.budget: 400 (index) != 100 (given)" in str(err.value)
+    other = IndexConfig(search=IndexConfig().search.replace(min_inliers=20))  # search settings: fine
+    with Index.open_or_create(directory, other) as index:
+        assert index.config == IndexConfig()
+
+
+# -- one writer at a time --------------------------------------------------------------------------
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time, pathlib
+    from imgsearch.store.lock import WriterLock
+    lock = WriterLock(sys.argv[1])
+    lock.acquire()
+    pathlib.Path(sys.argv[2]).touch()
+    time.sleep(float(sys.argv[3]))
+    """
+)
+
+
+def _holder(directory: Path, marker: Path, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(directory), str(marker), str(seconds)], cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    return proc
+
+
+def test_a_second_writer_waits_its_turn_and_a_killed_one_leaves_no_lock(photo_dir: Path, make_index, tmp_path: Path) -> None:
+    index = make_index([photo_dir / "0000.jpg", photo_dir / "0001.jpg"])
+    proc = _holder(index.directory, tmp_path / "held", 60)
+    try:
+        before = _generation(index)
+        with pytest.raises(IndexLockedError, match=rf"another process is writing this index \(pid {proc.pid}"):
+            index.add([photo_dir / "0002.jpg"], workers=1, timeout=0.3)
+        with pytest.raises(IndexLockedError):
+            index.remove([photo_dir / "0000.jpg"], timeout=0)
+        assert _generation(index) == before and len(index) == 2
+        assert index.query(photo_dir / "0001.jpg").matches  # readers never wait
+        os.kill(proc.pid, signal.SIGKILL)  # the holder dies: the kernel drops its lock
+        proc.wait(10)
+        report = index.add([photo_dir / "0002.jpg"], workers=1, timeout=5)
+        assert report.added == [str(photo_dir / "0002.jpg")] and len(index) == 3
+    finally:
+        proc.kill()
+        proc.wait()
+    short = _holder(index.directory, tmp_path / "held2", 1.0)  # a writer that waits gets its turn
+    try:
+        assert index.remove([photo_dir / "0000.jpg"], timeout=30) == [str(photo_dir / "0000.jpg")]
+    finally:
+        short.wait(10)
+
+
+def test_the_lock_is_not_inherited_by_forked_children(tmp_path: Path) -> None:
+    lock = WriterLock(tmp_path)
+    lock.acquire()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        time.sleep(5)
+        os._exit(0)
+    try:
+        lock.release()  # the parent lets go; its child must not be holding it
+        with WriterLock(tmp_path, timeout=0):
+            pass
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+# -- segments, merges and damage -------------------------------------------------------------------
+
+
+def _key(result) -> list[tuple]:
+    return [(m.path, m.tier, round(m.score, 6), m.inliers, m.agreement) for m in result.matches]
+
+
+def test_segments_merge_to_the_answers_of_one(tmp_path: Path) -> None:
+    """An index built in segments of 10 images answers as one built in one segment; merging them,
+    tiered or whole, changes no answer; removed images are dropped by the merge."""
+    queries = []
+    for i in range(0, 24, 3):
+        rgb = kodak_rgb(i)
+        h, w = rgb.shape[:2]
+        queries += [np.ascontiguousarray(rgb[h // 8 : h - h // 5, w // 6 :]), rescale(rgb, 0.5), KODAK[i]]
+    one = Index.create(tmp_path / "one", IndexConfig())
+    one.add(KODAK, workers=1)
+    many = Index.create(tmp_path / "many", IndexConfig())
+    many.add(KODAK, workers=1, checkpoint=10)  # 10, 10, 4: no tier holds 4 segments yet
+    assert one.info()["segments"] == 1 and many.info()["segments"] == 3
+    expected = [_key(r) for r in one.query_many(queries)]
+    assert [_key(r) for r in many.query_many(queries)] == expected
+    many.remove([KODAK[3]])
+    one.remove([KODAK[3]])
+    expected = [_key(r) for r in one.query_many(queries)]
+    assert many.compact() == 3 and many.info()["segments"] == 1 and many.info()["removed"] == 0
+    assert [_key(r) for r in many.query_many(queries)] == expected
+    leftovers = {p.name for p in (many.directory / mf.SEGMENTS).iterdir()} - mf.read(many.directory).named()
+    assert all(name in {r[0] for r in mf.read(many.directory).retired} for name in leftovers)
+    one.close()
+    many.close()
+
+
+def test_the_tiered_policy_merges_four_segments_of_one_size() -> None:
+    from imgsearch.store.writer import plan_merges
+
+    def entry(name: str, images: int, deleted: int = 0) -> mf.SegmentEntry:
+        return mf.SegmentEntry(name, images, 0, 0, deleted)
+
+    small = [entry(f"s{i}", 5) for i in range(3)]
+    assert plan_merges(small, None) == []
+    assert plan_merges([*small, entry("s3", 7)], None) == ["s0", "s1", "s2", "s3"]
+    big = [entry(f"b{i}", 50_000) for i in range(4)]
+    assert plan_merges(big, 100_000) == []  # over the automatic bound: left to compact
+    assert plan_merges([*big, entry("empty", 5, 5), *small, entry("s3", 7)], 100_000) == ["empty", "s0", "s1", "s2", "s3"]
+
+
+def test_damaged_keypoints_name_their_segment(tmp_path: Path) -> None:
+    index = Index.create(tmp_path / "ix", IndexConfig())
+    index.add(KODAK[:3], workers=1)
+    (entry,) = mf.read(index.directory).segments
+    path = index.directory / mf.SEGMENTS / entry.name
+    c = container.Container(path)
+    start = c._start + c._table["descriptors"]["offset"]
+    c.close()
+    index.close()
+    data = bytearray(path.read_bytes())
+    data[start + 100] ^= 0xFF  # in image 0's descriptors
+    path.write_bytes(bytes(data))
+    with Index.open(tmp_path / "ix") as damaged:
+        with pytest.raises(DamagedFileError, match=re.escape(f"{path}: the keypoints of image 0 are damaged")):
+            damaged.query(np.ascontiguousarray(kodak_rgb(0)[20:140, 30:200]))
+        assert damaged.query(KODAK[1]).matches  # the exact tier reads no keypoints
+        problems = damaged.verify()
+        assert len(problems) == 1 and entry.name in problems[0]
+
+
+def test_a_full_disk_is_one_error_and_the_index_stays_as_it_was(photo_dir: Path, make_index, monkeypatch) -> None:
+    index = make_index([photo_dir / "0000.jpg"])
+    before = (index.directory / mf.MANIFEST).read_bytes()
+    from imgsearch.store import segment
+
+    real_write = container.write
+
+    def full_disk(path, arrays, meta):
+        Path(f"{path}.tmp-{os.getpid()}").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(segment.container, "write", full_disk)
+    with pytest.raises(IndexWriteError, match=r"the disk is full.*it is unchanged"):
+        index.add([photo_dir / "0001.jpg"], workers=1)
+    monkeypatch.setattr(segment.container, "write", real_write)
+    assert (index.directory / mf.MANIFEST).read_bytes() == before and len(index) == 1
+    assert index.add([photo_dir / "0001.jpg"], workers=1).added == [str(photo_dir / "0001.jpg")]
+    assert not list((index.directory / mf.SEGMENTS).glob("*.tmp-*")), "a partial file left behind"
+
+
+def test_two_handles_lose_no_write(tmp_path: Path) -> None:
+    """A writer catches up with what another handle committed before writing its own."""
+    directory = tmp_path / "ix"
+    with Index.create(directory, GLOBAL_ONLY) as first:
+        first.add(KODAK[:2], workers=1)
+    with Index.open(directory) as a, Index.open(directory) as b:
+        a.add([KODAK[2]], workers=1)
+        b.add([KODAK[3]], workers=1)  # b opened before a wrote
+        b.remove([KODAK[0]])
+        assert len(b) == 3
+        # a reader refreshes before querying: it sees b's image and no longer the removed one
+        assert a.query(KODAK[3]).matches[0].tier == "exact"
+        assert a.query(KODAK[0]).matches == []
+    with Index.open(directory) as again:
+        assert sorted(Path(p).name for p in again.paths) == sorted(p.name for p in KODAK[1:4])
+
+
+# -- exact and global tiers ------------------------------------------------------------------------
+
+
+def test_exact_tier_needs_no_decoding(global_index: Index, monkeypatch) -> None:
+    def no_decode(*args, **kwargs):
+        raise AssertionError("the exact tier must not decode the query")
+
+    monkeypatch.setattr(imgsearch.io, "decode_image", no_decode)
+    for i in (0, 11, 23):
+        result = global_index.query(KODAK[i].read_bytes())
+        assert [(m.path, m.tier, m.score, m.distance) for m in result.matches] == [
+            (str(KODAK[i].resolve()), "exact", 1.0, 0)
+        ]
+        assert result.tiers_run == ["exact"]
+
+
+# name -> (transform of an RGB array, JPEG quality, expected variant). ``variant`` names the dihedral
+# variant of the *query* that matched: applied to the query it gives back the original, so a query
+# turned by rot90 (counter-clockwise) matches through its rot270 variant.
+GLOBAL_COPIES = {
+    "rescale_0.5": (lambda a: rescale(a, 0.5), 95, "identity"),
+    "jpeg_q30": (lambda a: a, 30, "identity"),
+    "mirror": (lambda a: a[:, ::-1], 95, "mirror"),
+    "vflip": (lambda a: a[::-1], 95, "flip"),
+    "rot90": (lambda a: np.rot90(a, 1), 95, "rot270"),
+    "rot180": (lambda a: np.rot90(a, 2), 95, "rot180"),
+    "rot270": (lambda a: np.rot90(a, 3), 95, "rot90"),
+    "grayscale": (imgsearch.io.rgb_to_gray, 95, "identity"),
+}
+
+
+@pytest.mark.parametrize("name", list(GLOBAL_COPIES))
+def test_global_tier_finds_modified_copies(global_index: Index, tmp_path: Path, name: str) -> None:
+    transform, quality, variant = GLOBAL_COPIES[name]
+    wrong = {}
+    for i, original in enumerate(KODAK):
+        query = write_jpeg(tmp_path / f"{i:04d}.jpg", np.ascontiguousarray(transform(kodak_rgb(i))), quality)
+        result = global_index.query(query)
+        got = [(Path(m.path).name, m.tier, m.variant) for m in result.matches]
+        if got != [(original.name, "global", variant)]:
+            wrong[original.name] = got
+        elif not 0 <= result.matches[0].distance <= global_index.config.search.global_max_distance:
+            wrong[original.name] = result.matches[0]
+    assert not wrong
+
+
+def test_global_tier_variant_recovers_original(global_index: Index) -> None:
+    """``apply_dihedral(query, match.variant)`` is the original, for all 8 variants (array queries)."""
+    gray = imgsearch.io.read_image(KODAK[5], gray=True)
+    seen = []
+    for name in hashing.DIHEDRAL_NAMES:
+        inverse = {"rot90": "rot270", "rot270": "rot90"}.get(name, name)
+        query = np.ascontiguousarray(hashing.apply_dihedral(gray, inverse))
+        (match,) = global_index.query(query).matches
+        assert (match.path, match.tier, match.variant) == (str(KODAK[5].resolve()), "global", name)
+        seen.append(match.distance)
+    assert len(set(seen)) == 1 and seen[0] <= 4, seen
+
+
+@pytest.mark.parametrize(
+    ("transform", "variant"),
+    [
+        (lambda a: 255 - a, "inverted identity"),
+        (lambda a: 255 - a[:, ::-1], "inverted mirror"),
+        (lambda a: cv2.resize(np.rot90(255 - a), None, fx=0.5, fy=0.5), "inverted rot270"),
+    ],
+)
+def test_global_tier_finds_negatives(global_index: Index, tmp_path: Path, transform, variant: str) -> None:
+    wrong = {}
+    for i, original in enumerate(KODAK):
+        query = write_jpeg(tmp_path / f"{i:04d}.jpg", np.ascontiguousarray(transform(kodak_rgb(i))), 90)
+        got = [(Path(m.path).name, m.tier, m.variant) for m in global_index.query(query).matches]
+        if got != [(original.name, "global", variant)]:
+            wrong[original.name] = got
+    assert not wrong
+
+
+def test_distinct_photos_never_match(tmp_path: Path) -> None:
+    for i, photo in enumerate(KODAK):
+        with Index.create(tmp_path / f"without_{i}", GLOBAL_ONLY) as index:
+            assert index.add([p for p in KODAK if p != photo], workers=1).ok
+            result = index.query(photo)
+            assert result.matches == [], (photo.name, result.matches)
+            assert index.query(255 - kodak_rgb(i)).matches == []
+            assert result.tiers_run == list(GLOBAL_ONLY.search.tiers)
+
+
+def test_sharded_merge_equals_single_index(global_index: Index, tmp_path: Path) -> None:
+    shards = []
+    for k, part in enumerate((KODAK[::2], KODAK[1::2])):
+        shard = Index.create(tmp_path / f"shard{k}", GLOBAL_ONLY)
+        assert shard.add(part, workers=1).ok
+        shards.append(shard)
+    queries: list[Path | bytes] = []
+    for i in range(24):
+        queries.append(KODAK[i])
+        queries.append(write_jpeg(tmp_path / "q" / f"small_{i}.jpg", rescale(kodak_rgb(i), 0.5), 30))
+        queries.append(write_jpeg(tmp_path / "q" / f"mirror_{i}.jpg", kodak_rgb(i)[:, ::-1]))
+    rng = np.random.default_rng(4)
+    queries.append(write_jpeg(tmp_path / "q" / "noise.jpg", rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)))
+    queries.append(KODAK[3].read_bytes())
+
+    def key(result):
+        return [(m.path, m.tier, m.score, m.distance, m.variant) for m in result.matches]
+
+    single = global_index.query_many(queries)
+    per_shard = [shard.query_many(queries) for shard in shards]
+    found = 0
+    for q, expected, parts in zip(queries, single, zip(*per_shard, strict=True), strict=True):
+        assert key(merge_results(parts)) == key(expected), q
+        found += bool(expected.matches)
+    assert found == 3 * 24 + 1
+    for shard in shards:
+        shard.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"{PHOTOS} is absent (research-only data, never committed)")
+def test_global_tier_on_shared_photos(tmp_path: Path) -> None:
+    """200 ImageNet photos: rescaled+recompressed and mirrored copies of 40 are found in the global tier."""
+    photos = sorted(PHOTOS.glob("*.jpg"))[:200]
+    with Index.create(tmp_path / "ix", GLOBAL_ONLY) as index:
+        assert index.add(photos, workers=1).ok
+        missed = []
+        for photo in photos[::5]:
+            rgb = imgsearch.io.read_image(photo)
+            for name, copy in (("small_q30", (rescale(rgb, 0.5), 30)), ("mirror", (rgb[:, ::-1], 90))):
+                matches = index.query(write_jpeg(tmp_path / "q" / f"{name}_{photo.name}", *copy)).matches
+                if not matches or matches[0].tier != "global" or str(photo.resolve()) not in {m.path for m in matches}:
+                    missed.append((photo.name, name, matches[:2]))
+        assert not missed
+
+
+def test_flat_images_are_not_global_copies_of_each_other(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    grey = folder / "grey.png"
+    cv2.imwrite(str(grey), np.full((120, 160, 3), 128, np.uint8))
+    with Index.create(tmp_path / "ix", GLOBAL_ONLY) as index:
+        index.add([grey, *KODAK[:4]], workers=1)
+        result = index.query(np.zeros((90, 90, 3), np.uint8))
+        assert result.matches == []
+        assert result.rejected and all("nearly flat" in r.reason for r in result.rejected)
+        assert index.query(grey).matches[0].tier == "exact"
+
+
+def test_unreadable_arrays_are_per_query_errors(global_index: Index) -> None:
+    results = global_index.query_many([np.zeros((0, 0), np.uint8), KODAK[1], np.zeros((0, 5, 3), np.uint8)])
+    assert [r.error is not None for r in results] == [True, False, True]
+    assert results[1].matches[0].tier == "exact"
+
+
+def test_tiers_are_run_fastest_first_whatever_the_order_given(global_index: Index) -> None:
+    assert global_index.search_config(tiers=("global", "exact")).tiers == ("exact", "global")
+    with pytest.raises(ConfigError, match="repeats"):
+        global_index.search_config(tiers=("exact", "exact"))
