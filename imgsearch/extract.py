@@ -91,7 +91,13 @@ def quantise_descriptors(desc: np.ndarray) -> np.ndarray:
 def extract_file(path: str, config: IndexConfig) -> ImageRecord:
     """Read and describe one file; raises :class:`ImageReadError` naming the path."""
     stat = os.stat(path)  # before reading: a later change then shows as a newer mtime
-    data = io.read_bytes(path)
+    return extract_bytes(io.read_bytes(path), path, config, stat.st_mtime_ns)
+
+
+def extract_bytes(data: bytes, name: str, config: IndexConfig, mtime_ns: int = 0) -> ImageRecord:
+    """Describe one encoded image; ``name`` is what the index stores as its path (a file path, or
+    the key a client gave an upload). Raises :class:`ImageReadError` naming it."""
+    path = name
     gray = io.decode_image(data, path=path, min_side=config.decode_side, gray=True)
     width, height = _original_size(data, gray)
     local = None
@@ -102,7 +108,7 @@ def extract_file(path: str, config: IndexConfig) -> ImageRecord:
         path=path,
         digest=hashing.file_digest(data),
         file_size=len(data),
-        mtime_ns=stat.st_mtime_ns,
+        mtime_ns=mtime_ns,
         width=width,
         height=height,
         global_hash=hashing.phash(gray),

@@ -24,7 +24,7 @@ import numpy as np
 from . import hashing, threads
 from .config import IndexConfig, SearchConfig
 from .errors import ConfigError, ImageReadError, IndexFormatError
-from .extract import ImageRecord, extract_files
+from .extract import ImageRecord, extract_bytes, extract_files
 from .local import LocalIndex
 from .results import QueryResult
 from .search import query_many
@@ -233,6 +233,44 @@ class Index:
             self.refresh()
         return report
 
+    def add_bytes(
+        self, key: str, data: bytes, *, timeout: float | None = None, replace: bool = True
+    ) -> tuple[str, str | None]:
+        """Index one encoded image under ``key`` (the client's identifier, stored as its path; it
+        is never opened as a file), committed and durable when this returns.
+
+        Returns ``(what, other)``: ``("added", None)``, ``("updated", None)`` when ``key`` was
+        indexed already (with ``replace``; else ``("unchanged", None)``), or ``("duplicate", key of
+        the same bytes)``. An unreadable image raises :class:`ImageReadError`.
+        """
+        if not key or "\0" in key:
+            raise ConfigError(f"a key must be a non-empty string without NUL bytes, got {key!r}")
+        with threads.single_blas_thread():
+            record = extract_bytes(data, key, self.config)
+        with wr.IndexWriter(self.directory, timeout) as writer:
+            self.refresh()
+            old = self.reader.find_path(key)
+            if old >= 0 and not replace:
+                return "unchanged", None
+            same = self._same_bytes(record, old if old >= 0 else None, {})
+            if same is not None:
+                return "duplicate", same
+            self._commit(writer, [record], {key: old} if old >= 0 else {})
+            writer.merge_tiers()
+            self.refresh()
+        return ("updated" if old >= 0 else "added"), None
+
+    def remove_keys(self, keys: Iterable[str], *, timeout: float | None = None) -> list[str]:
+        """Remove images by the exact key (path) they are stored under; returns the keys removed."""
+        with wr.IndexWriter(self.directory, timeout) as writer:
+            self.refresh()
+            found = {k: g for k in keys if (g := self.reader.find_path(k)) >= 0}
+            if found:
+                writer.commit(None, self._deletions(found.values()))
+                writer.merge_tiers()
+                self.refresh()
+        return list(found)
+
     def _same_bytes(self, record: ImageRecord, replacing: int | None, pending: dict[bytes, str]) -> str | None:
         """Path of an indexed (or pending) file with the same bytes as ``record``, or None."""
         key = record.digest.tobytes()
@@ -259,19 +297,7 @@ class Index:
 
     def remove(self, paths: Iterable[str | os.PathLike[str]], *, timeout: float | None = None) -> list[str]:
         """Remove images by path (resolved); returns the paths removed."""
-        with wr.IndexWriter(self.directory, timeout) as writer:
-            self.refresh()
-            found = {}
-            for p in paths:
-                resolved = os.path.realpath(p)
-                gid = self.reader.find_path(resolved)
-                if gid >= 0:
-                    found[resolved] = gid
-            if found:
-                writer.commit(None, self._deletions(found.values()))
-                writer.merge_tiers()
-                self.refresh()
-        return list(found)
+        return self.remove_keys([os.path.realpath(p) for p in paths], timeout=timeout)
 
     def compact(self, *, timeout: float | None = None) -> int:
         """Merge every segment into one, dropping removed images; returns the segments merged."""
