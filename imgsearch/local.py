@@ -25,6 +25,7 @@ in the indexed image's original pixels.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 
 import cv2
@@ -105,6 +106,7 @@ class LocalIndex:
         zoomed: bool = False,
         full_side: int | None = None,
         region: decide.SharedRegion | None = None,
+        timings: dict[str, float] | None = None,
     ) -> tuple[list[Match], list[Rejection]]:
         """Matches and rejections for a ``(H, W)`` uint8 query (any size; downscaled here).
 
@@ -119,7 +121,8 @@ class LocalIndex:
         reflected, global distance)`` candidates of the global tier: each is verified in the first
         pass of its orientation, whatever its votes. ``region`` gathers, pass after pass, where
         several indexed pictures fit the query (:class:`imgsearch.decide.SharedRegion`); give one
-        object to every call for one query.
+        object to every call for one query. ``timings`` receives the milliseconds of each pass (a
+        pass's detection counts in it), under its name.
         """
         region = decide.SharedRegion() if region is None else region
         if self.reader.rows == 0:
@@ -131,12 +134,14 @@ class LocalIndex:
                 )
                 for i, r, d in hints
             ]
+        clock = _Clock(timings)
         small, ratio = downscale(gray, side or cfg.query_side or self.kconfig.max_side)
         if full_side is not None:
             ratio *= max(gray.shape) / max(full_side, max(gray.shape))
         direct = ps.query_pass(small, False, ratio, cfg, self.kconfig, zoomed)
         hinted = {False: {i: d for i, r, d in hints if not r}, True: {i: d for i, r, d in hints if r}}
         matches, rejected = self._search_pass(direct, cfg, path_of, hinted[False], region)
+        clock.lap(direct.name)
         if matches:
             return matches, rejected
         mirrored = None
@@ -144,12 +149,14 @@ class LocalIndex:
             # With mirror off, the mirrored pass only verifies the global tier's reflected candidates.
             mirrored = ps.mirror_pass(direct, small, cfg, self.kconfig)
             matches, rej = self._search_pass(mirrored, cfg, path_of, hinted[True], region, vote=cfg.mirror)
+            clock.lap(mirrored.name)
             rejected += rej
             if matches:
                 return matches, rejected
         full = ps.full_pass(direct, small, cfg)  # None when every keypoint looked up already
         if full is not None:
             matches, rej = self._search_pass(full, cfg, path_of, {}, region)
+            clock.lap(full.name)
             rejected += rej
             if matches:
                 return matches, rejected
@@ -162,6 +169,7 @@ class LocalIndex:
         if full_mirrored is None:
             return matches, rejected
         matches, rej = self._search_pass(full_mirrored, cfg, path_of, {}, region)
+        clock.lap(full_mirrored.name)
         return matches, rejected + rej
 
     def _search_pass(
@@ -343,6 +351,20 @@ class LocalIndex:
             footprint=tuple((round(float(x), 1), round(float(y), 1)) for x, y in mapped),
             model=kind,
         )
+
+
+class _Clock:
+    """Milliseconds since the last lap, added to ``timings[name]`` (nothing when ``timings`` is None)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[name] = self.timings.get(name, 0.0) + (now - self.last) * 1e3
+        self.last = now
 
 
 def hash_pairs(qp: QueryPass, stored: np.ndarray, radius: int) -> np.ndarray:

@@ -97,6 +97,9 @@ class QueryResult:
     tiers_run: list[str] = field(default_factory=list)
     elapsed_ms: float = 0.0
     error: str | None = None
+    # Milliseconds spent in each tier that ran and, within the local tier, in each of its passes
+    # (LOCAL_PASSES names), in the order they ran.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self, explain: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -107,6 +110,7 @@ class QueryResult:
         }
         if explain:
             d["tiers_run"] = list(self.tiers_run)
+            d["timings_ms"] = {k: round(v, 3) for k, v in self.timings.items()}
             d["rejected"] = [r.to_dict() for r in self.rejected]
         return d
 

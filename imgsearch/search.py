@@ -60,6 +60,7 @@ class QueryImage:
     data: bytes | None
     gray: np.ndarray | None = None
     hints: list[tuple[int, bool, int]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # ms per local pass, filled as they run
     # The largest min_side ``gray`` serves: its long side, or any when it is the full size (JPEGs
     # decode at reduced size; other formats, and arrays, are always full size).
     serves: float = 0
@@ -213,7 +214,7 @@ def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[M
     full = q.full_long_side()
     region = SharedRegion()  # where several indexed pictures fit the query, from pass to pass
     matches, rejected = local.search(
-        gray, cfg, index.path_of, q.hints, side=base, full_side=full, region=region
+        gray, cfg, index.path_of, q.hints, side=base, full_side=full, region=region, timings=q.timings
     )
     zoom = round(cfg.zoom_factor * base) if cfg.zoom_factor else 0
     if matches or not zoom or full < zoom:
@@ -223,8 +224,9 @@ def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[M
     # describes, whatever K: detecting them is most of its cost.
     thorough = cfg.replace(keypoints=max(cfg.keypoints, cfg.verify_keypoints))
     matches, more = local.search(
-        q.decoded(zoom), thorough, index.path_of, (), side=zoom, zoomed=True, full_side=full, region=region
-    )
+        q.decoded(zoom), thorough, index.path_of, (), side=zoom, zoomed=True, full_side=full, region=region,
+        timings=q.timings,
+    )  # fmt: skip
     return matches, rejected + more
 
 
@@ -233,9 +235,11 @@ TIER_SEARCH = {"exact": search_exact, "global": search_global, "local": search_l
 
 def run_query(index: Index, q: QueryImage, cfg: SearchConfig, top: int | None = None) -> QueryResult:
     """Run the tiers of ``cfg`` in order on a prepared query; stop at the first that finds a copy."""
-    result = QueryResult(q.name)
+    result = QueryResult(q.name, timings=q.timings)
     for tier in cfg.tiers:
+        start = time.perf_counter()
         matches, rejected = TIER_SEARCH[tier](index, q, cfg)
+        q.timings[tier] = (time.perf_counter() - start) * 1e3
         result.tiers_run.append(tier)
         result.rejected.extend(rejected)
         if matches:

@@ -164,7 +164,7 @@ def print_tables(result: EvalResult, console: Console | None = None) -> None:
     """Print the per-transform, per-tier and summary tables, and J×K when several runs were made."""
     console = console or Console()
     tables = result.tables()
-    names = ["per_transform", "per_tier", "summary"]
+    names = ["per_transform", "per_tier", "per_pass", "summary"]
     if len(result.runs) > 1:
         names += ["hit_rate", "runs"]
     for name in names:

@@ -30,12 +30,14 @@ _DPI = 110
 
 
 def write_plots(result: EvalResult, out_dir: str | Path) -> list[Path]:
-    """Write ``hit_vs_k.png``, ``per_transform.png`` and ``scores.png``; returns their paths."""
+    """Write ``hit_vs_k.png``, ``cost_vs_k.png``, ``per_transform.png`` and ``scores.png``; returns
+    their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, draw in (
         ("hit_vs_k.png", plot_hit_vs_k),
+        ("cost_vs_k.png", plot_cost_vs_k),
         ("per_transform.png", plot_per_transform),
         ("scores.png", plot_scores),
     ):
@@ -72,6 +74,40 @@ def plot_hit_vs_k(result: EvalResult) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title(f"hit@1 over {result.reference.positives} modified copies")
+    return fig
+
+
+def plot_cost_vs_k(result: EvalResult) -> Figure:
+    """Beside each other, against K for each J: hit@1 after the first two passes (dashed) and after
+    all of them (solid), and the mean query time of copies (solid) and of new images (dashed)."""
+    fig = Figure(figsize=(10.0, 4.0), layout="constrained")
+    hit_ax, cost_ax = fig.subplots(1, 2)
+    runs = [r for r in result.runs if r.k is not None]
+    for j in sorted({r.j for r in runs}, key=none_first):
+        mine = sorted((r for r in runs if r.j == j), key=lambda r: r.k or 0)
+        ks = [r.k for r in mine]
+        (line,) = hit_ax.plot(ks, [r.hit_at_1 for r in mine], "o-", label=f"J = {j}, all passes")
+        hit_ax.plot(
+            ks, [r.hit_first_passes for r in mine], "s--", color=line.get_color(), label=f"J = {j}, first two"
+        )
+        (cost,) = cost_ax.plot(ks, [r.copies_mean_ms for r in mine], "o-", label=f"J = {j}, copies")
+        cost_ax.plot(
+            ks, [r.new_mean_ms for r in mine], "s--", color=cost.get_color(), label=f"J = {j}, new images"
+        )
+    all_ks = sorted({r.k for r in runs if r.k is not None})
+    for ax in (hit_ax, cost_ax):
+        if all_ks:
+            ax.set_xscale("log")
+            ax.set_xticks(all_ks, [str(k) for k in all_ks])
+            ax.minorticks_off()
+            ax.legend(fontsize=7)
+        ax.set_xlabel("K, keypoints per query")
+        ax.grid(alpha=0.3)
+    hit_ax.set_ylabel("hit@1")
+    cost_ax.set_ylabel("mean ms a query")
+    cost_ax.set_ylim(bottom=0)
+    hit_ax.set_title("what the passes find")
+    cost_ax.set_title("what they cost")
     return fig
 
 

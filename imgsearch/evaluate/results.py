@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..results import QueryResult
+import numpy as np
+
+from ..results import LOCAL_PASSES, QueryResult
 from . import metrics
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BuildStats",
     "EvalResult",
+    "PassRow",
     "RunMetrics",
     "ScoreSample",
     "Table",
@@ -33,6 +36,7 @@ __all__ = [
     "json_safe",
     "none_first",
     "outcomes",
+    "per_pass",
     "per_tier",
     "per_transform",
     "score_run",
@@ -69,6 +73,25 @@ class RunMetrics:
     p50_ms: float
     p95_ms: float
     errors: int
+    # hit@1 had the query stopped after the first two passes (direct, mirrored): what K lookups buy
+    hit_first_passes: float = float("nan")
+    copies_mean_ms: float = float("nan")  # latency of the positive queries
+    copies_p95_ms: float = float("nan")
+    new_mean_ms: float = float("nan")  # latency of the distractor queries (new images)
+    new_p95_ms: float = float("nan")
+
+
+@dataclass(frozen=True)
+class PassRow:
+    """Reference-run outcomes of one local pass (:data:`imgsearch.results.LOCAL_PASSES`)."""
+
+    search_pass: str
+    copies_run: int  # positive queries that ran it
+    hits: int  # positive queries whose original it found first
+    copies_ms: float  # mean milliseconds it took them
+    new_run: int  # distractor queries (new images) that ran it
+    new_ms: float  # mean milliseconds it took them
+    false_positives: int
 
 
 @dataclass(frozen=True)
@@ -136,6 +159,7 @@ class EvalResult:
     builds: list[BuildStats]
     per_transform: list[TransformRow]
     per_tier: list[TierRow]
+    per_pass: list[PassRow]
     outcomes: list[dict[str, Any]]  # one row per query of the reference run
     scores: ScoreSample
     peak_rss_mb: float
@@ -192,6 +216,7 @@ class EvalResult:
             "summary": Table(f"Summary ({where})", ["metric", "value"], summary),
             "per_transform": _table(f"Per transform ({where})", self.per_transform),
             "per_tier": _table(f"Per tier ({where})", self.per_tier),
+            "per_pass": _table(f"Per local pass: what it found and cost ({where})", self.per_pass),
             "hit_rate": Table(
                 "hit@1 by J (rows) and K (columns)",
                 ["J \\ K", *(_label(k) for k in ks)],
@@ -210,6 +235,7 @@ class EvalResult:
                 "builds": [asdict(b) for b in self.builds],
                 "per_transform": [asdict(r) for r in self.per_transform],
                 "per_tier": [asdict(r) for r in self.per_tier],
+                "per_pass": [asdict(r) for r in self.per_pass],
                 "scores": asdict(self.scores),
                 "peak_rss_mb": self.peak_rss_mb,
                 "peak_rss_children_mb": self.peak_rss_children_mb,
@@ -245,6 +271,12 @@ def score_run(
     pairs = [(m.score, m.path == g) for r, g in zip(results, truth, strict=True) for m in r.matches]
     n_pos = sum(g is not None for g in truth)
     p50, p95 = metrics.latency_percentiles([r.elapsed_ms for r in results])
+    early = [
+        f[0] if f and r.matches[0].search_pass in (None, *LOCAL_PASSES[:2]) else None
+        for f, r in zip(found, results, strict=True)
+    ]
+    copies = [r.elapsed_ms for r, g in zip(results, truth, strict=True) if g is not None]
+    new = [r.elapsed_ms for r, g in zip(results, truth, strict=True) if g is None]
     return RunMetrics(
         j=j,
         k=k,
@@ -257,7 +289,36 @@ def score_run(
         p50_ms=p50,
         p95_ms=p95,
         errors=sum(r.error is not None for r in results),
+        hit_first_passes=metrics.hit_at_1(early, truth),
+        copies_mean_ms=float(np.mean(copies)) if copies else float("nan"),
+        copies_p95_ms=metrics.latency_percentiles(copies)[1] if copies else float("nan"),
+        new_mean_ms=float(np.mean(new)) if new else float("nan"),
+        new_p95_ms=metrics.latency_percentiles(new)[1] if new else float("nan"),
     )
+
+
+def per_pass(specs: list[QuerySpec], results: list[QueryResult]) -> list[PassRow]:
+    """What each local pass of the reference run bought (copies found first) and cost (ms)."""
+    rows = []
+    for name in LOCAL_PASSES:
+        ran = [(s, r) for s, r in zip(specs, results, strict=True) if name in r.timings]
+        pos = [(s, r) for s, r in ran if s.original is not None]
+        neg = [r for s, r in ran if s.original is None]
+        if not ran:
+            continue
+        first = [(s, r.matches[0]) for s, r in pos if r.matches and r.matches[0].search_pass == name]
+        rows.append(
+            PassRow(
+                search_pass=name,
+                copies_run=len(pos),
+                hits=sum(m.path == s.original for s, m in first),
+                copies_ms=float(np.mean([r.timings[name] for _, r in pos])) if pos else float("nan"),
+                new_run=len(neg),
+                new_ms=float(np.mean([r.timings[name] for r in neg])) if neg else float("nan"),
+                false_positives=sum(bool(r.matches) and r.matches[0].search_pass == name for r in neg),
+            )
+        )
+    return rows
 
 
 def per_transform(

@@ -152,9 +152,10 @@ def test_eval_writes_files(evaluated):
 def test_tables_have_rows_matching_columns(evaluated):
     result, _, _ = evaluated
     tables = result.tables()
-    assert set(tables) == {"summary", "per_transform", "per_tier", "hit_rate", "runs", "builds"}
-    for table in tables.values():
-        assert table.rows and all(len(row) == len(table.columns) for row in table.rows)
+    assert set(tables) == {"summary", "per_transform", "per_tier", "per_pass", "hit_rate", "runs", "builds"}
+    for name, table in tables.items():
+        assert table.rows or (name == "per_pass" and not result.config.local), name
+        assert all(len(row) == len(table.columns) for row in table.rows)
 
 
 def _local_tier_available(tmp_path: Path) -> bool:
@@ -207,6 +208,19 @@ def test_eval_keypoint_settings_reach_every_index(photos: Path, tmp_path: Path):
         for part in index.reader.parts:  # the postings hold the first 7 keypoints of each image
             words, _ = part.segment.postings()
             assert len(words) == int(np.minimum(np.diff(part.segment.column("kp_offsets")), 7).sum())
+
+
+def test_passes_say_what_they_found_and_cost(photos: Path, tmp_path: Path):
+    """Crops at K=4: the per-pass table accounts for every copy found by the local tier, the first two
+    passes alone find no more than all of them, and every time is positive."""
+    result = run_eval(_crop_only(photos, 100, search={"zoom_factor": None}), tmp_path / "out", plots=False)
+    run = result.reference
+    assert run.hit_first_passes <= run.hit_at_1
+    local_hits = sum(row.by_tier.get("local", 0) for row in result.per_transform)
+    assert sum(p.hits for p in result.per_pass) == local_hits > 0
+    assert result.per_pass[0].search_pass == "direct" and result.per_pass[0].copies_run == run.positives
+    assert all(p.copies_ms > 0 for p in result.per_pass if p.copies_run)
+    assert run.copies_mean_ms > 0 and run.new_mean_ms > 0
 
 
 def test_eval_search_settings_reach_every_query(photos: Path, tmp_path: Path):
