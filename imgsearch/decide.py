@@ -31,6 +31,7 @@ index split into segments that verify their candidates together decides as one i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -152,15 +153,16 @@ def decide(
     fits: list[CandidateFit],
     query: np.ndarray,
     query_xy: np.ndarray,
-    fill: np.ndarray,
+    fill: Callable[[], np.ndarray],
     cfg: SearchConfig,
     known: np.ndarray | None = None,
 ) -> list[Verdict]:
     """Verdicts for the ``fits`` of one pass (see the module docstring), in their order.
 
     ``query`` is the pass's keypoint image ``(H, W)`` uint8, ``query_xy`` its keypoints ``(K, 2)``
-    (x, y), ``fill`` its :func:`imgsearch.agreement.fill_mask` and ``known`` ``(M, 2)`` points of a
-    :class:`SharedRegion` found by earlier passes, in this pass's frame.
+    (x, y), ``fill()`` gives its :func:`imgsearch.agreement.fill_mask` (asked for only when a
+    candidate's agreement is measured) and ``known`` ``(M, 2)`` points of a :class:`SharedRegion`
+    found by earlier passes, in this pass's frame.
     """
     if not fits:
         return []
@@ -190,11 +192,11 @@ def decide(
             verdicts.append(Verdict(own, None, None))
             continue
         needed = cfg.min_agreement + (WEAK_EXTRA_AGREEMENT if own < STRONG_OWN_INLIERS else 0.0)
-        share = _agreement(fit, query, fill, shared_xy, radius, fit.model)
+        share = _agreement(fit, query, fill(), shared_xy, radius, fit.model)
         if share < needed and fit.inliers >= HOMOGRAPHY_MIN_INLIERS:
             homography = _homography(fit, query_xy, cfg.ransac_threshold)
             if homography is not None:
-                share = max(share, _agreement(fit, query, fill, shared_xy, radius, homography))
+                share = max(share, _agreement(fit, query, fill(), shared_xy, radius, homography))
         reason = None
         if share < needed:
             reason = (

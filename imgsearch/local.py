@@ -225,7 +225,7 @@ class LocalIndex:
                 shared |= decide.shared_keypoints(fits, xy, radius, cfg.global_max_distance)
         region.add(xy[shared & ~decide.near(xy, known, radius)], qp.shape, qp.mirrored)
         matches = []
-        verdicts = decide.decide(fits, qp.image, xy, qp.fill, cfg, known)
+        verdicts = decide.decide(fits, qp.image, xy, lambda: qp.fill, cfg, known)
         for fit, verdict in zip(fits, verdicts, strict=True):
             if verdict.reason is not None:
                 rejected.append(

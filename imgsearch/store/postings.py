@@ -102,9 +102,13 @@ def bit_margins(coeffs: np.ndarray) -> np.ndarray:
     """How sure each hash bit is: ``|c - median| / median(|c - median|)`` of the 64 DCT coefficients
     behind it, ``(N, 64)`` float32 from ``(N, 8, 8)`` (or ``(N, 64)``) coefficients; small is unsure."""
     flat = np.asarray(coeffs, np.float64).reshape(len(coeffs), 64)
-    median = np.median(flat, axis=1, keepdims=True)
+    # Medians of 64 values as the mean of the 32nd and 33rd: a SIMD sort of 64 values is several
+    # times faster than np.median's partition on a batch (as in hashing.threshold_bits).
+    ordered = np.sort(flat, axis=1)
+    median = (ordered[:, 31:32] + ordered[:, 32:33]) / 2.0
     deviation = np.abs(flat - median)
-    spread = np.median(deviation, axis=1, keepdims=True) + 1e-9
+    ordered = np.sort(deviation, axis=1)
+    spread = (ordered[:, 31:32] + ordered[:, 32:33]) / 2.0 + 1e-9
     return (deviation / spread).astype(np.float32)
 
 
@@ -200,8 +204,9 @@ def probe(
     least = np.argsort(key_margins, axis=1, kind="stable")[:, :m]  # (Q, m) reordered positions
     bit_value = np.uint64(1) << (np.uint64(63) - least.astype(np.uint64))  # (Q, m)
     template = np.array([t for t in PROBE_MASKS[:probes] if t < (1 << m)], np.int64)
-    chosen = ((template[:, None] >> np.arange(m)) & 1).astype(np.uint64)  # (T, m)
-    masks = (chosen[None, :, :] * bit_value[:, None, :]).sum(axis=2, dtype=np.uint64)  # (Q, T)
+    masks = np.zeros((nq, len(template)), np.uint64)  # (Q, T): OR of the chosen bits of each probe
+    for r in range(m):
+        masks |= bit_value[:, r : r + 1] * ((template >> r) & 1).astype(np.uint64)[None, :]
     n_probes = masks.shape[1]
     bucket = ((q[:, None] ^ masks) >> np.uint64(64 - w)).astype(np.int64).ravel()
     lo = starts[bucket].astype(np.int64)
@@ -216,8 +221,8 @@ def probe(
     query_of = probe_of // n_probes
     word = words[position]
     stored = word >> np.uint64(GEOMETRY_BITS + layout.image_bits)
-    mine = (q[query_of] << np.uint64(w)) >> np.uint64(64 - layout.code_bits)
-    key_flips = np.bitwise_count(masks.ravel())[probe_of].astype(np.int64)
+    mine = ((q << np.uint64(w)) >> np.uint64(64 - layout.code_bits))[query_of]
+    key_flips = np.bitwise_count(masks.ravel()).astype(np.int64)[probe_of]
     distance = np.bitwise_count(stored ^ mine).astype(np.int64) + key_flips
     keep = distance <= radius
     image_mask = np.uint64((1 << layout.image_bits) - 1)
