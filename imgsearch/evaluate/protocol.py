@@ -460,6 +460,7 @@ def _probe_scores(index: Index, specs: list[QuerySpec], progress: Progress | Non
             "tiers": ("global",),
             "global_max_distance": PROBE_MAX_DISTANCE,
             "global_verify_distance": PROBE_MAX_DISTANCE,
+            "min_agreement": 0.0,  # the raw pHash scores, unconfirmed (confirming hundreds is slow)
         },
         "score probe",
         progress,
