@@ -222,7 +222,9 @@ def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[M
     # The global tier's candidates were verified at query_side already: no hints here (so no
     # zoomed match carries a global distance). The last resort looks up every keypoint it
     # describes, whatever K: detecting them is most of its cost.
-    thorough = cfg.replace(keypoints=max(cfg.keypoints, cfg.verify_keypoints))
+    thorough = cfg.replace(
+        keypoints=max(cfg.keypoints, cfg.verify_keypoints), mirror=cfg.mirror and cfg.zoom_mirrored
+    )
     matches, more = local.search(
         q.decoded(zoom), thorough, index.path_of, (), side=zoom, zoomed=True, full_side=full, region=region,
         timings=q.timings,

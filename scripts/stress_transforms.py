@@ -354,6 +354,7 @@ def run_queries(
         per_query_ms = (time.perf_counter() - t0) / len(queries) * 1e3
         for name, (desc, _) in STRESS.items():
             hits = copies_n = fps = distr_n = wrong = 0
+            found_by: dict[str, int] = {}
             for (qname, expected, _), res in zip(queries, results, strict=True):
                 if qname != name:
                     continue
@@ -364,6 +365,9 @@ def run_queries(
                 else:
                     copies_n += 1
                     hits += top == expected
+                    if top == expected:
+                        by = res.matches[0].search_pass or res.matches[0].tier
+                        found_by[by] = found_by.get(by, 0) + 1
                     wrong += top is not None and top != expected
             rows.append(
                 {
@@ -375,10 +379,18 @@ def run_queries(
                     "wrong_top": wrong,
                     "distractors": distr_n,
                     "false_positives": fps,
+                    "found_by": found_by,  # hits by tier, or by local pass
                 }
             )
         print(f"K={k}: {per_query_ms:.1f} ms a query over {len(queries)} queries", file=sys.stderr)
     return rows
+
+
+def _found_rank(by: str) -> int:
+    from imgsearch.results import LOCAL_PASSES
+
+    order = ["exact", "global", *LOCAL_PASSES]
+    return order.index(by) if by in order else len(order)
 
 
 def run_negatives(args, others: list[str], overrides: dict):
@@ -482,6 +494,15 @@ def main(argv: list[str] | None = None) -> int:
             desc,
         )
     console.print(table)
+    passes = Table(title="hits by the tier or local pass that found them")
+    passes.add_column("K", justify="right")
+    names = sorted({by for r in rows for by in r["found_by"]}, key=_found_rank)
+    for by in names:
+        passes.add_column(by, justify="right")
+    for k in ks:
+        mine = [r for r in rows if r["k"] == k]
+        passes.add_row(str(k), *[str(sum(r["found_by"].get(by, 0) for r in mine)) for by in names])
+    console.print(passes)
     negatives = run_negatives(args, others, overrides) if args.negatives else None
     if negatives is not None:
         for t in (negatives.false_positives, negatives.copies):

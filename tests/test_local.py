@@ -957,3 +957,17 @@ def test_shards_merge_to_the_single_index_after_a_zoomed_pass(
         KODAK[expected[0]].absolute(),
         expected[1],
     )
+
+
+def test_a_new_image_runs_the_zoomed_pass_but_not_its_mirror(tmp_path: Path) -> None:
+    """A never-indexed photo at least 270 px large runs every pass but the zoomed mirrored one
+    (``SearchConfig.zoom_mirrored``, off by default); asked for, that pass runs too."""
+    index = _build(tmp_path / "ix", list(KODAK[:12]))
+    new = cv2.resize(kodak_rgb(12), (384, 256), interpolation=cv2.INTER_CUBIC)
+    default = index.query(new, tiers=("local",), keypoints=40)
+    assert default.matches == []
+    assert set(default.timings) >= {"direct", "mirrored", "full", "full mirrored", "zoomed"}
+    assert "zoomed mirrored" not in default.timings
+    both = index.query(new, tiers=("local",), keypoints=40, zoom_mirrored=True)
+    assert both.matches == [] and "zoomed mirrored" in both.timings
+    index.close()
