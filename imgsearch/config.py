@@ -294,7 +294,9 @@ class IndexConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IndexConfig:
-        """Rebuild from :meth:`to_dict` output; unknown or missing keys raise :class:`ConfigError`."""
+        """Rebuild from :meth:`to_dict` output; unknown or missing keys raise :class:`ConfigError`,
+        except that the search part may lack fields a later version added: they take their defaults
+        (search settings change nothing stored, and a query may override any of them)."""
         expected = {
             "global_": GlobalConfig,
             "keypoints": KeypointConfig,
@@ -305,7 +307,8 @@ class IndexConfig:
             if part is None and key == "keypoints":
                 continue
             names = {f.name for f in dataclasses.fields(kind)}
-            if not isinstance(part, dict) or set(part) != names:
+            fits = isinstance(part, dict) and (set(part) <= names if kind is SearchConfig else set(part) == names)
+            if not fits:
                 got = sorted(part) if isinstance(part, dict) else part
                 raise ConfigError(
                     f"stored {key} configuration has fields {got}, this imgsearch expects {sorted(names)}; "

@@ -623,3 +623,21 @@ def test_tiers_are_run_fastest_first_whatever_the_order_given(global_index: Inde
     assert global_index.search_config(tiers=("global", "exact")).tiers == ("exact", "global")
     with pytest.raises(ConfigError, match="repeats"):
         global_index.search_config(tiers=("exact", "exact"))
+
+
+def test_stored_configurations_are_read_strictly_but_for_new_search_settings() -> None:
+    """Feature settings must match field for field; a search setting a later version added takes
+    its default (it changes nothing stored); an unknown one is refused."""
+    from imgsearch.config import IndexConfig, SearchConfig
+    from imgsearch.errors import ConfigError
+
+    stored = IndexConfig().to_dict()
+    del stored["search"]["zoom_mirrored"]
+    assert IndexConfig.from_dict(stored).search == SearchConfig()
+    stored["search"]["made_up"] = 1
+    with pytest.raises(ConfigError, match="made_up"):
+        IndexConfig.from_dict(stored)
+    stored = IndexConfig().to_dict()
+    del stored["keypoints"]["hashed"]
+    with pytest.raises(ConfigError, match="rebuild the index"):
+        IndexConfig.from_dict(stored)
