@@ -3,9 +3,9 @@
 Indexes the first ``--limit`` photos (all tiers) and queries, in this one process pinned to one
 core, ``--queries`` modified copies of them (the evaluation's transforms in turn) and one modified
 copy of every photo after ``--limit`` (new images, never indexed), first under the ``--baseline``
-settings (``SearchConfig`` fields, e.g. the shared-part tests off), then under the defaults (or
-``--search``), alternating ``--rounds`` times so that a drift of the shared machine's speed falls
-on both. Prints per setting and kind of query the mean, p50 and p95 ms, hits and matches, and the
+settings (``SearchConfig`` fields, e.g. the shared-part tests off) and under the defaults (or
+``--search``), query by query in turn, ``--rounds`` times, so that a drift of the shared machine's
+speed falls on both. Prints per setting and kind of query the mean, p50 and p95 ms, hits and matches, and the
 ratio of the means round by round.
 
     .venv/bin/python scripts/bench_settings.py --baseline min_own_inliers=0 --baseline min_agreement=0 \\
@@ -68,19 +68,22 @@ def main(argv: list[str] | None = None) -> int:
         ratios: dict[str, list[float]] = {k: [] for k in sets}
         with Index.open(Path(tmp) / "ix") as index:
             index.query_many(sets["copies"][:3])  # warm-up
-            for _ in range(args.rounds):
+            for r in range(args.rounds):
                 for kind, paths in sets.items():
-                    means = []
-                    for label, overrides in (("baseline", baseline), ("setting", candidate)):
-                        results = index.query_many(paths, **overrides)
-                        ms = [r.elapsed_ms for r in results]
-                        times.setdefault((label, kind), []).extend(ms)
-                        found[(label, kind)] = sum(
-                            bool(r.matches) and (t is None or r.matches[0].path == t)
-                            for r, t in zip(results, truth[kind], strict=True)
-                        )
-                        means.append(statistics.fmean(ms))
-                    ratios[kind].append(means[1] / means[0])
+                    # Query by query, the two settings in turn (which goes first alternates), so
+                    # that the shared machine's drift falls on both alike.
+                    ms: dict[str, list[float]] = {"baseline": [], "setting": []}
+                    hits = {"baseline": 0, "setting": 0}
+                    for i, (path, t) in enumerate(zip(paths, truth[kind], strict=True)):
+                        order = [("baseline", baseline), ("setting", candidate)]
+                        for label, overrides in order[:: 1 if (i + r) % 2 == 0 else -1]:
+                            res = index.query_many([path], **overrides)[0]
+                            ms[label].append(res.elapsed_ms)
+                            hits[label] += bool(res.matches) and (t is None or res.matches[0].path == t)
+                    for label in ms:
+                        times.setdefault((label, kind), []).extend(ms[label])
+                        found[(label, kind)] = hits[label]
+                    ratios[kind].append(statistics.fmean(ms["setting"]) / statistics.fmean(ms["baseline"]))
     table = Table(title=f"query ms on one core: baseline {baseline} vs {candidate or 'defaults'} ({note})")
     for col in ("setting", "queries", "n", "mean", "p50", "p95", "found (copies: top-1 right)", "mean ratio"):
         table.add_column(col, justify="right")

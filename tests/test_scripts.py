@@ -179,3 +179,17 @@ def test_stress_negatives_smoke(tmp_path: Path) -> None:
     assert "hit@1 K=400" in stdout and "false positives" in stdout
     negatives = json.loads(out.read_text())["negatives"]
     assert negatives["config"]["kinds"] == ["corner_logo_opaque"]
+
+
+def test_bench_settings_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "settings.json"
+    stdout = run_script(
+        "bench_settings.py", str(DATA), "--limit", "20", "--queries", "4", "--rounds", "1", "--workers", "1",
+        "--baseline", "min_agreement=0", "--json", str(out),
+    )  # fmt: skip
+    assert "mean ratio" in stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["setting"], r["queries"]) for r in rows} == {
+        (s, q) for s in ("baseline", "setting") for q in ("copies", "new images")
+    }
+    assert all(r["n"] == 4 for r in rows)  # 4 copies; 24 - 20 never-indexed photos
