@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -192,3 +193,40 @@ def test_remove_by_relative_path_exits_0(built, monkeypatch) -> None:
     done = run("remove", "-i", index, "0002.jpg")  # run() asserts exit code 0
     assert "not indexed" not in done.stderr
     assert json.loads(run("info", "--json", "-i", index).stdout)["images"] == 6
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_lines_when_stderr_is_not_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet: bool
+) -> None:
+    """Piped, a build logs count, rate and time left every LOG_EVERY_SECONDS (0 here: every image);
+    ``--quiet`` silences progress but not the summary."""
+    from imgsearch.cli import common
+
+    monkeypatch.setattr(common, "LOG_EVERY_SECONDS", 0.0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in KODAK[:3]:
+        shutil.copy(p, folder / p.name)
+    args = ["build", "--no-local", "--workers", "1", "-i", tmp_path / "ix", folder]
+    result = run(*args, *(["--quiet"] if quiet else []))
+    lines = [line for line in result.stderr.splitlines() if line.startswith("indexing:")]
+    if quiet:
+        assert lines == []
+    else:
+        assert lines and lines[-1].startswith("indexing: 3/3 (") and "/s, 0 s left)" in lines[-1]
+    assert "added 3" in squash(result.stderr)
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_eval_progress_and_quiet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet: bool) -> None:
+    from imgsearch.cli import common
+
+    monkeypatch.setattr(common, "LOG_EVERY_SECONDS", 0.0)
+    result = run(
+        "eval", KODAK[0].parent, "--tiers", "exact,global", "--per-transform", "1", "--transforms", "jpeg,mirror",
+        "--workers", "1", "--out", tmp_path / "out", *(["--quiet"] if quiet else []),
+    )  # fmt: skip
+    progress = [line for line in result.stderr.splitlines() if re.search(r": \d+/\d+ \([\d.]+/s", line)]
+    assert "Summary" in result.stdout and "wrote tables" in result.stderr
+    assert (progress == []) == quiet, result.stderr

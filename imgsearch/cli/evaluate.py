@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
+    QuietOption,
     Reporter,
     SearchOption,
     err,
@@ -105,6 +106,7 @@ def evaluate(
     negative_copies: Annotated[
         int, typer.Option(min=0, help="Indexed images per design queried under each copy transform.")
     ] = 10,
+    quiet: QuietOption = False,
 ) -> None:
     """Evaluate the engine on modified copies of a folder's images; print and write the tables.
 
@@ -134,7 +136,7 @@ def evaluate(
             workers=workers,
             **options,
         )
-        with Reporter("starting") as reporter:
+        with Reporter("starting", quiet) as reporter:
 
             def progress(stage: str, done: int, total: int) -> None:
                 reporter.update(done, total, stage)
