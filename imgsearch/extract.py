@@ -207,7 +207,10 @@ class _Pool:
                 if item is None:
                     return
                 held[k].append(item[0])
-                self.workers[k][1].send(item)
+                try:
+                    self.workers[k][1].send(item)
+                except OSError:  # BrokenPipeError: it died after the check; its sentinel fails its files
+                    return
 
         for k in held:
             feed(k)
