@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import multiprocessing
 import multiprocessing.process
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -56,6 +58,7 @@ class ImageRecord:
     height: int
     global_hash: np.ndarray  # (8,) uint8
     local: LocalFeatures | None
+    warnings: tuple[str, ...] = ()  # what the codecs said while reading it (io.codec_messages)
 
 
 def local_features(
@@ -132,7 +135,11 @@ def _original_size(data: bytes, decoded: np.ndarray) -> tuple[int, int]:
 def _extract_or_error(args: tuple[str, IndexConfig]) -> ImageRecord | ImageReadError:
     path, config = args
     try:
-        return extract_file(path, config)
+        if threading.active_count() > 1:  # stderr may be another thread's: leave it alone
+            return extract_file(path, config)
+        with io.codec_messages() as said:
+            record = extract_file(path, config)
+        return dataclasses.replace(record, warnings=tuple(said)) if said else record
     except ImageReadError as exc:
         return exc
     except Exception as exc:  # a decoder crash on one file must not end the batch

@@ -48,6 +48,7 @@ class AddReport:
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, indexed path of the same bytes)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) not image files
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what a codec said) of indexed files
 
     @property
     def ok(self) -> bool:
@@ -223,6 +224,7 @@ class Index:
                     report.duplicates.append((path, same))
                     continue
                 digests[item.digest.tobytes()] = path
+                report.warnings += [(path, said) for said in item.warnings]
                 pending.append(item)
                 (report.updated if path in replaced else report.added).append(path)
                 if len(pending) >= checkpoint:

@@ -18,9 +18,13 @@ Truncated JPEG and PNG files are refused on purpose, even though OpenCV would de
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import stat
+import sys
+import tempfile
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -368,3 +372,33 @@ def rgb_to_gray(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return image
     return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+
+
+@contextlib.contextmanager
+def codec_messages() -> Iterator[list[str]]:
+    """Capture what the image codecs print while inside (libjpeg's ``Corrupt JPEG data: ...``,
+    libpng's and OpenCV's warnings): the yielded list receives their lines at exit, so that a
+    caller attaches them to the file they concern instead of letting them reach the terminal
+    unnamed.
+
+    It redirects file descriptor 2 for the duration: use it only where no other thread writes to
+    stderr meanwhile (an extraction worker process, a single-threaded command).
+    """
+    lines: list[str] = []
+    level = cv2.utils.logging.getLogLevel()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
+            try:
+                yield lines
+            finally:
+                cv2.utils.logging.setLogLevel(level)
+                os.dup2(saved, 2)
+                sink.seek(0)
+                text = sink.read(64 * 1024).decode("utf-8", errors="replace")
+                lines.extend(line.strip() for line in text.splitlines() if line.strip())
+    finally:
+        os.close(saved)

@@ -230,3 +230,22 @@ def test_eval_progress_and_quiet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     progress = [line for line in result.stderr.splitlines() if re.search(r": \d+/\d+ \([\d.]+/s", line)]
     assert "Summary" in result.stdout and "wrote tables" in result.stderr
     assert (progress == []) == quiet, result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_codec_warnings_are_attached_to_their_file(tmp_path: Path, capfd: pytest.CaptureFixture, workers: str) -> None:
+    """libjpeg's "Corrupt JPEG data" for a damaged file that still decodes is reported with the
+    file's path (in worker processes too: 8 files start the pool), never as a bare line."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in KODAK[:8]:
+        shutil.copy(p, folder / p.name)
+    data = bytearray(KODAK[1].read_bytes())
+    for i in range(2000, 2040):
+        data[i] ^= 0x55  # damaged entropy-coded data: decodes, with a warning
+    (folder / "damaged.jpg").write_bytes(bytes(data))
+    result = run("build", "--no-local", "--workers", workers, "-i", tmp_path / "ix", folder)
+    said = squash(result.stderr)
+    assert f"warning: {folder / 'damaged.jpg'}: Corrupt JPEG data" in said, said
+    assert said.count("Corrupt JPEG data") == 1 and "added 9" in said
+    assert "Corrupt JPEG" not in capfd.readouterr().err  # nothing reached the real stderr unnamed

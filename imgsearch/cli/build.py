@@ -67,6 +67,8 @@ def build(
         err.print(f"skipped: {path}: {reason}", highlight=False)
     for path, same in report.duplicates:
         err.print(f"duplicate: {path}: the same bytes as {same}, indexed once", highlight=False)
+    for path, said in report.warnings:
+        err.print(f"[yellow]warning:[/yellow] {path}: {said} (indexed as decoded)", highlight=False)
     for path, reason in report.failed:
         err.print(f"[red]failed:[/red] {path}: {reason}", highlight=False)
     err.print(
