@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from imgsearch.evaluate.shared import SharedEvalConfig, run_shared_eval
 
     photos = workload.list_images(args.folder, None)
-    half = len(photos) // 2
+    half = (len(photos) + 1) // 2  # 949 photos: 0000-0474 and 0475-0948
     photos = {"tune": photos[:half], "report": photos[half:], "all": photos}[args.part]
     config = SharedEvalConfig(
         photos=tuple(photos),

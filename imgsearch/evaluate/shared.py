@@ -134,6 +134,9 @@ class SharedResult:
             "false_positives": asdict(self.false_positives),
             "copies": asdict(self.copies),
             "seconds": round(self.seconds, 1),
+            "false_positive_queries": [
+                o for o in self.outcomes if o["kind_of_query"] == "new" and o["matched"]
+            ],
         }
 
 
@@ -246,6 +249,17 @@ def _one_design(
                 "hit": expected is not None and bool(paths) and paths[0] == expected,
                 "wrong": sum(p != expected for p in paths),
                 "tiers": r.matches[0].tier if r.matches else None,
+                # The first match's evidence, to read a false positive by (tier-specific fields None).
+                "evidence": None
+                if not r.matches
+                else {
+                    "path": Path(r.matches[0].path).name,
+                    "pass": r.matches[0].search_pass,
+                    "distance": r.matches[0].distance,
+                    "inliers": r.matches[0].inliers,
+                    "agreement": r.matches[0].agreement,
+                    "coverage": r.matches[0].coverage,
+                },
                 "ms": r.elapsed_ms,
                 "error": r.error,
             }
