@@ -17,8 +17,7 @@ import os as _os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     _os.environ.setdefault(_var, "1")
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .config import GlobalConfig, IndexConfig, KeypointConfig, SearchConfig
 from .errors import ConfigError, ImageReadError, ImgsearchError, IndexFormatError
 from .index import AddReport, Index

@@ -28,15 +28,26 @@ how far the border cuts in.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from .errors import ConfigError
 
-if TYPE_CHECKING:
-    from .keypoints import Keypoints
+
+class Keypoints(Protocol):
+    """What cutting patches needs of keypoints (:class:`imgsearch.keypoints.Keypoints` is one):
+    ``xy`` (N, 2) float32 (x, y) pixels, ``size`` (N,) pixels, ``angle`` (N,) degrees."""
+
+    @property
+    def xy(self) -> np.ndarray: ...
+    @property
+    def size(self) -> np.ndarray: ...
+    @property
+    def angle(self) -> np.ndarray: ...
+    def __len__(self) -> int: ...
+
 
 PATCH = 32
 MAX_STEP = 1.5  # largest sampling step (px of the chosen pyramid level) between patch pixels

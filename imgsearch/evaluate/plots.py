@@ -137,7 +137,7 @@ def plot_per_transform(result: EvalResult) -> Figure:
 
 def plot_scores(result: EvalResult) -> Figure:
     """Histograms of true-copy and distractor global scores, with the decision threshold."""
-    from .protocol import PROBE_MAX_DISTANCE
+    from .spec import PROBE_MAX_DISTANCE
 
     s = result.scores
     fig = Figure(figsize=(6.5, 4.0), layout="constrained")

@@ -22,7 +22,7 @@ from ..results import LOCAL_PASSES, QueryResult
 from . import metrics
 
 if TYPE_CHECKING:
-    from .protocol import EvalConfig, QuerySpec
+    from .spec import EvalConfig, QuerySpec
 
 __all__ = [
     "BuildStats",

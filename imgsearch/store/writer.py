@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..config import IndexConfig
 from ..errors import IndexFormatError, IndexWriteError
 from . import container
