@@ -1,0 +1,73 @@
+"""scripts/faults.py: a smoke run (one kill of each kind on the fixture photos, no failure), and its
+checks shown to see what they look for (a stray file, a held lock, a process of the index, a write
+in progress)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from imgsearch import Index, IndexConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "faults.py"
+DATA = ROOT / "tests" / "data"
+
+
+def load_faults():
+    spec = importlib.util.spec_from_file_location("faults", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_faults_smoke(tmp_path: Path) -> None:
+    faults = load_faults()
+    out = tmp_path / "faults.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(DATA), "--trials", "6", "--seed", "1", "--json", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=240, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"faults.py exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "kill -9 trials" in proc.stdout and "no failure" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["photos"] == 24
+    assert sorted(t["kind"] for t in result["trials"]) == sorted(faults.KINDS)
+    assert [t["failures"] for t in result["trials"]] == [{}] * 6
+    assert all(result["summary"]["total"][check] == 0 for check in faults.FAILURES)
+    assert all(t["next_build_exit"] == 0 for t in result["trials"])
+
+
+HOLDER = """
+import sys, time
+from imgsearch.store.lock import WriterLock
+lock = WriterLock(sys.argv[1], timeout=0)
+lock.acquire()
+tmp = open(sys.argv[1] + "/segments/seg-000001.seg.tmp-1", "wb")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_checks_see_leftovers_locks_processes_and_writes(tmp_path: Path) -> None:
+    faults = load_faults()
+    ix = tmp_path / "ix"
+    Index.create(ix, IndexConfig(keypoints=None)).close()
+    assert faults.leftovers(ix) == []
+    (ix / "segments" / "seg-000009.seg.tmp-123").write_bytes(b"crashed writer")
+    assert faults.leftovers(ix) == ["segments/seg-000009.seg.tmp-123"]
+
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(ix)], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+            assert faults.lock_holders(ix) == {proc.pid}
+            assert faults.processes_of(ix) == [proc.pid]
+            assert faults.phase_of(proc.pid, ix, "add", done=False) == "segment-write"
+            assert faults.phase_of(proc.pid, ix, "compact", done=False) == "merge-write"
+        finally:
+            proc.kill()
+    assert faults.lock_holders(ix) == set() and faults.processes_of(ix) == []
