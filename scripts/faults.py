@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -183,8 +184,10 @@ def phase_of(pid: int, ix: Path, kind: str, done: bool) -> str:
                 flags = 0
             # scandir opens folders with O_DIRECTORY (collect_garbage), sync_folder without.
             return "gc-scan" if flags & os.O_DIRECTORY else "folder-sync"
-    if pid not in lock_holders(ix):
-        return "after" if done else "startup" if kind == "build" else "unlocked"
+    if pid not in lock_holders(ix):  # add_bytes extracts before it takes the lock
+        return (
+            "after" if done else {"build": "startup", "add_bytes": "extraction"}.get(kind, "between-commits")
+        )
     if children(pid):
         return "extraction"
     return "merge-read" if kind == "compact" else "between-commits"
@@ -318,7 +321,7 @@ def run_trial(number: int, kind: str, fraction: float, rng: random.Random, env: 
         if not child.ready.wait(60):
             fail["errors"] = "the child never became ready: " + " | ".join(child.err[-3:])
         t0 = child.ready_at
-    row["delay"] = round(fraction * env["duration"][kind], 4)
+    row["delay"] = round(fraction * duration(env, kind), 4)
     time.sleep(max(0.0, t0 + row["delay"] - time.monotonic()))
     failed_files: set[str] = set()
     duplicates: set[str] = set()
@@ -328,8 +331,9 @@ def run_trial(number: int, kind: str, fraction: float, rng: random.Random, env: 
         if victims:
             os.kill(rng.choice(victims), signal.SIGKILL)
         # Its build runs to the end: its times are the next build and worker trials' durations.
-        seconds, _, last, rc = watch_build(child, max(120.0, 20 * env["duration"]["build"]))
-        env["duration"]["build"], env["duration"]["worker"] = seconds, max(0.0, last - (t0 - child.start))
+        seconds, _, last, rc = watch_build(child, max(120.0, 20 * duration(env, "build")))
+        env["durations"]["build"].append(seconds)
+        env["durations"]["worker"].append(max(0.0, last - (t0 - child.start)))
         failed = [line.split(": ", 2)[1:] for line in child.err if line.startswith("failed: ")]
         failed_files = {p for p, _ in failed}
         duplicates = {line.split(": ", 2)[1] for line in child.err if line.startswith("duplicate: ")}
@@ -404,7 +408,7 @@ def run_trial(number: int, kind: str, fraction: float, rng: random.Random, env: 
 
     # The next build finishes the job and cleans up.
     nxt = Child(build_cmd(env["folder"], ix, env["workers"]))
-    rc = nxt.finish(max(120.0, 20 * env["duration"]["build"]))
+    rc = nxt.finish(max(120.0, 20 * duration(env, "build")))
     row["next_build_exit"] = rc
     failed = [line.split(": ", 2)[1] for line in nxt.err if line.startswith("failed: ")]
     if rc not in (0, 1) or any("Traceback" in x for x in nxt.err) or set(failed) - env["unreadable"]:
@@ -484,10 +488,15 @@ def prepare(args: argparse.Namespace, work: Path) -> dict:
         "work": work, "files": files, "small": small, "folder": folder, "bases": bases, "live": live,
         "removed": removed, "digests": digests, "unreadable": unreadable, "workers": args.workers,
         "expected": len(live["full"]), "unique": {digests[f] for f in live["full"]},
-        "duration": {"build": seconds, "worker": worker_seconds},
+        "durations": {"build": [seconds], "worker": [worker_seconds]},
     }  # fmt: skip
     calibrate(env)
     return env
+
+
+def duration(env: dict, kind: str) -> float:
+    """The operation's expected seconds: the median of its measurements (the machine's load varies)."""
+    return statistics.median(env["durations"][kind])
 
 
 def calibrate(env: dict) -> None:
@@ -500,7 +509,7 @@ def calibrate(env: dict) -> None:
         child = Child(child_cmd(kind, ix, env["workers"], items.get(kind, [])))
         if child.finish(300) != 0 or not child.said("done "):
             raise SystemExit(f"calibrating {kind} failed:\n" + "\n".join(child.err[-10:]))
-        env["duration"][kind] = float(child.said("done ")[0])
+        env["durations"].setdefault(kind, []).append(float(child.said("done ")[0]))
         shutil.rmtree(ix)
 
 
@@ -598,7 +607,7 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "command": sys.argv, "photos": len(env["files"]), "seed": args.seed, "workers": args.workers,
-            "seconds": round(seconds, 1), "durations": env["duration"], "summary": summary, "trials": rows,
+            "seconds": round(seconds, 1), "durations": env["durations"], "summary": summary, "trials": rows,
         }, indent=1))  # fmt: skip
     if not failed:
         shutil.rmtree(work)
