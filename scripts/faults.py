@@ -11,14 +11,17 @@ SIGKILL after a uniformly random delay within the operation's measured duration:
 * ``worker``    ``imgsearch build`` with one extraction worker killed alone: the build must finish,
   with only that worker's files failed.
 
-The victim is stopped (SIGSTOP) at the chosen moment, the phase it was in read from its open files,
-the index folder and ``/proc/locks``, and then killed. After each kill: ``Index.open`` works;
-``Index.verify()`` finds nothing; every acknowledged image is live (an image is acknowledged when a
-manifest naming it was seen before the kill, or its call returned and was printed) and no
-acknowledged removal is undone; live images are only ones the operation was given, each with the
-digest of its file; no process holds the lock and none of the victim's workers survives; the next
-``imgsearch build PHOTOS`` succeeds with every photo indexed once, and leaves in the folder only the
-files its manifest names or retires.
+The n trials of a kind take one of n equal slices of its duration each, in random order (the
+duration is the median of its measurements, repeated each round of trials: the machine's load moves
+it). The victim is stopped (SIGSTOP) at the chosen moment, the phase it was in read from its open
+files, the index folder and ``/proc/locks``, and then killed; a kill that finds the operation over
+is checked too but drawn again, so that ``--trials`` kills land inside operations. After each kill:
+``Index.open`` works; ``Index.verify()`` finds nothing; every acknowledged image is live (an image
+is acknowledged when a manifest naming it was seen before the kill, or its call returned and was
+printed) and no acknowledged removal is undone; live images are only ones the operation was given,
+each with the digest of its file; no process holds the lock and none of the victim's workers
+survives; the next ``imgsearch build PHOTOS`` succeeds with every photo indexed once, and leaves in
+the folder only the files its manifest names or retires.
 
     .venv/bin/python scripts/faults.py --json scripts/results/faults.json     # 200 photos, 60 trials
     .venv/bin/python scripts/faults.py tests/data --trials 6                   # one trial of each kind
@@ -49,6 +52,7 @@ SMALL = 10  # files an add or add_bytes trial writes
 REMOVED = 5  # images a remove trial removes
 ORPHAN_WAIT = 2.0  # seconds the killed writer's workers get to die with it
 WORKER_DIED = "the extraction worker died"
+MISSED = ("after", "no-worker")  # kills that found nothing to interrupt
 BASES = {"add": "partial", "add_bytes": "partial", "remove": "full", "compact": "compact"}
 
 
@@ -333,7 +337,8 @@ def run_trial(number: int, kind: str, fraction: float, rng: random.Random, env: 
         # Its build runs to the end: its times are the next build and worker trials' durations.
         seconds, _, last, rc = watch_build(child, max(120.0, 20 * duration(env, "build")))
         env["durations"]["build"].append(seconds)
-        env["durations"]["worker"].append(max(0.0, last - (t0 - child.start)))
+        if victims and last:  # how long its workers lived: the next worker trial's duration
+            env["durations"]["worker"].append(last - (t0 - child.start))
         failed = [line.split(": ", 2)[1:] for line in child.err if line.startswith("failed: ")]
         failed_files = {p for p, _ in failed}
         duplicates = {line.split(": ", 2)[1] for line in child.err if line.startswith("duplicate: ")}
@@ -544,7 +549,11 @@ def summarise(rows: list[dict]) -> dict:
     out: dict = {}
     for kind in (*KINDS, "total"):
         mine = [r for r in rows if kind in (r["kind"], "total")]
-        out[kind] = {"trials": len(mine), "phases": dict(Counter(r["phase"] for r in mine).most_common())}
+        out[kind] = {
+            "trials": sum(not r["missed"] for r in mine),
+            "missed": sum(r["missed"] for r in mine),
+            "phases": dict(Counter(r["phase"] for r in mine if not r["missed"]).most_common()),
+        }
         out[kind] |= {f: sum(f in r["failures"] for r in mine) for f in FAILURES}
     return out
 
@@ -554,14 +563,19 @@ def print_table(summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title="kill -9 trials: failures per check (0 everywhere is the target)")
-    for col in ("kind", "trials", "kills by phase", *FAILURES):
+    for col in ("kind", "trials", "missed", "kills by phase", *FAILURES):
         table.add_column(
             col.replace("_", " "), justify="left" if col.startswith(("kind", "kills")) else "right"
         )
     for kind, s in summary.items():
         phases = ", ".join(f"{p} {n}" for p, n in s["phases"].items())
         table.add_row(
-            kind, str(s["trials"]), phases, *(str(s[f]) for f in FAILURES), end_section=kind == KINDS[-1]
+            kind,
+            str(s["trials"]),
+            str(s["missed"]),
+            phases,
+            *(str(s[f]) for f in FAILURES),
+            end_section=kind == KINDS[-1],
         )
     Console(width=200).print(table)
 
@@ -582,26 +596,34 @@ def main() -> None:
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="imgsearch-faults-"))
     env = prepare(args, work)
-    # Stratified moments: the n trials of a kind take one of n equal slices of its duration each,
-    # in random order, and a uniform point within it (uniform overall, and spread over the whole).
+    # Stratified moments: a uniform point in one of n equal slices each (uniform overall, and spread).
     kinds = [KINDS[n % len(KINDS)] for n in range(args.trials)]
     fractions: dict[str, list[float]] = {}
     for kind in KINDS:
         n = kinds.count(kind)
         fractions[kind] = [(k + rng.random()) / n for k in rng.sample(range(n), n)]
-    rows = []
-    for number, kind in enumerate(kinds):
-        if number and kind == KINDS[0]:  # the machine's load drifts: measure again each round
+    # A kill that found the operation finished (or no worker alive) is checked like the others but
+    # not counted as a trial: the trial is drawn again (at most trials/2 times), uniformly over the
+    # whole duration, so that --trials kills land inside the operation.
+    plan = [(kind, fractions[kind].pop()) for kind in kinds]
+    rows: list[dict] = []
+    while plan:
+        kind, fraction = plan.pop(0)
+        if rows and len(rows) % len(KINDS) == 0:  # the machine's load drifts: measure again
             calibrate(env)
-        rows.append(run_trial(number, kind, fractions[kind].pop(), rng, env))
-        r = rows[-1]
-        print(f"{number:3d} {r['kind']:9s} {r['phase']:16s} {r['seconds']:5.1f} s "
+        r = run_trial(len(rows), kind, fraction, rng, env)
+        r["missed"] = r["phase"] in MISSED
+        if r["missed"] and sum(x["missed"] for x in rows) < args.trials // 2:
+            plan.insert(0, (kind, rng.random()))
+        rows.append(r)
+        print(f"{r['trial']:3d} {r['kind']:9s} {r['phase']:16s} {r['seconds']:5.1f} s "
               f"{'ok' if not r['failures'] else r['failures']}", flush=True)  # fmt: skip
     summary = summarise(rows)
     print_table(summary)
     seconds = time.monotonic() - start
     failed = any(r["failures"] for r in rows)
-    print(f"{len(env['files'])} photos, {args.trials} trials, {seconds:.0f} s; "
+    print(f"{len(env['files'])} photos, {summary['total']['trials']} trials (and {summary['total']['missed']} "
+          f"kills that missed), {seconds:.0f} s; "
           + (f"failed trials kept in {work}" if failed else "no failure"))  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
