@@ -12,7 +12,7 @@ SIGKILL after a uniformly random delay within the operation's measured duration:
   with only that worker's files failed.
 
 The n trials of a kind take one of n equal slices of its duration each, in random order (the
-duration is the median of its measurements, repeated each round of trials: the machine's load moves
+duration is the median of its last measurements, repeated each round of trials: the machine's load moves
 it). The victim is stopped (SIGSTOP) at the chosen moment, the phase it was in read from its open
 files, the index folder and ``/proc/locks``, and then killed; a kill that finds the operation over
 is checked too but drawn again, so that ``--trials`` kills land inside operations. After each kill:
@@ -348,7 +348,10 @@ def run_trial(number: int, kind: str, fraction: float, rng: random.Random, env: 
         row["worker_failed"] = len(failed)
         workers: list[int] = []
     else:
+        row["late"] = round(time.monotonic() - t0 - row["delay"], 4)  # the sleep's overshoot
         row["phase"], workers = stop_and_kill(child, ix, kind)
+        if child.said("done "):
+            row["op_seconds"] = float(child.said("done ")[0])
         if child.proc.returncode not in (0, -signal.SIGKILL):
             fail["errors"] = f"exit {child.proc.returncode}: " + " | ".join(child.err[-3:])
     if any("Traceback" in line for line in child.err):
@@ -500,8 +503,9 @@ def prepare(args: argparse.Namespace, work: Path) -> dict:
 
 
 def duration(env: dict, kind: str) -> float:
-    """The operation's expected seconds: the median of its measurements (the machine's load varies)."""
-    return statistics.median(env["durations"][kind])
+    """The operation's expected seconds: the median of its last 3 measurements (the machine's load
+    moves it by 2-3x within minutes)."""
+    return statistics.median(env["durations"][kind][-3:])
 
 
 def calibrate(env: dict) -> None:
