@@ -12,8 +12,8 @@ SIGKILL after a uniformly random delay within the operation's measured duration:
   with only that worker's files failed.
 
 The n trials of a kind take one of n equal slices of its duration each, in random order (the
-duration is the median of its last measurements, repeated each round of trials: the machine's load moves
-it). The victim is stopped (SIGSTOP) at the chosen moment, the phase it was in read from its open
+duration is the median of its last measurements, repeated each round of trials: the machine's load
+moves it). The victim is stopped (SIGSTOP) at the chosen moment, the phase it was in read from its open
 files, the index folder and ``/proc/locks``, and then killed; a kill that finds the operation over
 is checked too but drawn again, so that ``--trials`` kills land inside operations. After each kill:
 ``Index.open`` works; ``Index.verify()`` finds nothing; every acknowledged image is live (an image
