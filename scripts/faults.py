@@ -37,13 +37,24 @@ import random
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
+
+from observe import (
+    Child,
+    Watcher,
+    alive,
+    children,
+    leftovers,
+    live_digests,
+    manifest_paths,
+    processes_of,
+    stop_and_kill,
+    watch_build,
+)
 
 KINDS = ("build", "add", "remove", "compact", "add_bytes", "worker")
 FAILURES = ("corrupt", "lost", "undone", "stale_lock", "orphans", "next_build", "leftovers", "errors")
@@ -56,50 +67,6 @@ MISSED = ("after", "no-worker")  # kills that found nothing to interrupt
 BASES = {"add": "partial", "add_bytes": "partial", "remove": "full", "compact": "compact"}
 
 
-# -- processes -------------------------------------------------------------------------------
-class Child:
-    """A child process whose output lines are collected as they come."""
-
-    def __init__(self, cmd: list[str]) -> None:
-        self.start = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self.ready, self.done = threading.Event(), threading.Event()
-        self.ready_at = self.start
-        self._readers = [
-            threading.Thread(target=self._read, args=(s, lines), daemon=True)
-            for s, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
-        ]
-        for t in self._readers:
-            t.start()
-
-    def _read(self, stream, lines: list[str]) -> None:
-        for line in stream:
-            line = line.rstrip("\n")
-            lines.append(line)
-            if line.startswith("ready "):  # CLOCK_MONOTONIC is one clock for all processes
-                self.ready_at = float(line.split()[1])
-                self.ready.set()
-            elif line.startswith(("done", "added ")):  # a child's last line; the CLI's summary
-                self.done.set()
-
-    def finish(self, timeout: float) -> int | None:
-        """Exit code, or None when it had to be killed after ``timeout`` seconds."""
-        try:
-            rc: int | None = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            rc = None
-        for t in self._readers:
-            t.join(5)
-        return rc
-
-    def said(self, prefix: str) -> list[str]:
-        return [line[len(prefix) :] for line in self.out if line.startswith(prefix)]
-
-
 def build_cmd(folder: Path, ix: Path, workers: int, checkpoint: int = CHECKPOINT) -> list[str]:
     exe = Path(sys.executable).with_name("imgsearch")
     cli = [str(exe)] if exe.exists() else [sys.executable, "-c", "from imgsearch.cli import main; main()"]
@@ -109,189 +76,6 @@ def build_cmd(folder: Path, ix: Path, workers: int, checkpoint: int = CHECKPOINT
 
 def child_cmd(kind: str, ix: Path, workers: int, items: list[str]) -> list[str]:
     return [sys.executable, __file__, "--child", kind, str(ix), str(workers), *items]
-
-
-def stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat from the state on (state, ppid, ...), or None when it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def alive(pid: int) -> bool:
-    f = stat_fields(pid)
-    return f is not None and f[0] not in ("Z", "X")
-
-
-def children(pid: int) -> list[int]:
-    """Live child processes of ``pid`` (by their parent pid: /proc/PID/task/*/children is not
-    always compiled in)."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit() and (f := stat_fields(int(p.name))) and f[1] == str(pid) and f[0] not in "ZX":
-            out.append(int(p.name))
-    return out
-
-
-def processes_of(ix: Path) -> list[int]:
-    """Live processes other than this one with ``ix`` as an argument (a writer and its forks)."""
-    target, out = os.fsencode(ix), []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit() or int(p.name) == os.getpid():
-            continue
-        try:
-            if target in (p / "cmdline").read_bytes().split(b"\0") and alive(int(p.name)):
-                out.append(int(p.name))
-        except OSError:
-            pass
-    return out
-
-
-def lock_holders(ix: Path) -> set[int]:
-    """Pids holding a POSIX lock on ``ix/LOCK`` (from /proc/locks)."""
-    try:
-        st = os.stat(ix / "LOCK")
-    except OSError:
-        return set()
-    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    holders = set()
-    for line in Path("/proc/locks").read_text().splitlines():
-        f = line.split()
-        if len(f) >= 6 and "->" not in f and f[1] == "POSIX" and f[5] == where:
-            holders.add(int(f[4]))
-    return holders
-
-
-def phase_of(pid: int, ix: Path, kind: str, done: bool) -> str:
-    """What the stopped writer ``pid`` was doing, from its open files, the folder and its lock."""
-    fds: dict[str, str] = {}
-    with contextlib.suppress(OSError):  # an exited process has none
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                fds[fd.name] = os.readlink(fd)
-    segs, manifest_tmp = f"{ix}/segments/", f"{ix}/manifest.json.tmp-"
-    for target in fds.values():
-        if target.startswith(segs) and ".tmp-" in target:
-            return f"{_file_kind(target, kind)}-write"
-        if target.startswith(manifest_tmp):
-            return "manifest-write"
-    for tmp in (ix / "segments").glob(f"*.tmp-{pid}"):  # written and flushed, not yet renamed
-        return f"{_file_kind(str(tmp), kind)}-rename"
-    if (ix / f"manifest.json.tmp-{pid}").exists():
-        return "manifest-rename"
-    for fd, target in fds.items():
-        if target in (str(ix), segs[:-1]):
-            try:
-                flags = int(Path(f"/proc/{pid}/fdinfo/{fd}").read_text().split("flags:")[1].split()[0], 8)
-            except (OSError, IndexError, ValueError):
-                flags = 0
-            # scandir opens folders with O_DIRECTORY (collect_garbage), sync_folder without.
-            return "gc-scan" if flags & os.O_DIRECTORY else "folder-sync"
-    if pid not in lock_holders(ix):  # add_bytes extracts before it takes the lock
-        return (
-            "after" if done else {"build": "startup", "add_bytes": "extraction"}.get(kind, "between-commits")
-        )
-    if children(pid):
-        return "extraction"
-    return "merge-read" if kind == "compact" else "between-commits"
-
-
-def _file_kind(path: str, kind: str) -> str:
-    if ".del-" in path:
-        return "tombstone"
-    if kind == "compact":
-        return "merge"
-    try:  # a merged segment's header says what it merges (see imgsearch.store.container)
-        with open(path.removesuffix(" (deleted)"), "rb") as f:
-            head = f.read(1 << 16)
-        meta = json.loads(head[32 : 32 + int.from_bytes(head[12:16], "little")])["meta"]
-        return "merge" if "merged" in meta else "segment"
-    except (OSError, ValueError, KeyError):
-        return "segment"
-
-
-def stop_and_kill(child: Child, ix: Path, kind: str) -> tuple[str, list[int]]:
-    """SIGSTOP the child, read its phase and its workers, SIGKILL it; (phase, worker pids)."""
-    pid = child.proc.pid
-    if child.proc.poll() is not None:
-        return "after", []
-    os.kill(pid, signal.SIGSTOP)  # an exited, unreaped child takes signals too: no pid reuse
-    for _ in range(200):  # a process inside a system call stops when it returns
-        if (f := stat_fields(pid)) is None or f[0] in "TtZX":
-            break
-        time.sleep(0.001)
-    phase = phase_of(pid, ix, kind, child.done.is_set())
-    workers = children(pid)
-    os.kill(pid, signal.SIGKILL)
-    child.finish(30)
-    return phase, workers
-
-
-class Watcher(threading.Thread):
-    """Records every manifest generation seen in ``ix`` (polled) as its (segment, tombstones) list."""
-
-    def __init__(self, ix: Path) -> None:
-        super().__init__(daemon=True)
-        self.ix, self.seen, self.halt = ix, {}, threading.Event()
-        self.look()
-
-    def run(self) -> None:
-        while not self.halt.wait(0.005):
-            self.look()
-
-    def look(self) -> None:
-        try:
-            data = json.loads((self.ix / "manifest.json").read_text())
-        except (OSError, ValueError):  # absent yet; a damaged one is the checks' business
-            return
-        self.seen.setdefault(data["generation"], [(s["name"], s.get("tombstones")) for s in data["segments"]])
-
-    def stop(self) -> dict[int, list]:
-        self.halt.set()
-        self.join()
-        self.look()
-        return self.seen
-
-
-# -- the index as a set of paths -------------------------------------------------------------
-def manifest_paths(ix: Path, entries: list, cache: dict) -> set[str]:
-    """Live paths (keys) of the manifest whose segments are ``entries``."""
-    import numpy as np
-
-    from imgsearch.store.reader import read_tombstones
-    from imgsearch.store.segment import Segment
-
-    out: set[str] = set()
-    for name, tombstones in entries:
-        if (name, tombstones) not in cache:
-            segment = Segment(ix / "segments" / name)
-            paths, n = segment.paths(), segment.n
-            segment.close()
-            dead = read_tombstones(ix / "segments" / tombstones, n) if tombstones else np.zeros(n, bool)
-            cache[name, tombstones] = {p for p, d in zip(paths, dead, strict=True) if not d}
-        out |= cache[name, tombstones]
-    return out
-
-
-def live_digests(ix: Path) -> tuple[dict[str, bytes], list[str]]:
-    """``{path: stored digest}`` of the live images and the problems ``Index.verify`` reports."""
-    from imgsearch import Index
-
-    with Index.open(ix) as index:
-        problems = index.verify()
-        ids = index.reader.live_ids()
-        return {index.path_of(int(g)): index.reader.value("digest", int(g)).tobytes() for g in ids}, problems
-
-
-def leftovers(ix: Path) -> list[str]:
-    """Files of the index folder its manifest neither names nor retires."""
-    from imgsearch.store import manifest as mf
-
-    m = mf.read(ix)
-    keep = m.named() | {name for name, _ in m.retired}
-    extra = [p.name for p in ix.iterdir() if p.name not in ("manifest.json", "LOCK", "segments")]
-    return extra + [f"segments/{p.name}" for p in (ix / "segments").iterdir() if p.name not in keep]
 
 
 def upload_key(path: str) -> str:
@@ -307,11 +91,27 @@ def run_trial(number: int, kind: str, fraction: float, rng: random.Random, env: 
     if kind in BASES:
         shutil.copytree(env["bases"][BASES[kind]], ix)
     base = env["live"].get(BASES.get(kind, ""), set())
-    files, small = env["files"], env["files"][-env["small"] :]
+    small = env["files"][-env["small"] :]
     items = {"add": small, "add_bytes": small, "remove": rng.sample(sorted(base), REMOVED) if base else []}
+    row: dict = {"trial": number, "kind": kind, "failures": {}}
     watcher = Watcher(ix)
     watcher.start()
-    row: dict = {"trial": number, "kind": kind, "failures": {}}
+    child, workers = interrupt(kind, ix, items.get(kind, []), fraction, rng, env, row)
+    seen = watcher.stop()
+    check_processes(ix, workers, row["failures"])
+    check_contents(kind, ix, base, items, child, seen, env, row)
+    check_next_build(ix, env, row)
+    row["seconds"] = round(time.monotonic() - started, 2)
+    if not row["failures"]:
+        shutil.rmtree(ix.parent)
+    return row
+
+
+def interrupt(
+    kind: str, ix: Path, items: list[str], fraction: float, rng: random.Random, env: dict, row: dict
+) -> tuple[Child, list[int]]:
+    """Start the operation and kill it (or, for ``worker``, one of its workers and let it finish);
+    returns the child and the workers the victim had when it was killed."""
     fail = row["failures"]
     if kind in ("build", "worker"):
         child = Child(build_cmd(env["folder"], ix, env["workers"]))
@@ -321,14 +121,18 @@ def run_trial(number: int, kind: str, fraction: float, rng: random.Random, env: 
                 time.sleep(0.002)
             t0 = time.monotonic()
     else:
-        child = Child(child_cmd(kind, ix, env["workers"], items.get(kind, [])))
+        child = Child(child_cmd(kind, ix, env["workers"], items))
         if not child.ready.wait(60):
             fail["errors"] = "the child never became ready: " + " | ".join(child.err[-3:])
         t0 = child.ready_at
     row["delay"] = round(fraction * duration(env, kind), 4)
-    time.sleep(max(0.0, t0 + row["delay"] - time.monotonic()))
-    failed_files: set[str] = set()
-    duplicates: set[str] = set()
+    target, last_seen = t0 + row["delay"], t0
+    while (now := time.monotonic()) < target:
+        if kind == "worker" and children(child.proc.pid):  # how long they live, should this miss
+            last_seen = now
+        time.sleep(min(0.02, target - now) if kind == "worker" else target - now)
+    row["late"] = round(time.monotonic() - target, 4)  # the sleep's overshoot
+    workers: list[int] = []
     if kind == "worker":
         victims = children(child.proc.pid)
         row["phase"] = "extraction" if victims else "no-worker"
@@ -337,64 +141,67 @@ def run_trial(number: int, kind: str, fraction: float, rng: random.Random, env: 
         # Its build runs to the end: its times are the next build and worker trials' durations.
         seconds, _, last, rc = watch_build(child, max(120.0, 20 * duration(env, "build")))
         env["durations"]["build"].append(seconds)
-        if victims and last:  # how long its workers lived: the next worker trial's duration
-            env["durations"]["worker"].append(last - (t0 - child.start))
+        env["durations"]["worker"].append((last - (t0 - child.start)) if victims and last else last_seen - t0)
         failed = [line.split(": ", 2)[1:] for line in child.err if line.startswith("failed: ")]
-        failed_files = {p for p, _ in failed}
-        duplicates = {line.split(": ", 2)[1] for line in child.err if line.startswith("duplicate: ")}
         # The dead worker's files (at most the IN_FLIGHT=2 it held) fail; nothing else does.
         if rc not in (0, 1) or any(WORKER_DIED not in r for _, r in failed) or len(failed) > 2:
             fail["errors"] = f"build exit {rc}, failed {failed}: {' | '.join(child.err[-3:])}"
         row["worker_failed"] = len(failed)
-        workers: list[int] = []
     else:
-        row["late"] = round(time.monotonic() - t0 - row["delay"], 4)  # the sleep's overshoot
         row["phase"], workers = stop_and_kill(child, ix, kind)
-        if child.said("done "):
-            row["op_seconds"] = float(child.said("done ")[0])
+        if row["phase"] == "after" and child.done.is_set():  # quicker than expected: a measurement
+            op = float(child.said("done ")[0]) if child.said("done ") else child.done_at - child.start
+            row["op_seconds"] = round(op, 4)
+            env["durations"][kind].append(op)
         if child.proc.returncode not in (0, -signal.SIGKILL):
             fail["errors"] = f"exit {child.proc.returncode}: " + " | ".join(child.err[-3:])
     if any("Traceback" in line for line in child.err):
         fail["errors"] = "a traceback: " + " | ".join(child.err[-5:])
-    seen = watcher.stop()
+    return child, workers
 
-    # The victim's workers die with it, and nothing holds the lock.
+
+def check_processes(ix: Path, workers: list[int], fail: dict) -> None:
+    """The victim's workers die with it, and nothing holds the lock."""
+    from imgsearch.errors import IndexLockedError
+    from imgsearch.store.lock import WriterLock
+
     deadline = time.monotonic() + ORPHAN_WAIT
-    while (
-        left := [p for p in set(workers) | set(processes_of(ix)) if alive(p)]
-    ) and time.monotonic() < deadline:
+    while (left := [p for p in {*workers, *processes_of(ix)} if alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.02)
     if left:
         fail["orphans"] = len(left)
     if (ix / "LOCK").exists():
-        from imgsearch.errors import IndexLockedError
-        from imgsearch.store.lock import WriterLock
-
         try:
             with WriterLock(ix, timeout=0):
                 pass
         except IndexLockedError as exc:
             fail["stale_lock"] = str(exc)
-    for pid in left:  # ours to clean up (descendants of the child we started)
+    for pid in left:  # ours to clean up: descendants of the child we started
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
-    # What was acknowledged is there; what was removed stays removed; nothing half written.
+
+def check_contents(
+    kind: str, ix: Path, base: set[str], items: dict, child: Child, seen: dict, env: dict, row: dict
+) -> None:
+    """What was acknowledged is there, what was removed stays removed, nothing is half written."""
+    fail, files = row["failures"], set(env["files"])
     acked = set(child.said("ack "))
-    must, gone = set(), set()
-    allowed = set(files) if kind in ("build", "worker", "add") else set(base)
+    allowed = files if kind in ("build", "worker", "add") else set(base)
     if kind == "add_bytes":
-        allowed |= {upload_key(p) for p in small}
+        allowed |= {upload_key(p) for p in items["add_bytes"]}
     try:
         cache: dict = {}
         views = [manifest_paths(ix, entries, cache) for _, entries in sorted(seen.items())]
+        gone: set[str] = set()
         if kind == "remove":
             must, gone = base - set(items["remove"]), acked | {p for v in views for p in base - v}
         elif kind == "compact":
             must, gone = base, env["removed"]
         elif kind == "worker":
-            must = set(files) - failed_files - duplicates
-            gone = failed_files
+            failed = {line.split(": ", 2)[1] for line in child.err if line.startswith("failed: ")}
+            duplicates = {line.split(": ", 2)[1] for line in child.err if line.startswith("duplicate: ")}
+            must, gone = files - failed - duplicates, failed
         else:
             must = base | acked | set().union(*views)
         exists = (ix / "manifest.json").exists()  # a build killed before it created the index: none
@@ -414,26 +221,24 @@ def run_trial(number: int, kind: str, fraction: float, rng: random.Random, env: 
     except Exception as exc:  # the index cannot be opened or read
         fail["corrupt"] = f"{type(exc).__name__}: {exc}"
 
-    # The next build finishes the job and cleans up.
+
+def check_next_build(ix: Path, env: dict, row: dict) -> None:
+    """The next build finishes the job, every photo once, and cleans up after the crashed writer."""
+    fail = row["failures"]
     nxt = Child(build_cmd(env["folder"], ix, env["workers"]))
-    rc = nxt.finish(max(120.0, 20 * duration(env, "build")))
-    row["next_build_exit"] = rc
+    rc = row["next_build_exit"] = nxt.finish(max(120.0, 20 * duration(env, "build")))
     failed = [line.split(": ", 2)[1] for line in nxt.err if line.startswith("failed: ")]
     if rc not in (0, 1) or any("Traceback" in x for x in nxt.err) or set(failed) - env["unreadable"]:
         fail["next_build"] = f"exit {rc}: " + " | ".join(nxt.err[-3:])
-    else:
-        try:
-            stored, problems = live_digests(ix)
-            if problems or len(stored) != env["expected"] or set(stored.values()) != env["unique"]:
-                fail["next_build"] = f"{len(stored)} images (expected {env['expected']}); {problems[:2]}"
-            if extra := leftovers(ix):
-                fail["leftovers"] = extra
-        except Exception as exc:
-            fail["next_build"] = f"{type(exc).__name__}: {exc}"
-    row["seconds"] = round(time.monotonic() - started, 2)
-    if not fail:
-        shutil.rmtree(ix.parent)
-    return row
+        return
+    try:
+        stored, problems = live_digests(ix)
+        if problems or len(stored) != env["expected"] or set(stored.values()) != env["unique"]:
+            fail["next_build"] = f"{len(stored)} images (expected {env['expected']}); {problems[:2]}"
+        if extra := leftovers(ix):
+            fail["leftovers"] = extra
+    except Exception as exc:
+        fail["next_build"] = f"{type(exc).__name__}: {exc}"
 
 
 # -- preparation -----------------------------------------------------------------------------
@@ -443,18 +248,6 @@ def link_folder(folder: Path, files: list[str]) -> Path:
     for i, f in enumerate(files):
         (folder / f"{i:04d}{Path(f).suffix}").symlink_to(f)
     return folder
-
-
-def watch_build(child: Child, timeout: float = 600) -> tuple[float, float, float, int | None]:
-    """Wait for a build: (seconds, first and last time its workers were seen, exit code or None
-    when it had to be killed after ``timeout`` seconds)."""
-    seen = []
-    while child.proc.poll() is None and time.monotonic() - child.start < timeout:
-        if children(child.proc.pid):
-            seen.append(time.monotonic() - child.start)
-        time.sleep(0.01)
-    seconds = time.monotonic() - child.start
-    return seconds, min(seen, default=0.0), max(seen, default=0.0), child.finish(0)
 
 
 def cli_build(folder: Path, ix: Path, workers: int, checkpoint: int = CHECKPOINT) -> tuple[float, float, set]:
@@ -607,7 +400,7 @@ def main() -> None:
         n = kinds.count(kind)
         fractions[kind] = [(k + rng.random()) / n for k in rng.sample(range(n), n)]
     # A kill that found the operation finished (or no worker alive) is checked like the others but
-    # not counted as a trial: the trial is drawn again (at most trials/2 times), uniformly over the
+    # not counted as a trial: the trial is drawn again (at most max(trials/2, 12) times), uniformly over the
     # whole duration, so that --trials kills land inside the operation.
     plan = [(kind, fractions[kind].pop()) for kind in kinds]
     rows: list[dict] = []
@@ -617,7 +410,7 @@ def main() -> None:
             calibrate(env)
         r = run_trial(len(rows), kind, fraction, rng, env)
         r["missed"] = r["phase"] in MISSED
-        if r["missed"] and sum(x["missed"] for x in rows) < args.trials // 2:
+        if r["missed"] and sum(x["missed"] for x in rows) < max(args.trials // 2, 2 * len(KINDS)):
             plan.insert(0, (kind, rng.random()))
         rows.append(r)
         print(f"{r['trial']:3d} {r['kind']:9s} {r['phase']:16s} {r['seconds']:5.1f} s "
