@@ -55,6 +55,9 @@ class Child:
             rc = None
         for t in self._readers:
             t.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
         return rc
 
     def said(self, prefix: str) -> list[str]:
