@@ -91,13 +91,6 @@ def _answer_one_then_leave(conn, config, parent) -> None:
     time.sleep(0.3)
 
 
-@pytest.mark.xfail(
-    raises=BrokenPipeError,
-    strict=True,
-    reason="imgsearch/extract.py:210: _Pool.run feeds a worker it found alive (line 229) without "
-    "catching BrokenPipeError, so a worker dying in that window ends the whole run with a traceback "
-    "(seen once in a few hundred kills of the workers of a running extract_files)",
-)
 def test_a_worker_leaving_as_it_is_fed_costs_its_files_not_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     from imgsearch import extract
 

@@ -12,8 +12,9 @@ Layout (little-endian)::
     D         the arrays: D = 32 + H rounded up to a multiple of :data:`ALIGN`; each array's bytes,
               C order, at D + its "offset", a multiple of ALIGN
 
-A file is written whole to ``<path>.tmp-<pid>``, flushed to disk (``fsync``) and renamed into place,
-so a file under its final name is always complete; it is never modified afterwards. Reading maps the
+A file is written whole to ``<path>.tmp-<pid>``, flushed to disk (``fsync``) and renamed into place
+(its folder flushed too), so a file under its final name is always complete; it is never modified
+afterwards. Reading maps the
 file and checks the magic, the version and the header's CRC-32 at once (a damaged header names the
 file); an array's own CRC-32 is checked by :meth:`Container.verify` (``imgsearch doctor``, a
 compaction reading it whole) or, for the small arrays read whole, when they are first read
@@ -89,6 +90,13 @@ def write(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], meta: 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        # The rename is durable only once the folder is: else a power cut after the next
+        # manifest's commit could leave that manifest naming a file that is not there.
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     finally:
         if tmp.exists():
             tmp.unlink()
