@@ -641,3 +641,31 @@ def test_stored_configurations_are_read_strictly_but_for_new_search_settings() -
     del stored["keypoints"]["hashed"]
     with pytest.raises(ConfigError, match="rebuild the index"):
         IndexConfig.from_dict(stored)
+
+
+def test_find_path_and_digest_agree_with_a_scan(tmp_path: Path) -> None:
+    """The segment's binary searches against a linear scan, on 600 synthetic rows with repeated
+    digests (as a segment of uploads may hold) and absent keys."""
+    from imgsearch.store import segment as seg
+
+    rng = np.random.default_rng(11)
+    n = 600
+    digests = rng.integers(0, 256, (150, 32), dtype=np.uint8)[rng.integers(0, 150, n)]
+    columns = {
+        "digest": digests,
+        "file_size": np.zeros(n, np.int64),
+        "mtime_ns": np.zeros(n, np.int64),
+        "width": np.ones(n, np.int32),
+        "height": np.ones(n, np.int32),
+        "global_hash": np.zeros((n, 8), np.uint8),
+        "kp_scale": np.zeros(n, np.float32),
+    }
+    paths = [f"/photos/{rng.integers(1 << 40):x}/{i}.jpg" for i in range(n)]
+    seg.write(tmp_path / "s.seg", seg.Batch(paths, columns), GLOBAL_ONLY, {})
+    s = seg.Segment(tmp_path / "s.seg")
+    for row in rng.choice(n, 80, replace=False):
+        assert s.find_path(paths[row]) == row
+        expected = [i for i in range(n) if (digests[i] == digests[row]).all()]
+        assert s.find_digest(digests[row]).tolist() == expected
+    assert s.find_path("/photos/absent.jpg") == -1
+    assert s.find_digest(np.full(32, 7, np.uint8)).tolist() == []

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,11 +191,12 @@ class Segment:
         return [data[int(o[i]) : int(o[i + 1])].decode("utf-8", "surrogateescape") for i in range(self.n)]
 
     def find_path(self, path: str) -> int:
-        """Row of ``path`` (resolved, as stored), or -1."""
+        """Row of ``path`` (resolved, as stored), or -1. A binary search through ``path_order``:
+        O(log n) reads of the mapped file, nothing built per call."""
         keys, order = self.file.read("path_key"), self.file.read("path_order")
-        k = np.uint64(path_key(path))
-        lo = int(np.searchsorted(keys[order], k, side="left"))
-        while lo < len(order) and keys[order[lo]] == k:
+        k = int(path_key(path))
+        lo = _lower_bound(len(order), lambda i: int(keys[order[i]]) < k)
+        while lo < len(order) and int(keys[order[lo]]) == k:
             row = int(order[lo])
             if self.path_of(row) == path:
                 return row
@@ -203,18 +204,16 @@ class Segment:
         return -1
 
     def find_digest(self, digest: np.ndarray) -> np.ndarray:
-        """Rows whose file digest equals ``(32,)`` uint8 ``digest``, ascending."""
+        """Rows whose file digest equals ``(32,)`` uint8 ``digest``, ascending (a binary search
+        through ``digest_order``, as :meth:`find_path`)."""
         table, order = self.file.read("digest"), self.file.read("digest_order")
-        if len(order) == 0:
-            return np.zeros(0, np.int64)
-        void = np.dtype(f"V{hashing.DIGEST_BYTES}")
-        sorted_keys = np.ascontiguousarray(table[order]).view(void).ravel()
-        key = np.ascontiguousarray(digest, np.uint8).view(void)
-        lo, hi = (
-            np.searchsorted(sorted_keys, key, side="left")[0],
-            np.searchsorted(sorted_keys, key, side="right")[0],
-        )
-        return np.sort(order[lo:hi].astype(np.int64))
+        key = np.ascontiguousarray(digest, np.uint8).tobytes()
+        lo = _lower_bound(len(order), lambda i: table[order[i]].tobytes() < key)
+        rows = []
+        while lo < len(order) and table[order[lo]].tobytes() == key:
+            rows.append(int(order[lo]))
+            lo += 1
+        return np.array(sorted(rows), np.int64)
 
     def kp_count(self, row: int) -> int:
         if self._kp_offsets is None:
@@ -269,3 +268,16 @@ class Segment:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _lower_bound(n: int, before: Callable[[int], bool]) -> int:
+    """The first ``i`` in ``[0, n)`` for which ``before(i)`` is false (``before`` is true on a
+    prefix, as "the i-th sorted key is smaller than the one sought"), or ``n``."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if before(mid):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
