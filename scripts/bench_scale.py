@@ -54,6 +54,7 @@ SYNTHETIC_BYTES = 40_000  # disk estimate of a synthetic image (240 keypoints x 
 TARGETS = {"add_ms": 50, "remove_ms": 50, "open_s": 5, "info_s": 1, "steady_kb": 4, "peak_ratio": 1.5,
            "copies_p50": 15, "new_p50": 30, "new_p95": 80}  # fmt: skip
 PROFILED = {  # (file suffix, function): what the query profile reports, cumulative ms a query
+    "exact tier (search_exact)": ("search.py", "search_exact"),
     "decode (io.decode_image)": ("io.py", "decode_image"),
     "global tier (search_global)": ("search.py", "search_global"),
     "detect + describe + hash (query_pass)": ("passes.py", "query_pass"),
@@ -93,6 +94,17 @@ def folder_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
 
 
+def index_bytes(directory: Path) -> int:
+    """Bytes of the manifest and the files it names (not the ones merges retired, which stay
+    ``GRACE_SECONDS`` for the readers of the previous manifest)."""
+    from imgsearch.store import manifest as mf
+
+    named = mf.read(directory).named()
+    return (directory / mf.MANIFEST).stat().st_size + sum(
+        f.stat().st_size for f in (directory / mf.SEGMENTS).iterdir() if f.name in named
+    )
+
+
 def check_disk(directory: Path, need: float, console: Console) -> bool:
     free = shutil.disk_usage(directory).free
     if free - need < MIN_FREE:
@@ -102,14 +114,45 @@ def check_disk(directory: Path, need: float, console: Console) -> bool:
     return True
 
 
+class ExtractionClock:
+    """Wall and CPU seconds ``Index.add`` spends extracting, while in a ``with`` block: the
+    ``extract_files`` that :mod:`imgsearch.index` calls is wrapped in a timer (no library change)."""
+
+    def __enter__(self) -> ExtractionClock:
+        from imgsearch import index as index_module
+
+        self.wall = self.cpu = 0.0
+        self.module, self.original = index_module, index_module.extract_files
+
+        def timed(*args, **kwargs):
+            items = self.original(*args, **kwargs)
+            while True:
+                wall, cpu_s = time.perf_counter(), time.process_time()
+                item = next(items, None)
+                self.wall += time.perf_counter() - wall
+                self.cpu += time.process_time() - cpu_s
+                if item is None:
+                    return
+                yield item
+
+        index_module.extract_files = timed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.extract_files = self.original
+
+
 def time_writes(index, files: list[str], config, cpu: int) -> dict:
-    """Add ``files`` one by one (their extraction timed apart, median of 3), then remove them; on
-    core ``cpu``. Wall times, and CPU times (``_cpu``), which a busy machine inflates less."""
+    """Add ``files`` one by one, then remove them, on core ``cpu``. An add's time beyond extraction
+    is its time minus the time spent inside its extraction (:class:`ExtractionClock`); the
+    extraction alone (``extract_file``, median of 3) is reported too. Wall times, and CPU times
+    (``_cpu``), which a busy machine inflates less."""
     from imgsearch.extract import extract_file
 
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
-    t: dict[str, list] = {k: [] for k in ("extract", "extract_cpu", "add", "add_cpu", "remove", "remove_cpu", "merged")}
+    t: dict[str, list] = {k: [] for k in ("extract", "extract_cpu", "inside", "inside_cpu", "add", "add_cpu",
+                                              "remove", "remove_cpu", "merged")}
     try:
         for f in files:
             extract_file(f, config)  # warm the file and the code
@@ -117,7 +160,10 @@ def time_writes(index, files: list[str], config, cpu: int) -> dict:
             t["extract"].append(statistics.median(r[0] for r in runs))
             t["extract_cpu"].append(statistics.median(r[1] for r in runs))
             old = {e.name: e.live for e in index.reader.manifest.segments}
-            wall, cpu_s, report = _timed(index.add, [f], workers=1)
+            with ExtractionClock() as clock:
+                wall, cpu_s, report = _timed(index.add, [f], workers=1)
+            t["inside"].append(clock.wall)
+            t["inside_cpu"].append(clock.cpu)
             if report.added != [os.path.realpath(f)]:
                 raise SystemExit(f"error: adding {f} did not add it: {report}")
             now = {e.name for e in index.reader.manifest.segments}
@@ -134,9 +180,10 @@ def time_writes(index, files: list[str], config, cpu: int) -> dict:
         os.sched_setaffinity(0, before)
     plain = [k for k, m in enumerate(t["merged"]) if m < MERGE_REPORTED]
     out = {
-        "add_ms": statistics.median((t["add"][k] - t["extract"][k]) * 1e3 for k in plain),
-        "add_cpu_ms": statistics.median((t["add_cpu"][k] - t["extract_cpu"][k]) * 1e3 for k in plain),
-        "add_max_ms": max((t["add"][k] - t["extract"][k]) * 1e3 for k in plain),
+        "add_ms": statistics.median((t["add"][k] - t["inside"][k]) * 1e3 for k in plain),
+        "add_cpu_ms": statistics.median((t["add_cpu"][k] - t["inside_cpu"][k]) * 1e3 for k in plain),
+        "add_max_ms": max((t["add"][k] - t["inside"][k]) * 1e3 for k in plain),
+        "add_minus_extract_ms": statistics.median((t["add"][k] - t["extract"][k]) * 1e3 for k in plain),
         "extract_ms": statistics.median(t["extract"]) * 1e3,
         "remove_ms": statistics.median(t["remove"]) * 1e3,
         "remove_cpu_ms": statistics.median(t["remove_cpu"]) * 1e3,
@@ -200,19 +247,21 @@ def child(spec_path: str) -> None:
     )
     out["memory"] = index.reader.memory()
     if spec.get("profile"):
-        prof = cProfile.Profile()
-        prof.enable()
-        index.query_many(spec["new"])
-        prof.disable()
-        prof.dump_stats(spec["profile"])
-        stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-        n = len(spec["new"])
-        out["profile"] = {
-            label: sum(v[3] for (f, _, fn), v in stats.items() if f.endswith(suffix) and fn == name) * 1e3 / n
-            for label, (suffix, name) in PROFILED.items()
-        }
-        top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:15]
-        out["profile_top"] = [(f"{Path(f).name}:{line} {fn}", v[2] * 1e3 / n, v[3] * 1e3 / n) for (f, line, fn), v in top]
+        out["profile"], out["profile_top"] = {}, {}
+        for kind, paths in (("copies", [p for p, _ in spec["copies"]]), ("new", spec["new"])):
+            prof = cProfile.Profile()
+            prof.enable()
+            index.query_many(paths)
+            prof.disable()
+            prof.dump_stats(f"{spec['profile']}.{kind}")
+            stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+            out["profile"][kind] = {
+                label: sum(v[3] for (f, _, fn), v in stats.items() if f.endswith(suffix) and fn == name) * 1e3 / len(paths)
+                for label, (suffix, name) in PROFILED.items()
+            }
+            top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:12]
+            out["profile_top"][kind] = [(f"{Path(f).name}:{line} {fn}", v[2] * 1e3 / len(paths), v[3] * 1e3 / len(paths))
+                                        for (f, line, fn), v in top]  # fmt: skip
     print(json.dumps(out))
 
 
@@ -230,7 +279,6 @@ def _queries(index, paths: list[str]) -> tuple[list, list[float], list[float]]:
 
 def measure(n: int, directory: Path, work: Path, index, spec: dict, args, add_files: list[str]) -> dict:
     """Every figure at ``n`` images."""
-    from imgsearch.store.writer import IndexWriter
 
     row: dict = {"images": len(index), "segments": len(index.reader.manifest.segments)}
     row.update(time_writes(index, add_files, index.config, args.cpu))
@@ -242,7 +290,7 @@ def measure(n: int, directory: Path, work: Path, index, spec: dict, args, add_fi
     )
     info = [str(Path(sys.executable).parent / "imgsearch"), "info", "--index", str(directory)]
     row["info_s"] = statistics.median(run_child(info, args.cpu)[0] for _ in range(args.repeat))
-    profile = work / f"query-{n}.prof" if args.profile and n == args.max_images else None
+    profile = work / f"query-{n}" if args.profile and n == args.max_images else None
     spec_path.write_text(json.dumps({**spec, "profile": str(profile) if profile else None}))
     q = json.loads(run_child([*me, "--child", str(spec_path)], args.cpu)[1])
     from imgsearch.evaluate.metrics import latency_percentiles
@@ -257,24 +305,24 @@ def measure(n: int, directory: Path, work: Path, index, spec: dict, args, add_fi
     row["peak_ratio"] = row["peak"] / row["steady"]
     row["anon"], row["file"] = q["after_queries"]["RssAnon"], q["after_queries"]["RssFile"]
     row["structures_kb"] = sum(q["memory"].values()) / n / 1024
-    IndexWriter(directory).close()  # a writer removes the files merges retired: the steady size
-    row["disk_kb"] = folder_bytes(directory) / n / 1024
+    row["disk_kb"] = index_bytes(directory) / n / 1024
+    row["folder_kb"] = folder_bytes(directory) / n / 1024  # with retired files not yet removed
     row.update({k: q[k] for k in q if not k.endswith("_ms") or k == "first_query_ms"})
     return row
 
 
 def print_table(rows: list[dict], console: Console, caption: str) -> None:
     t = Table(title="imgsearch at scale: one index grown by N", caption=caption)
-    cols = ("N", "real", "segs", "add ms (beyond extr.)", "remove ms", "open s", "info s", "RAM open / steady MB (KB/img)",
-            "anon / file MB", "peak MB (x)", "disk KB/img", "copies p50/p95 ms (CPU p50)", "new p50/p95 ms (CPU p50)", "hit@1",
+    cols = ("N", "real", "segs", "add ms beyond extr. (CPU; extr.)", "remove ms", "open s", "info s", "RAM open / steady MB (KB/img)",
+            "anon / file MB (structures KB/img)", "peak MB (x)", "disk KB/img", "copies p50/p95 ms (CPU p50)", "new p50/p95 ms (CPU p50)", "hit@1",
             "fitted/new q")  # fmt: skip
     for c in cols:
         t.add_column(c, justify="right")
     for r in rows:
-        t.add_row(f"{r['n']:,}", f"{r['real']:,}", str(r["segments"]), f"{r['add_ms']:.1f} (+{r['extract_ms']:.0f})",
+        t.add_row(f"{r['n']:,}", f"{r['real']:,}", str(r["segments"]), f"{r['add_ms']:.1f} ({r['add_cpu_ms']:.1f}; {r['extract_ms']:.0f})",
                   f"{r['remove_ms']:.1f}", f"{r['open_s']:.3f}", f"{r['info_s']:.2f}",
                   f"{r['after_open']['VmRSS'] / 2**20:.0f} / {r['steady'] / 2**20:.0f} ({r['steady_kb']:.2f})",
-                  f"{r['anon'] / 2**20:.0f} / {r['file'] / 2**20:.0f}", f"{r['peak'] / 2**20:.0f} ({r['peak_ratio']:.2f})",
+                  f"{r['anon'] / 2**20:.0f} / {r['file'] / 2**20:.0f} ({r['structures_kb']:.2f})", f"{r['peak'] / 2**20:.0f} ({r['peak_ratio']:.2f})",
                   f"{r['disk_kb']:.1f}", f"{r['copies_p50']:.1f} / {r['copies_p95']:.1f} ({r['copies_cpu_p50']:.1f})",
                   f"{r['new_p50']:.1f} / {r['new_p95']:.1f} ({r['new_cpu_p50']:.1f})", f"{r['hit1']:.1%}", f"{r['new_fitted']:.1f}")  # fmt: skip
     console.print(t)
@@ -335,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="make the run's folder in this one (default: the system's temp)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder and its index")
-    parser.add_argument("--profile", action="store_true", help="cProfile the new-image queries at the largest N")
+    parser.add_argument("--profile", action="store_true", help="cProfile the queries at the largest N")
     parser.add_argument("--json", type=Path, default=None, help="save the numbers to this JSON file")
     parser.add_argument("--plot", type=Path, default=None, help="save the figures against N to this PNG")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -396,8 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"indexed {len(report.added)} real images in {time.perf_counter() - t:.0f} s "
                               f"({len(report.failed)} failed, {len(report.duplicates)} duplicates)")  # fmt: skip
                 if len(index) == real_total:
-                    IndexWriter(directory).close()  # removes the files merges retired
-                    real_disk_kb = folder_bytes(directory) / len(index) / 1024
+                    real_disk_kb = index_bytes(directory) / len(index) / 1024
             if len(index) < n and res is None:
                 wanted = {os.path.realpath(f) for f in real_files[len(copies_src) :]}
                 ids = np.array([i for i in index.reader.live_ids() if index.path_of(int(i)) in wanted])
@@ -462,12 +509,11 @@ def report_targets(rows: list[dict], console: Console) -> None:
                   f"{'equal' if not changed else f'queries {changed} changed'}")  # fmt: skip
     if at32k:
         console.print(f"(new images at 32k: see the row of {at32k[0]['n']:,}: p50 {at32k[0]['new_p50']:.1f} ms)")
-    if "profile" in last:
-        for label, ms in last["profile"].items():
-            console.print(f"profile, new images at {last['n']:,}: {label:40s} {ms:8.2f} ms a query (cumulative)")
-        for name, own, cum in last["profile_top"]:
+    for kind, profile in last.get("profile", {}).items():
+        for label, ms in profile.items():
+            console.print(f"profile, {kind} at {last['n']:,}: {label:40s} {ms:8.2f} ms a query (cumulative)")
+        for name, own, cum in last["profile_top"][kind]:
             console.print(f"  {name:60s} own {own:7.2f} ms  cumulative {cum:7.2f} ms a query")
-
 
 if __name__ == "__main__":
     sys.exit(main())
