@@ -20,7 +20,14 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 __version__ = "0.1.0"
 
 from .config import GlobalConfig, IndexConfig, KeypointConfig, SearchConfig
-from .errors import ConfigError, ImageReadError, ImgsearchError, IndexFormatError
+from .errors import (
+    ConfigError,
+    ImageReadError,
+    ImageTooLargeError,
+    ImgsearchError,
+    IndexFormatError,
+    UnsupportedImageError,
+)
 from .index import AddReport, Index
 from .results import Geometry, Match, QueryResult, Rejection, merge_results
 
@@ -30,6 +37,7 @@ __all__ = [
     "Geometry",
     "GlobalConfig",
     "ImageReadError",
+    "ImageTooLargeError",
     "ImgsearchError",
     "Index",
     "IndexConfig",
@@ -39,6 +47,7 @@ __all__ = [
     "QueryResult",
     "Rejection",
     "SearchConfig",
+    "UnsupportedImageError",
     "__version__",
     "merge_results",
 ]

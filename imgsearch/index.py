@@ -34,7 +34,9 @@ from .store.reader import IndexReader
 from .store.segment import Batch, Segment
 
 _DIGEST_VOID = np.dtype(f"V{hashing.DIGEST_BYTES}")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"}
+)
 CHECKPOINT = 2000  # images per segment while building: the work a killed build can lose
 
 
