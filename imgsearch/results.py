@@ -97,6 +97,9 @@ class QueryResult:
     tiers_run: list[str] = field(default_factory=list)
     elapsed_ms: float = 0.0
     error: str | None = None
+    # With ``error``: the ImageReadError's kind ("unreadable", "unsupported", "too large"), which
+    # the service turns into an HTTP status; not part of the JSON.
+    error_kind: str | None = None
 
     def to_dict(self, explain: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
