@@ -478,3 +478,62 @@ def test_kill_9_during_adds_loses_no_acknowledged_image(tmp_path: Path, token_fi
         restarted.stop()
     with Index.open(index) as ix:
         assert ix.verify() == []
+
+
+# -- snapshots, in this process ----------------------------------------------------------------
+
+
+def test_a_snapshot_in_use_is_never_refreshed(tmp_path: Path) -> None:
+    from imgsearch.service.engine import Snapshots
+
+    folder = tmp_path / "ix"
+    with Index.create(folder, IndexConfig(keypoints=None)) as writer:
+        writer.add(KODAK[:3], workers=1)
+        snapshots = Snapshots(folder)
+        with snapshots.lease() as first:
+            writer.add_bytes("later", encode_jpeg(kodak_rgb(9)))
+            with snapshots.lease() as second:
+                assert second is not first and len(second) == 4 and second.reader.find_path("later") >= 0
+            assert len(first) == 3 and first.reader.find_path("later") == -1  # unchanged under its query
+            writer.add_bytes("later still", encode_jpeg(kodak_rgb(10)))
+            with snapshots.lease() as third:
+                assert third is not first and len(third) == 5
+        with snapshots.lease() as fourth:
+            assert len(fourth) == 5
+        assert len(snapshots._spares) <= 1  # idle ones beyond the spare are closed
+        snapshots.close()
+
+
+def test_queries_in_threads_while_adding(tmp_path: Path) -> None:
+    """Four threads query leased snapshots while images are added: every answer is right, and each
+    query sees every add acknowledged before it started."""
+    from imgsearch.service.engine import Engine
+
+    folder = tmp_path / "ix"
+    Index.create(folder, IndexConfig(keypoints=None)).close()
+    engine = Engine(folder, query_threads=4, timeout=30)
+    added: list[tuple[str, bytes]] = []
+    problems: list[str] = []
+
+    def query(worker: int) -> None:
+        for _ in range(25):
+            known = list(added)
+            if not known:
+                time.sleep(0.01)
+                continue
+            key, data = known[worker % len(known)]
+            (result,), _ = engine.query([data], ["q"], 10)
+            if [m.path for m in result.matches][:1] != [key]:
+                problems.append(f"{key}: {[m.path for m in result.matches]}")
+
+    threads = [threading.Thread(target=query, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(12):
+        data = encode_jpeg(kodak_rgb(i))
+        assert engine.add(f"k{i}", data, replace=True, deadline=time.monotonic() + 30)[0] == "added"
+        added.append((f"k{i}", data))
+    for t in threads:
+        t.join()
+    engine.close()
+    assert problems == []

@@ -75,13 +75,25 @@ class Snapshots:
             with self._lock:
                 self._users[id(index)] -= 1
                 if index is not self._current and self._users[id(index)] == 0:
-                    self._spares.append(index)
+                    self._retire(index)
+
+    def _retire(self, index: Index) -> None:
+        """Keep one idle snapshot as the spare; close the others, which would hold the files of
+        merged-away segments open (call with ``_lock`` held)."""
+        del self._users[id(index)]
+        if self._spares:
+            index.close()
+        else:
+            self._spares.append(index)
 
     def _catch_up(self) -> None:
         """Publish a snapshot of the manifest on disk if it is newer than the current one."""
-        if mf.read(self.directory).generation == self.generation:
+        on_disk = mf.read(self.directory).generation
+        if on_disk == self.generation:
             return
         with self._refreshing:
+            if self.generation >= on_disk:  # another thread published it meanwhile
+                return
             with self._lock:
                 spare = self._spares.pop() if self._spares else None
             if spare is None:
@@ -89,13 +101,10 @@ class Snapshots:
             else:
                 spare.refresh()
             with self._lock:
-                if spare.reader.manifest.generation <= self.generation:  # another thread was first
-                    self._spares.append(spare)
-                    return
                 old, self._current = self._current, spare
-                self._users.setdefault(id(spare), 0)
+                self._users[id(spare)] = 0
                 if self._users[id(old)] == 0:
-                    self._spares.append(old)
+                    self._retire(old)
 
     def close(self) -> None:
         with self._lock:
