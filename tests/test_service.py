@@ -2,7 +2,8 @@
 
 The contract of every endpoint (the JSON is the CLI's), bearer tokens refused and accepted, each
 limit (body size, pixels, formats, keys, time), adds visible to the next query, and a kill -9 during
-adds followed by a restart that finds every acknowledged image.
+adds followed by a restart that finds every acknowledged image. Then a smoke run of
+``scripts/bench_serve.py``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import KODAK, encode_jpeg, kodak_rgb, rescale
+from conftest import DATA, KODAK, encode_jpeg, kodak_rgb, rescale
 from typer.testing import CliRunner
 
 from imgsearch import Index, IndexConfig
 from imgsearch.cli import app as cli
 
+ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "write-token-0123456789abcdef"
 READ_TOKEN = "read-token-0123456789abcdef"
 INDEXED = KODAK[:8]
@@ -478,6 +480,29 @@ def test_kill_9_during_adds_loses_no_acknowledged_image(tmp_path: Path, token_fi
         restarted.stop()
     with Index.open(index) as ix:
         assert ix.verify() == []
+
+
+# -- the load script ---------------------------------------------------------------------------
+
+
+def test_bench_serve_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "serve.json"
+    args = ["--index-size", "12", "--copies", "6", "--new", "4", "--requests", "12", "--clients", "1,4"]
+    args += ["--phase-seconds", "5", "--add-rate", "5", "--workers", "2", "--json", str(out)]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_serve.py"), str(DATA), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "q/s" in proc.stdout and "acknowledged adds found" in proc.stdout
+    result = json.loads(out.read_text())
+    assert [(p["clients"], p["kind"]) for p in result["phases"]] == [
+        (1, "copy"),
+        (1, "new"),
+        (4, "copy"),
+        (4, "new"),
+    ]
+    assert result["errors"] == 0 and result["lost"] == [] and result["index_problems"] == []
+    assert all(p["queries"] == 12 for p in result["phases"])
+    assert result["acknowledged"] > 0 and all(p["visible"] == p["checked"] for p in result["phases"])
 
 
 # -- snapshots, in this process ----------------------------------------------------------------
