@@ -12,9 +12,9 @@ and takes ``--new`` photos never indexed, then measures, all on this machine:
   free loopback port; for each number of clients in ``--clients`` and each set, that many client
   threads (one keep-alive connection each, multipart uploads built beforehand, the standard
   library's ``http.client``) send ``--requests`` queries (at most ``--phase-seconds``), while
-  another thread adds a new image every 1/``--add-rate`` s (``POST /v1/images``, a distinct JPEG of
-  a photo neither indexed nor queried) and, 1 s after each acknowledgement, queries it and checks
-  that the answer names it. Per phase: queries/s, p50/p99 latency as the client sees it, errors
+  a new image is added every 1/``--add-rate`` s (``POST /v1/images``, a distinct JPEG of a photo
+  neither indexed nor queried, each in its own thread: uploads do not wait for each other) and,
+  1 s after each acknowledgement, queried: the answer must name it. Per phase: queries/s, p50/p99 latency as the client sees it, errors
   (transport errors and non-2xx answers), the copies found, false positives of new images, and
   the **service overhead**: the server's own time for the request (its ``Server-Timing`` header:
   body, multipart, thread hand-over, JSON) and the client's latency, each minus the in-process
@@ -34,7 +34,6 @@ import argparse
 import http.client
 import json
 import os
-import queue
 import secrets
 import signal
 import socket
@@ -45,6 +44,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,59 +180,64 @@ def run_phase(port: int, server_pid: int, kind: str, bodies: list[tuple[bytes, s
 
 
 class Adder:
-    """Adds a distinct new image every ``1 / rate`` s and checks each is found ``VISIBLE_AFTER`` s later."""
+    """Adds a distinct new image every ``1 / rate`` s, whatever the answers take (each add in its own
+    thread: uploads arrive on their own schedule), and queries each one ``VISIBLE_AFTER`` s after
+    its acknowledgement: the answer must name it."""
 
     def __init__(self, port: int, token: str, images: list[bytes], rate: float) -> None:
         self.port, self.token, self.images, self.rate = port, token, images, rate
         self.acknowledged: list[str] = []
         self.count = 0
+        self._lock = threading.Lock()
+        self._local = threading.local()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._scheduler: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def start(self, phase: Phase) -> None:
         self._stop.clear()
-        checks: queue.Queue[tuple[float, str, bytes] | None] = queue.Queue()
-        self._threads = [
-            threading.Thread(target=self._add, args=(phase, checks)),
-            threading.Thread(target=self._check, args=(phase, checks)),
-        ]
-        for t in self._threads:
-            t.start()
+        self._pool = ThreadPoolExecutor(64, thread_name_prefix="adder")
+        self._scheduler = threading.Thread(target=self._schedule, args=(phase,))
+        self._scheduler.start()
 
     def stop(self) -> None:
+        """Stop adding; wait for the adds under way and their checks."""
         self._stop.set()
-        for t in self._threads:
-            t.join()
+        if self._scheduler is not None:
+            self._scheduler.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
-    def _add(self, phase: Phase, checks: queue.Queue) -> None:
-        client = Client(self.port, self.token)
+    def _schedule(self, phase: Phase) -> None:
         next_at = time.monotonic()
         while not self._stop.is_set() and self.rate > 0:
-            image = self.images[self.count % len(self.images)]
-            key = f"bench/{self.count:06d}-{secrets.token_hex(4)}"
-            data = distinct(image, self.count)
+            assert self._pool is not None
+            self._pool.submit(self._add_one, phase, self.count)
             self.count += 1
-            body, ctype = multipart(data, "add.jpg", {"key": key})
-            status, _, answer, latency = client.send("POST", "/v1/images", body, ctype)
-            if status == 201:
-                self.acknowledged.append(key)
-                phase.adds += 1
-                phase.add_latencies.append(latency)
-                checks.put((time.monotonic() + VISIBLE_AFTER, key, data))
-            else:
-                phase.add_errors.append(f"{status}: {answer[:200]!r}")
             next_at += 1 / self.rate
             self._stop.wait(max(0.0, next_at - time.monotonic()))
-        checks.put(None)
 
-    def _check(self, phase: Phase, checks: queue.Queue) -> None:
-        client = Client(self.port)
-        while (item := checks.get()) is not None:
-            due, key, data = item
-            time.sleep(max(0.0, due - time.monotonic()))
-            body, ctype = multipart(data, "check.jpg")
-            status, _, answer, _ = client.send("POST", "/v1/query", body, ctype)
-            paths = [m["path"] for m in json.loads(answer)["matches"]] if status == 200 else []
+    def _client(self, token: str | None) -> Client:
+        clients = self._local.__dict__.setdefault("clients", {})
+        return clients.setdefault(token, Client(self.port, token))
+
+    def _add_one(self, phase: Phase, n: int) -> None:
+        key = f"bench/{n:06d}-{secrets.token_hex(4)}"
+        data = distinct(self.images[n % len(self.images)], n)
+        body, ctype = multipart(data, "add.jpg", {"key": key})
+        status, _, answer, latency = self._client(self.token).send("POST", "/v1/images", body, ctype)
+        with self._lock:
+            if status != 201:
+                phase.add_errors.append(f"{status}: {answer[:200]!r}")
+                return
+            self.acknowledged.append(key)
+            phase.adds += 1
+            phase.add_latencies.append(latency)
+        time.sleep(VISIBLE_AFTER)
+        body, ctype = multipart(data, "check.jpg")
+        status, _, answer, _ = self._client(None).send("POST", "/v1/query", body, ctype)
+        paths = [m["path"] for m in json.loads(answer)["matches"]] if status == 200 else []
+        with self._lock:
             if key in paths:
                 phase.visible += 1
             else:
@@ -257,7 +262,10 @@ def tree_cpu_seconds(pid: int) -> float:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+            stats[int(entry.name)] = (
+                int(fields[1]),
+                (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
+            )
     tree, total = {pid}, 0.0
     for _ in range(4):  # supervisor, workers, their threads' processes if any
         tree |= {p for p, (ppid, _) in stats.items() if ppid in tree}
