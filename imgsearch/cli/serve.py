@@ -33,6 +33,10 @@ def serve(
         Path | None, typer.Option(help="File holding a read-only token (else $IMGSEARCH_READ_TOKEN).")
     ] = None,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body, MB.")] = 50.0,
+    max_concurrent: Annotated[
+        int,
+        typer.Option(min=1, help="Connections and requests one worker holds at once; more get a 503 at once."),
+    ] = 256,
     timeout: Annotated[
         float, typer.Option(min=0.01, help="Seconds a request may take before a 408, 503 or 504.")
     ] = 30.0,
@@ -82,6 +86,7 @@ def serve(
             workers=workers,
             log_level=log_level,
             timeout_graceful_shutdown=int(timeout) + 5,
+            limit_concurrency=max_concurrent,
         )
     finally:
         if metrics_dir is not None:
