@@ -429,6 +429,24 @@ def test_time_limits(strict: Server) -> None:
     )
 
 
+def test_a_writer_holding_the_index_is_a_503(server: Server, index_dir: Path) -> None:
+    """Another process (here: this one) holds the writer lock for the whole --timeout (5 s): the
+    add is refused, not added, and the answer does not name the holder."""
+    from imgsearch.store.lock import WriterLock
+
+    with WriterLock(index_dir, timeout=0):
+        response = httpx.post(
+            server.url + "/v1/images",
+            params={"key": "locked"},
+            content=encode_jpeg(kodak_rgb(14)),
+            headers=auth(),
+            timeout=30,
+        )
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json() == {"detail": "not written: another writer held the index for the whole --timeout"}
+    assert httpx.get(server.url + "/v1/images/locked").status_code == 404
+
+
 # -- durability --------------------------------------------------------------------------------
 
 

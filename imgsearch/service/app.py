@@ -299,8 +299,8 @@ def _error_response(request: Request, exc: Exception) -> JSONResponse:
         status, detail = image_error(exc.kind, exc.reason).status, exc.reason
     elif isinstance(exc, ConfigError):
         status, detail = 422, str(exc)
-    elif isinstance(exc, IndexLockedError):
-        status, detail, headers = 503, f"not written: {exc}", RETRY
+    elif isinstance(exc, IndexLockedError):  # its message names the holder's pid and command line: not the client's business
+        status, detail, headers = 503, "not written: another writer held the index for the whole --timeout", RETRY
     elif isinstance(exc, IndexWriteError):
         status, detail = 507, f"not written: {exc}"
     else:
