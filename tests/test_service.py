@@ -20,6 +20,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -391,13 +392,13 @@ def test_bad_keys(server: Server, key: str, reason: str) -> None:
 def test_a_key_never_becomes_a_path(server: Server, index_dir: Path, tmp_path: Path) -> None:
     before = sorted(p.name for p in index_dir.rglob("*"))
     target = tmp_path / "victim.jpg"
-    for key in ("../../escape.jpg", str(target), "/etc/passwd"):
-        response = httpx.post(
-            server.url + "/v1/images", params={"key": key}, content=encode_jpeg(kodak_rgb(13)), headers=auth()
-        )
-        assert response.status_code in (200, 201) and response.json()["key"] == key
-        assert httpx.get(server.url + f"/v1/images/{key.lstrip('/')}").status_code in (200, 404)
-        assert httpx.delete(server.url + "/v1/images/" + key, headers=auth()).status_code in (200, 404)
+    for i, key in enumerate(("../../escape.jpg", str(target), "/etc/passwd")):
+        data = encode_jpeg(kodak_rgb(15 + i))
+        response = httpx.post(server.url + "/v1/images", params={"key": key}, content=data, headers=auth())
+        assert response.status_code == 201 and response.json()["key"] == key
+        url = server.url + "/v1/images/" + quote(key, safe="")  # as it is: no client-side '..' folding
+        assert httpx.get(url).json()["key"] == key
+        assert httpx.delete(url, headers=auth()).status_code == 200
     assert not target.exists() and not (index_dir.parent.parent / "escape.jpg").exists()
     assert Path("/etc/passwd").read_text().startswith("root")
     after = {p.name for p in index_dir.rglob("*")} - set(before)
@@ -473,7 +474,7 @@ def test_kill_9_during_adds_loses_no_acknowledged_image(tmp_path: Path, token_fi
                     )
                 except httpx.TransportError:
                     return
-                if response.status_code in (200, 201):
+                if response.status_code == 201:
                     acknowledged.append(key)
 
     threads = [threading.Thread(target=adder, args=(w,)) for w in range(3)]
@@ -493,7 +494,8 @@ def test_kill_9_during_adds_loses_no_acknowledged_image(tmp_path: Path, token_fi
     try:
         missing = [k for k in acknowledged if httpx.get(f"{restarted.url}/v1/images/{k}").status_code != 200]
         assert missing == []
-        assert httpx.get(f"{restarted.url}/healthz").json()["images"] >= len(set(acknowledged)) - 0
+        # an add killed after its commit and before its answer is there too, unacknowledged
+        assert httpx.get(f"{restarted.url}/healthz").json()["images"] >= len(set(acknowledged))
     finally:
         restarted.stop()
     with Index.open(index) as ix:
