@@ -179,3 +179,18 @@ def test_stress_negatives_smoke(tmp_path: Path) -> None:
     assert "hit@1 K=400" in stdout and "false positives" in stdout
     negatives = json.loads(out.read_text())["negatives"]
     assert negatives["config"]["kinds"] == ["corner_logo_opaque"]
+
+
+def test_bench_parallel_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "parallel.json"
+    stdout = run_script(
+        "bench_parallel.py", str(DATA), "--limit", "12", "--queries", "6", "--rounds", "1", "--parallel", "2", "--json", str(out)
+    )
+    assert "x 1 thread" in stdout and "cores used" in stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["kind"], r["config"]) for r in rows][:3] == [
+        ("copy", "1 thread"),
+        ("copy", "2 threads"),
+        ("copy", "2 processes"),
+    ]
+    assert all(r["qps"] > 0 for r in rows)
