@@ -84,12 +84,17 @@ def multipart(image: bytes, name: str, fields: dict[str, str] | None = None) -> 
 
 
 class Client:
-    """One keep-alive HTTP connection to the server (reconnects after a transport error)."""
+    """One keep-alive HTTP connection to the server (reconnects after a transport error, and before
+    reusing a connection idle for longer than :data:`IDLE_SECONDS`: uvicorn closes idle ones after
+    5 s, and a request sent on a connection the server is closing fails without reaching it)."""
+
+    IDLE_SECONDS = 2.0
 
     def __init__(self, port: int, token: str | None = None) -> None:
         self.port = port
         self.token = token
         self.conn: http.client.HTTPConnection | None = None
+        self.used = 0.0
 
     def send(
         self, method: str, path: str, body: bytes = b"", ctype: str | None = None
@@ -98,18 +103,22 @@ class Client:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         start = time.perf_counter()
+        if self.conn is not None and time.monotonic() - self.used > self.IDLE_SECONDS:
+            self.conn.close()
+            self.conn = None
         try:
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(HOST, self.port, timeout=60)
             self.conn.request(method, path, body=body, headers=headers)
             response = self.conn.getresponse()
             data = response.read()
+            self.used = time.monotonic()
             return response.status, dict(response.getheaders()), data, time.perf_counter() - start
         except (OSError, http.client.HTTPException) as exc:
             if self.conn is not None:
                 self.conn.close()
             self.conn = None
-            return -1, {}, str(exc).encode(), time.perf_counter() - start
+            return -1, {}, f"{type(exc).__name__}: {exc}".encode(), time.perf_counter() - start
 
 
 @dataclass
@@ -241,7 +250,7 @@ class Adder:
             if key in paths:
                 phase.visible += 1
             else:
-                phase.invisible.append(f"{key}: {status} {paths[:3]}")
+                phase.invisible.append(f"{key}: {status} {paths[:3] if status == 200 else answer[:200]!r}")
 
 
 def distinct(jpeg: bytes, n: int) -> bytes:
@@ -423,7 +432,8 @@ def report(args, note, baseline, cli, phases, adder, lost, problems, images, con
             "errors": len(p.errors), "error_examples": p.errors[:3], "found": found_text,
             "overhead_server_p50_ms": round(pct(over, 50), 2), "overhead_server_p99_ms": round(pct(over, 99), 2),
             "overhead_client_p50_ms": round(pct(client_over, 50), 2), "server_cores": round(p.server_cores, 2),
-            "adds": p.adds, "add_errors": len(p.add_errors), "add_p50_ms": round(pct(p.add_latencies, 50) * 1e3, 1),
+            "adds": p.adds, "add_errors": len(p.add_errors), "add_error_examples": p.add_errors[:3], "add_p50_ms": round(pct(p.add_latencies, 50) * 1e3, 1),
+            "add_p99_ms": round(pct(p.add_latencies, 99) * 1e3, 1),
             "visible": p.visible, "invisible": p.invisible[:3], "checked": p.visible + len(p.invisible),
         }  # fmt: skip
         rows.append(row)
