@@ -35,33 +35,36 @@ from imgsearch import Index
 _INDEX: Path | None = None  # the index a forked worker queries
 
 
-def _worker(chunk: list[bytes]) -> int:
+def _worker(chunk: list[bytes]) -> float:
+    """Query ``chunk`` in a forked worker; returns the CPU seconds it took (a live child's CPU time
+    is not in this process's ``os.times``)."""
     import cv2
 
     cv2.setNumThreads(1)
     assert _INDEX is not None
+    start = time.process_time()
     with Index.open(_INDEX) as index:
-        return len(index.query_many(chunk, refresh=False))
+        index.query_many(chunk, refresh=False)
+    return time.process_time() - start
 
 
-def threads(index: Index, data: list[bytes], n: int) -> None:
+def threads(index: Index, data: list[bytes], n: int) -> float:
     with ThreadPoolExecutor(n) as pool:
         list(pool.map(lambda chunk: index.query_many(chunk, refresh=False), [data[k::n] for k in range(n)]))
+    return 0.0  # their CPU time is this process's
 
 
-def processes(pool, data: list[bytes], n: int) -> None:
-    pool.map(_worker, [data[k::n] for k in range(n)])
+def processes(pool, data: list[bytes], n: int) -> float:
+    return sum(pool.map(_worker, [data[k::n] for k in range(n)]))
 
 
-def measure(run: Callable[[], None], count: int) -> tuple[float, float]:
-    """Queries a second, and cores used (CPU seconds of this process and its children a second)."""
-    before, start = os.times(), time.perf_counter()
-    run()
-    seconds, after = time.perf_counter() - start, os.times()
-    cpu = sum(
-        getattr(after, f) - getattr(before, f) for f in ("user", "system", "children_user", "children_system")
-    )
-    return count / seconds, cpu / seconds
+def measure(run: Callable[[], float], count: int) -> tuple[float, float]:
+    """Queries a second, and cores used: CPU seconds a second, this process's and what its
+    workers report."""
+    before, start = time.process_time(), time.perf_counter()
+    workers = run()
+    seconds = time.perf_counter() - start
+    return count / seconds, (time.process_time() - before + workers) / seconds
 
 
 def main() -> None:
@@ -74,6 +77,7 @@ def main() -> None:
         "--parallel", type=int, default=len(os.sched_getaffinity(0)), help="threads / processes"
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="each set this many times in a run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -96,12 +100,11 @@ def main() -> None:
             str(_INDEX),
         ]
         subprocess.run([*build, *indexed], check=True, capture_output=True)
-        copies = workload.make_queries(
-            indexed, ["jpeg", "crop_70", "rescale_down", "mirror"], args.queries, 0, Path(tmp) / "q"
-        )
-        sets = {
-            "copy": [Path(q.path).read_bytes() for q in copies],
-            "new": [Path(f).read_bytes() for f in new],
+        transforms = ["crop_70", "crop_45", "rescale_down", "rotate_small_crop", "screenshot", "jpeg"]
+        copies = workload.make_queries(indexed, transforms, args.queries, 0, Path(tmp) / "q")
+        sets = {  # each set --repeat times: runs of a few seconds
+            "copy": [Path(q.path).read_bytes() for q in copies] * args.repeat,
+            "new": [Path(f).read_bytes() for f in new] * args.repeat,
         }
         n = args.parallel
         with Index.open(_INDEX) as index, multiprocessing.get_context("fork").Pool(n) as pool:
