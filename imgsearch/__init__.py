@@ -19,7 +19,14 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from ._version import __version__
 from .config import GlobalConfig, IndexConfig, KeypointConfig, SearchConfig
-from .errors import ConfigError, ImageReadError, ImgsearchError, IndexFormatError
+from .errors import (
+    ConfigError,
+    ImageReadError,
+    ImageTooLargeError,
+    ImgsearchError,
+    IndexFormatError,
+    UnsupportedImageError,
+)
 from .index import AddReport, Index
 from .results import Geometry, Match, QueryResult, Rejection, merge_results
 
@@ -29,6 +36,7 @@ __all__ = [
     "Geometry",
     "GlobalConfig",
     "ImageReadError",
+    "ImageTooLargeError",
     "ImgsearchError",
     "Index",
     "IndexConfig",
@@ -38,6 +46,7 @@ __all__ = [
     "QueryResult",
     "Rejection",
     "SearchConfig",
+    "UnsupportedImageError",
     "__version__",
     "merge_results",
 ]

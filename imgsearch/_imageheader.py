@@ -24,7 +24,9 @@ class Header:
     Attributes
     ----------
     format : str
-        One of ``"jpeg"``, ``"png"``, ``"gif"``, ``"bmp"``, ``"webp"``, ``"tiff"``.
+        One of ``"jpeg"``, ``"png"``, ``"gif"``, ``"bmp"``, ``"webp"``, ``"tiff"``, ``"heif"``
+        (HEIC and other HEIF images) or ``"avif"``; the last two carry no size here (their
+        decoders read it, :mod:`imgsearch.io`).
     width, height : int or None
         Stored size in pixels (before EXIF orientation); ``None`` when the header is cut short.
     scan_start : int or None
@@ -55,6 +57,9 @@ def parse_header(data: bytes) -> Header | None:
         if data[:4] in (b"II*\x00", b"MM\x00*"):
             size = _tiff_ifd0(data, (256, 257))
             return Header("tiff", size.get(256), size.get(257))
+        if data[4:8] == b"ftyp":
+            fmt = _isobmff_brand(data)
+            return Header(fmt) if fmt else None
     except struct.error:  # header cut short inside a field
         fmt = _guess_format(data)
         return Header(fmt) if fmt else None
@@ -73,6 +78,27 @@ def _guess_format(data: bytes) -> str | None:
     ):
         if data.startswith(magic):
             return fmt
+    return None
+
+
+# ISO base media file brands (ISO/IEC 23008-12 and the AV1 image format): the major brand or one
+# of the compatible brands of the ``ftyp`` box names what the file holds. AVIF wins when both
+# appear (an AVIF file lists ``mif1`` too); ``mif1``/``msf1`` alone are HEIF of an unnamed codec.
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+
+
+def _isobmff_brand(data: bytes) -> str | None:
+    """``"avif"`` or ``"heif"`` from the ``ftyp`` box at the start of ``data``, else None."""
+    (size,) = struct.unpack_from(">I", data, 0)
+    end = min(len(data), size if size >= 16 else 16)
+    brands = {data[8:12]} | {data[k : k + 4] for k in range(16, end - 3, 4)}
+    if brands & _AVIF_BRANDS:
+        return "avif"
+    if brands & _HEIF_BRANDS:
+        return "heif"
     return None
 
 

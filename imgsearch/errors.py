@@ -22,7 +22,13 @@ class ImageReadError(ImgsearchError):
         The path as given (``"<bytes>"`` for in-memory data).
     reason : str
         A short human-readable reason, without the path.
+    kind : str
+        What went wrong, by subclass: ``"unreadable"`` (empty, truncated, damaged data of a known
+        format, a file that cannot be read), ``"unsupported"`` (:class:`UnsupportedImageError`) or
+        ``"too large"`` (:class:`ImageTooLargeError`). The service maps it to an HTTP status.
     """
+
+    kind = "unreadable"
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         self.path = os.fspath(path)
@@ -32,6 +38,19 @@ class ImageReadError(ImgsearchError):
     def __reduce__(self) -> tuple[type[ImageReadError], tuple[str, str]]:
         # Rebuild from (path, reason) when unpickled: errors cross process boundaries in batches.
         return (type(self), (self.path, self.reason))
+
+
+class UnsupportedImageError(ImageReadError):
+    """The data is in no format imgsearch reads (its header names none, and no decoder took it)."""
+
+    kind = "unsupported"
+
+
+class ImageTooLargeError(ImageReadError):
+    """The file or the pixels it declares are above a limit (``imgsearch.io.MAX_FILE_BYTES``,
+    ``MAX_PIXELS``, ``MAX_DECODE_PIXELS``): refused before the work they would cost."""
+
+    kind = "too large"
 
 
 class IndexFormatError(ImgsearchError):

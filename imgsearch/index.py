@@ -34,7 +34,9 @@ from .store.reader import IndexReader
 from .store.segment import Batch, Segment
 
 _DIGEST_VOID = np.dtype(f"V{hashing.DIGEST_BYTES}")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"}
+)
 CHECKPOINT = 2000  # images per segment while building: the work a killed build can lose
 
 
@@ -245,22 +247,67 @@ class Index:
         indexed already (with ``replace``; else ``("unchanged", None)``), or ``("duplicate", key of
         the same bytes)``. An unreadable image raises :class:`ImageReadError`.
         """
+        what, other, _ = self._add_bytes(key, data, timeout, replace, None)
+        return what, other
+
+    def add_bytes_if_new(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        top: int | None = 10,
+        timeout: float | None = None,
+        replace: bool = True,
+        checked_at: int | None = None,
+        **overrides: Any,
+    ) -> tuple[str, str | None, QueryResult | None]:
+        """The "is this upload new?" workflow in one step: query ``data`` and index it under ``key``
+        (as :meth:`add_bytes`) only when no copy of it is found.
+
+        The query that decides runs under the writer lock, after every other writer's commit, so
+        two copies uploaded at once are never both added. A caller that has just queried ``data``
+        itself without finding a copy, on the index as of manifest generation ``checked_at``
+        (another :class:`Index` of this folder serving queries in parallel, say), saves the second
+        query when nothing was committed since.
+
+        Returns ``("found", None, result)`` when the query found copies (``result.matches``),
+        else :meth:`add_bytes`'s ``(what, other)`` and the query's result (None when the caller's
+        query stood).
+        """
+        cfg = self.search_config(**overrides)
+        return self._add_bytes(key, data, timeout, replace, (checked_at, cfg, top))
+
+    def _add_bytes(
+        self,
+        key: str,
+        data: bytes,
+        timeout: float | None,
+        replace: bool,
+        check: tuple[int | None, SearchConfig, int | None] | None,
+    ) -> tuple[str, str | None, QueryResult | None]:
         if not key or "\0" in key:
             raise ConfigError(f"a key must be a non-empty string without NUL bytes, got {key!r}")
         with threads.single_blas_thread():
             record = extract_bytes(data, key, self.config)
         with wr.IndexWriter(self.directory, timeout) as writer:
             self.refresh()
+            result = None
+            if check is not None and check[0] != self.reader.manifest.generation:
+                _, cfg, top = check
+                with threads.single_blas_thread():
+                    (result,) = query_many(self, [data], cfg, top)
+                if result.matches:
+                    return "found", None, result
             old = self.reader.find_path(key)
             if old >= 0 and not replace:
-                return "unchanged", None
+                return "unchanged", None, result
             same = self._same_bytes(record, old if old >= 0 else None, {})
             if same is not None:
-                return "duplicate", same
+                return "duplicate", same, result
             self._commit(writer, [record], {key: old} if old >= 0 else {})
             writer.merge_tiers()
             self.refresh()
-        return ("updated" if old >= 0 else "added"), None
+        return ("updated" if old >= 0 else "added"), None, result
 
     def remove_keys(self, keys: Iterable[str], *, timeout: float | None = None) -> list[str]:
         """Remove images by the exact key (path) they are stored under; returns the keys removed."""
@@ -330,10 +377,17 @@ class Index:
         images: Sequence[str | os.PathLike[str] | bytes | np.ndarray],
         *,
         top: int | None = 10,
+        refresh: bool = True,
         **overrides: Any,
     ) -> list[QueryResult]:
-        """Query a batch in input order; unreadable queries get ``error`` set instead of raising."""
-        self.refresh()
+        """Query a batch in input order; unreadable queries get ``error`` set instead of raising.
+
+        The index first picks up other writers' commits (:meth:`refresh`), unless ``refresh`` is
+        False: then it is not modified, and several threads may query it at once (the service
+        refreshes a spare :class:`Index` instead, see :mod:`imgsearch.service.engine`).
+        """
+        if refresh:
+            self.refresh()
         with threads.single_blas_thread():
             return query_many(self, images, self.search_config(**overrides), top)
 

@@ -9,16 +9,28 @@ Normalisation applied by :func:`decode_image`:
 * grayscale input becomes three equal channels (or stays single-channel with ``gray=True``);
 * 16-bit samples are scaled to 8 bits (``round(v / 257)``), never clipped;
 * an alpha channel is composited on white;
-* CMYK JPEGs, palette PNGs, the first frame of a GIF, WebP, BMP and TIFF decode to RGB.
+* CMYK JPEGs, palette PNGs, the first frame of a GIF, WebP, BMP and TIFF decode to RGB;
+* HEIC/HEIF (pillow-heif, libheif) and AVIF (Pillow's own plugin, libavif): the primary image,
+  10- and 12-bit samples scaled to 8 bits, turned and mirrored as displayed (HEIF's ``irot`` and
+  ``imir`` boxes, which phones write in place of the EXIF orientation they also carry).
 
-Anything unreadable raises :class:`~imgsearch.errors.ImageReadError` carrying the path and a reason.
+Anything unreadable raises :class:`~imgsearch.errors.ImageReadError` carrying the path and a reason
+(:class:`~imgsearch.errors.UnsupportedImageError` for data in no format we read,
+:class:`~imgsearch.errors.ImageTooLargeError` above a size limit).
 Truncated JPEG and PNG files are refused on purpose, even though OpenCV would decode them partially
 (grey lower half): such images must never be indexed.
+
+Decoding costs what the decoder produces, not what the caller needs: only JPEG decodes at 1/2, 1/4
+or 1/8 of its size (in the DCT domain); every other format decodes whole. A caller that needs
+``min_side`` pixels (indexing, queries) therefore gets at most :data:`MAX_DECODE_PIXELS` decoded
+pixels: a 492 KB PNG of 13000 x 13000 px cost a query 5.4 s and 1.6 GB; its header is now
+refused in 5 µs (a query answers in 0.8 ms, most of it the file's digest). A caller asking for the full image (``min_side=None``) may decode up to :data:`MAX_PIXELS`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import stat
@@ -30,9 +42,10 @@ import cv2
 import numpy as np
 
 from imgsearch._imageheader import Header, exif_orientation, parse_header, truncation
-from imgsearch.errors import ImageReadError
+from imgsearch.errors import ImageReadError, ImageTooLargeError, UnsupportedImageError
 
 __all__ = [
+    "MAX_DECODE_PIXELS",
     "MAX_FILE_BYTES",
     "MAX_PIXELS",
     "decode_image",
@@ -47,6 +60,12 @@ __all__ = [
 MAX_FILE_BYTES = 512 * 1024**2
 #: Images declaring more pixels than this are refused before decoding (Pillow's default, ~179 MP).
 MAX_PIXELS = 178_956_970
+#: When the caller needs only ``min_side`` pixels, a decode may produce at most this many: every
+#: format but JPEG decodes at full size, so a PNG, WebP, HEIC... above it is refused before
+#: decoding (a JPEG up to MAX_PIXELS decodes at 1/8, 2.8 MP). 50 MP admits a phone's largest
+#: HEIF (8064 x 6048 = 48.8 MP) and 8K screenshots; a 49 MP PNG costs a query 1.5 s and 540 MB
+#: (13000 x 13000: 5.4 s, 1.6 GB).
+MAX_DECODE_PIXELS = 50_000_000
 
 # JPEG DCT-domain reduction: (factor, colour flag, grayscale flag), largest factor first.
 _REDUCED = (
@@ -57,6 +76,7 @@ _REDUCED = (
 )
 
 _INTS = (np.dtype(np.uint8), np.dtype(np.uint16))
+_EXIF_ORIENTATION = 0x0112
 
 # Corrupt-data warnings from the codecs would otherwise go to stderr for every bad file; errors
 # still surface as ImageReadError. (libpng can still print for malformed PNGs that pass the checks.)
@@ -116,7 +136,7 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise ImageReadError(path, "not a regular file")
         if st.st_size > MAX_FILE_BYTES:
-            raise ImageReadError(
+            raise ImageTooLargeError(
                 path, f"file is {st.st_size:,} bytes, above MAX_FILE_BYTES = {MAX_FILE_BYTES:,}"
             )
         with open(path, "rb") as f:
@@ -134,7 +154,7 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
     if not data:
         raise ImageReadError(path, "empty file")
     if len(data) > MAX_FILE_BYTES:
-        raise ImageReadError(path, f"file is larger than MAX_FILE_BYTES = {MAX_FILE_BYTES:,}")
+        raise ImageTooLargeError(path, f"file is larger than MAX_FILE_BYTES = {MAX_FILE_BYTES:,}")
     return data
 
 
@@ -173,14 +193,16 @@ def decode_image(
     Parameters
     ----------
     data : bytes
-        Encoded image (JPEG, PNG, GIF, WebP, BMP, TIFF, or anything else OpenCV decodes).
+        Encoded image (JPEG, PNG, GIF, WebP, BMP, TIFF, HEIC/HEIF, AVIF, or anything else OpenCV
+        decodes).
     path : str or os.PathLike, optional
         Used only in error messages.
     min_side : int, optional
         The caller needs the image only with its long side at least this many pixels. JPEGs are
         then decoded in the DCT domain at 1/2, 1/4 or 1/8 scale, the largest factor that keeps
         ``ceil(long_side / factor) >= min_side``. The result is not resized further: its long side
-        is ``>= min_side`` unless the stored image is smaller. Other formats decode at full size.
+        is ``>= min_side`` unless the stored image is smaller. Other formats decode at full size,
+        and only up to :data:`MAX_DECODE_PIXELS`.
     gray : bool, optional
         Return luminance instead of RGB.
 
@@ -192,8 +214,10 @@ def decode_image(
     Raises
     ------
     ImageReadError
-        Empty data, a header declaring more than :data:`MAX_PIXELS` pixels, a truncated JPEG or PNG,
-        or data OpenCV cannot decode.
+        Empty data, a truncated JPEG or PNG, or damaged data; :class:`ImageTooLargeError` for a
+        header declaring more than :data:`MAX_PIXELS` pixels (or, with ``min_side``, a decode
+        that would produce more than :data:`MAX_DECODE_PIXELS`); :class:`UnsupportedImageError`
+        for data in no format imgsearch reads.
     """
     _validate(data=data, min_side=min_side, gray=gray)
     data = bytes(data)
@@ -201,10 +225,12 @@ def decode_image(
         raise ImageReadError(path, "empty file")
     header = parse_header(data)
     if header is not None and header.width is not None and header.height is not None:
-        _check_pixels(path, header.width, header.height, "declares")
+        _check_pixels(path, header.width, header.height, "declares", header.format, min_side)
     reason = truncation(data, header) if header is not None else None
     if reason is not None:
         raise ImageReadError(path, reason)
+    if header is not None and header.format in ("heif", "avif"):
+        return _decode_heif(data, header.format, path, min_side, gray)
 
     buf = np.frombuffer(data, np.uint8)
     try:
@@ -214,11 +240,15 @@ def decode_image(
             image = _decode_other(buf, gray)
     except cv2.error as e:
         message = str(e).strip().splitlines()[-1][:200]
+        if header is None:
+            raise UnsupportedImageError(path, f"not a decodable image (unknown format; OpenCV: {message})") from None
         raise ImageReadError(path, f"not a decodable image (OpenCV: {message})") from None
     if image is None:
-        kind = f"corrupt {header.format.upper()} data" if header is not None else "unknown format"
-        raise ImageReadError(path, f"not a decodable image ({kind})")
-    _check_pixels(path, image.shape[1], image.shape[0], "decodes to")
+        if header is None:
+            raise UnsupportedImageError(path, "not a decodable image (unknown format)")
+        raise ImageReadError(path, f"not a decodable image (corrupt {header.format.upper()} data)")
+    fmt = header.format if header is not None else None
+    _check_pixels(path, image.shape[1], image.shape[0], "decodes to", fmt, min_side)
     return np.ascontiguousarray(image)
 
 
@@ -281,12 +311,24 @@ def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
     return resized.reshape(size[1], size[0], *image.shape[2:])  # cv2 drops a trailing 1-channel
 
 
-def _check_pixels(path: str | os.PathLike[str], width: int, height: int, verb: str) -> None:
-    if width * height > MAX_PIXELS:
-        raise ImageReadError(
+def _check_pixels(
+    path: str | os.PathLike[str], width: int, height: int, verb: str, fmt: str | None, min_side: int | None
+) -> None:
+    """Refuse an image above :data:`MAX_PIXELS`, or above :data:`MAX_DECODE_PIXELS` when only
+    ``min_side`` pixels are needed and ``fmt`` (None: unknown) decodes at full size."""
+    pixels = width * height
+    if pixels > MAX_PIXELS:
+        raise ImageTooLargeError(
             path,
-            f"image {verb} {width}x{height} = {width * height:,} pixels, "
-            f"above the limit MAX_PIXELS = {MAX_PIXELS:,}",
+            f"image {verb} {width}x{height} = {pixels:,} pixels, above the limit MAX_PIXELS = {MAX_PIXELS:,}",
+        )
+    if min_side is not None and fmt != "jpeg" and pixels > MAX_DECODE_PIXELS:
+        name = fmt.upper() if fmt else "this format"
+        raise ImageTooLargeError(
+            path,
+            f"image {verb} {width}x{height} = {pixels:,} pixels, above the limit MAX_DECODE_PIXELS = "
+            f"{MAX_DECODE_PIXELS:,} for {name}, which decodes only at full size (JPEG may have up "
+            f"to MAX_PIXELS = {MAX_PIXELS:,})",
         )
 
 
@@ -329,6 +371,53 @@ def _decode_other(buf: np.ndarray, gray: bool) -> np.ndarray | None:
     else:
         out = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB)
     return _apply_orientation(out, orientation)
+
+
+def _decode_heif(
+    data: bytes, fmt: str, path: str | os.PathLike[str], min_side: int | None, gray: bool
+) -> np.ndarray:
+    """HEIF through pillow-heif, AVIF through Pillow's own plugin: the primary image, 8 bits,
+    oriented as displayed, in this module's convention.
+
+    libheif applies HEIF's ``irot``/``imir`` transforms itself (pillow-heif then hides the EXIF
+    orientation, which HEIF readers must ignore); Pillow's AVIF plugin leaves the pixels as stored
+    and reports those transforms as an EXIF orientation, which is applied here. The size is read
+    before any pixel is decoded, so the pixel limits hold as for the other formats.
+    """
+    orientation = 1
+    try:
+        if fmt == "heif":
+            import pillow_heif
+
+            heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
+            width, height = heif.size
+            _check_pixels(path, width, height, "declares", fmt, min_side)
+            image = np.asarray(heif)
+        else:
+            from PIL import AvifImagePlugin, Image
+
+            with Image.open(io.BytesIO(data), formats=[AvifImagePlugin.AvifImageFile.format]) as im:
+                width, height = im.size
+                _check_pixels(path, width, height, "declares", fmt, min_side)
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+                if im.mode not in ("L", "LA", "RGB", "RGBA"):
+                    im = im.convert("RGBA" if "A" in im.mode else "RGB")
+                image = np.asarray(im)
+    except ImageReadError:
+        raise
+    except Exception as e:  # libheif and libavif raise their own errors (ValueError, OSError, RuntimeError)
+        message = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+        raise ImageReadError(path, f"not a decodable image ({fmt.upper()}: {message})") from None
+    if image.ndim == 0 or image.size == 0 or image.dtype != np.uint8:
+        raise ImageReadError(path, f"not a decodable image ({fmt.upper()}: {image.dtype} {image.shape})")
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        image = _composite_on_white(image)
+    if image.ndim == 3 and gray:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    elif image.ndim == 2 and not gray:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    image = _apply_orientation(image, orientation if 1 <= orientation <= 8 else 1)
+    return np.ascontiguousarray(image)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

@@ -100,6 +100,9 @@ class QueryResult:
     # Milliseconds spent in each tier that ran and, within the local tier, in each of its passes
     # (LOCAL_PASSES names), in the order they ran.
     timings: dict[str, float] = field(default_factory=dict)
+    # With ``error``: the ImageReadError's kind ("unreadable", "unsupported", "too large"), which
+    # the service turns into an HTTP status; not part of the JSON.
+    error_kind: str | None = None
 
     def to_dict(self, explain: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {

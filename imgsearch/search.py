@@ -264,7 +264,7 @@ def query_many(
         try:
             result = run_query(index, prepare_query(item, name), cfg, top)
         except ImageReadError as exc:
-            result = QueryResult(exc.path, error=exc.reason)
+            result = QueryResult(exc.path, error=exc.reason, error_kind=exc.kind)
         result.elapsed_ms = (time.perf_counter() - start) * 1e3
         out.append(result)
     return out

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import imgsearch.io as imio
-from imgsearch.errors import ImageReadError
+from imgsearch.errors import ImageReadError, ImageTooLargeError, UnsupportedImageError
 from imgsearch.io import decode_image, image_size, read_bytes, read_image, resize_long_side
 
 DATA = Path(__file__).parent / "data"
@@ -384,6 +384,56 @@ def test_pixel_limit_is_checked_after_decoding_when_header_unknown(monkeypatch):
         decode_image(data)
 
 
+def _declared_png(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width x height`` RGB pixels, with almost no data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b"")
+
+
+def test_full_size_decodes_are_bounded_when_little_is_needed(monkeypatch):
+    """Issue 12: a PNG of 13000 x 13000 px (169 MP, under MAX_PIXELS) cost a query 5.4 s and 1.6 GB
+    decoding at full size to be searched at 180-270 px. With ``min_side``, a format that decodes
+    only at full size is refused above MAX_DECODE_PIXELS, before any pixel is decoded."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoder must not be called")
+
+    monkeypatch.setattr(cv2, "imdecode", fail)
+    monkeypatch.setattr(cv2, "imdecodeWithMetadata", fail, raising=False)
+    data = _declared_png(13000, 13000)
+    with pytest.raises(ImageTooLargeError, match=r"13000x13000 = 169,000,000 pixels, above the limit MAX_DECODE_PIXELS = 50,000,000 for PNG") as info:
+        decode_image(data, min_side=210, gray=True)
+    assert info.value.kind == "too large"
+    with pytest.raises(AssertionError, match="decoder must not be called"):
+        decode_image(data)  # the full image asked for: up to MAX_PIXELS, decoded
+
+
+def test_decode_bound_spares_jpeg_and_full_decodes(monkeypatch):
+    monkeypatch.setattr(imio, "MAX_DECODE_PIXELS", 1000)
+    jpeg, png = FIXTURE.read_bytes(), _encode(_bgr(), ".png")
+    assert decode_image(jpeg, min_side=16).shape == (22, 32, 3)  # 1/8: 704 pixels decoded
+    assert decode_image(jpeg, min_side=200).shape == (171, 256, 3)  # JPEGs: MAX_PIXELS only
+    assert decode_image(png).shape == (171, 256, 3)
+    with pytest.raises(ImageTooLargeError, match=r"declares 256x171 = 43,776 pixels.*MAX_DECODE_PIXELS = 1,000 for PNG"):
+        decode_image(png, min_side=16)
+    ppm = _encode(_bgr(), ".ppm")  # no header we read: checked once decoded
+    with pytest.raises(ImageTooLargeError, match=r"decodes to 256x171 = 43,776 pixels.*for this format"):
+        decode_image(ppm, min_side=16)
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [("bomb", ImageTooLargeError), ("random", UnsupportedImageError), ("text", UnsupportedImageError),
+     ("truncated_jpeg", ImageReadError), ("truncated_png", ImageReadError), ("empty", ImageReadError)],
+)  # fmt: skip
+def test_error_kinds(tmp_path, kind, error):
+    """The kind says what the service answers: 413 too large, 415 unsupported, 422 unreadable."""
+    with pytest.raises(ImageReadError) as info:
+        decode_image(_make_bad(tmp_path, kind).read_bytes())
+    assert type(info.value) is error
+    assert info.value.kind == {ImageTooLargeError: "too large", UnsupportedImageError: "unsupported"}.get(error, "unreadable")
+
+
 def test_jpeg_with_trailing_data_is_accepted():
     data = FIXTURE.read_bytes() + b"\x00" * 100 + b"appended video"
     assert decode_image(data).shape == (171, 256, 3)
@@ -391,7 +441,7 @@ def test_jpeg_with_trailing_data_is_accepted():
 
 def test_file_size_limit(tmp_path, monkeypatch):
     monkeypatch.setattr(imio, "MAX_FILE_BYTES", 1000)
-    with pytest.raises(ImageReadError, match="above MAX_FILE_BYTES = 1,000"):
+    with pytest.raises(ImageTooLargeError, match="above MAX_FILE_BYTES = 1,000"):
         read_bytes(FIXTURE)
 
 

@@ -193,3 +193,18 @@ def test_bench_settings_smoke(tmp_path: Path) -> None:
         (s, q) for s in ("baseline", "setting") for q in ("copies", "new images")
     }
     assert all(r["n"] == 4 for r in rows)  # 4 copies; 24 - 20 never-indexed photos
+
+
+def test_bench_parallel_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "parallel.json"
+    stdout = run_script(
+        "bench_parallel.py", str(DATA), "--limit", "12", "--queries", "6", "--rounds", "1", "--parallel", "2", "--json", str(out)
+    )
+    assert "x 1 thread" in stdout and "cores used" in stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["kind"], r["config"]) for r in rows][:3] == [
+        ("copy", "1 thread"),
+        ("copy", "2 threads"),
+        ("copy", "2 processes"),
+    ]
+    assert all(r["qps"] > 0 for r in rows)

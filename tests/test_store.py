@@ -238,7 +238,8 @@ def test_a_folder_reports_what_it_skips(tmp_path: Path) -> None:
     folder.mkdir()
     write_jpeg(folder / "a.jpg", kodak_rgb(0))
     (folder / "notes.txt").write_text("x")
-    (folder / "phone.heic").write_bytes(b"\0" * 10)
+    (folder / "clip.mov").write_bytes(b"\0" * 10)
+    (folder / "phone.heic").write_bytes(b"\0" * 10)  # read as an image (and refused): a failure
     (folder / "gone.jpg").symlink_to(folder / "missing.jpg")
     with Index.create(tmp_path / "ix", GLOBAL_ONLY) as index:
         report = index.add([folder], workers=1)
@@ -246,8 +247,11 @@ def test_a_folder_reports_what_it_skips(tmp_path: Path) -> None:
     assert dict(report.skipped) == {
         str(folder / "gone.jpg"): "a broken symbolic link",
         str(folder / "notes.txt"): "unsupported extension .txt",
-        str(folder / "phone.heic"): "unsupported extension .heic",
+        str(folder / "clip.mov"): "unsupported extension .mov",
     }
+    assert [(Path(p).name, reason) for p, reason in report.failed] == [
+        ("phone.heic", "not a decodable image (unknown format)")
+    ]
 
 
 # -- refusals --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from .. import malloc
-from . import build, evaluate, manage, query
+from . import build, evaluate, manage, query, serve
 
 app = typer.Typer(
     name="imgsearch",
@@ -22,6 +22,7 @@ build.register(app)
 query.register(app)
 manage.register(app)
 evaluate.register(app)
+serve.register(app)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,7 +46,7 @@ def query(
 ) -> None:
     """Query images against an index; exit 1 if any query could not be read."""
     with usage_errors():
-        overrides: dict[str, object] = dict(parse_setting(item) for item in search or ())
+        overrides: dict[str, Any] = dict(parse_setting(item) for item in search or ())
         for name, value in (("keypoints", keypoints), ("tiers", tiers)):
             if value is not None and name in overrides:
                 raise ConfigError(f"--{name} and --search {name}=... both given")

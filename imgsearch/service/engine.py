@@ -1,0 +1,236 @@
+"""The index behind the service: queries in parallel threads on snapshots, writes on their own Index.
+
+Each of ``imgsearch serve``'s worker processes has one :class:`Engine`. The processes are what
+runs queries in parallel: a new image (most uploads) spends its time in the local tier's Python
+code and small numpy calls, which hold Python's lock: on 2 cores, 2 threads of one process ran
+new-image queries 1.07x as fast as one thread (1.07 cores used), 2 processes 1.41x (1.50 cores,
+the machine busy with other work); copies, mostly OpenCV, 1.62x with threads
+(``scripts/bench_parallel.py``). The threads of a worker overlap what does release the lock.
+
+Queries never wait for a write and writes never wait for queries:
+
+* **Snapshots.** An :class:`~imgsearch.index.Index` is modified by :meth:`Index.refresh` (a newer
+  manifest: segments opened and closed, ids renumbered after a merge), so one that queries are
+  running on must not be refreshed. :class:`Snapshots` keeps the newest one for new queries and
+  brings a spare up to date when the manifest's generation moved: one no query holds any more, or
+  a new one (opening costs the manifest and a map of each segment, under 1 ms at 800 images). A
+  query reads the manifest's generation first (about 60 µs), so an image is visible to every query
+  that starts after its commit, in this process or another.
+* **Writes** go through one more Index of the folder, which only the writer's threads touch, under
+  the index's writer lock (one writer at a time, across the worker processes too).
+  :meth:`Index.add_bytes` returns once the manifest naming the new segment is flushed to disk:
+  the service acknowledges an add only then.
+* **Time limits.** Work runs in two thread pools (queries, writes). A request waits at most
+  ``timeout`` seconds for its answer: a query still queued then is dropped and one running goes on
+  unanswered (504); an add still queued is dropped (503, not added), an add already running is
+  always waited for, so that an answer never leaves the client guessing whether it was added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..index import Index, describe
+from ..results import QueryResult
+from ..store import manifest as mf
+
+T = TypeVar("T")
+
+
+class Timeout(Exception):
+    """The answer was not ready within the time allowed; ``started`` says whether work began."""
+
+    def __init__(self, seconds: float, started: bool) -> None:
+        self.seconds = seconds
+        self.started = started
+        super().__init__(f"no answer within {seconds:g} s")
+
+
+class Snapshots:
+    """Index objects of one folder for concurrent queries; see the module docstring."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()  # guards the fields below (held for microseconds)
+        self._refreshing = threading.Lock()  # one refresh at a time
+        self._current = Index.open(directory)
+        self._users: dict[int, int] = {id(self._current): 0}
+        self._spares: list[Index] = []
+
+    @property
+    def generation(self) -> int:
+        return self._current.reader.manifest.generation
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[Index]:
+        """The newest snapshot, not refreshed while the ``with`` block holds it."""
+        self._catch_up()
+        with self._lock:
+            index = self._current
+            self._users[id(index)] += 1
+        try:
+            yield index
+        finally:
+            with self._lock:
+                self._users[id(index)] -= 1
+                if index is not self._current and self._users[id(index)] == 0:
+                    self._retire(index)
+
+    def _retire(self, index: Index) -> None:
+        """Keep one idle snapshot as the spare; close the others, which would hold the files of
+        merged-away segments open (call with ``_lock`` held)."""
+        del self._users[id(index)]
+        if self._spares:
+            index.close()
+        else:
+            self._spares.append(index)
+
+    def _catch_up(self) -> None:
+        """Publish a snapshot of the manifest on disk if it is newer than the current one."""
+        on_disk = mf.read(self.directory).generation
+        if on_disk == self.generation:
+            return
+        with self._refreshing:
+            if self.generation >= on_disk:  # another thread published it meanwhile
+                return
+            with self._lock:
+                spare = self._spares.pop() if self._spares else None
+            if spare is None:
+                spare = Index.open(self.directory)
+            else:
+                spare.refresh()
+            with self._lock:
+                old, self._current = self._current, spare
+                self._users[id(spare)] = 0
+                if self._users[id(old)] == 0:
+                    self._retire(old)
+
+    def close(self) -> None:
+        with self._lock:
+            for index in (self._current, *self._spares):
+                index.close()
+            self._spares.clear()
+
+
+class Engine:
+    """Queries, adds, removals and lookups of one index folder, with their thread pools."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, query_threads: int, timeout: float) -> None:
+        self.directory = Path(directory)
+        self.timeout = timeout
+        self.snapshots = Snapshots(self.directory)
+        self.writer = Index.open(self.directory)
+        self._queries = ThreadPoolExecutor(query_threads, thread_name_prefix="imgsearch-query")
+        # Two: one extracts the next upload while the other holds the writer lock to commit.
+        self._writes = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-write")
+
+    def close(self) -> None:
+        self._queries.shutdown(wait=True, cancel_futures=True)
+        self._writes.shutdown(wait=True)  # an add that started finishes: it may have been acknowledged
+        self.snapshots.close()
+        self.writer.close()
+
+    # -- the work, run in the pools ------------------------------------------------------------
+    def query(
+        self, images: list[bytes], names: list[str], top: int, **overrides: Any
+    ) -> tuple[list[QueryResult], int]:
+        """Query encoded images (``names``: what each result's ``query`` says); returns the results
+        and the manifest generation searched."""
+        with self.snapshots.lease() as index:
+            results = index.query_many(images, top=top, refresh=False, **overrides)
+            generation = index.reader.manifest.generation
+        for result, name in zip(results, names, strict=True):
+            result.query = name
+        return results, generation
+
+    def add(self, key: str, data: bytes, *, replace: bool, deadline: float) -> tuple[str, str | None]:
+        return self.writer.add_bytes(key, data, timeout=_left(deadline), replace=replace)
+
+    def add_if_new(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        replace: bool,
+        deadline: float,
+        checked_at: int,
+        top: int,
+        **overrides: Any,
+    ) -> tuple[str, str | None, QueryResult | None]:
+        return self.writer.add_bytes_if_new(
+            key, data, top=top, timeout=_left(deadline), replace=replace, checked_at=checked_at, **overrides
+        )
+
+    def remove(self, key: str, *, deadline: float) -> bool:
+        return bool(self.writer.remove_keys([key], timeout=_left(deadline)))
+
+    def row(self, key: str) -> dict[str, Any] | None:
+        """The stored row of ``key`` (the JSON of ``GET /v1/images/{key}``), or None."""
+        with self.snapshots.lease() as index:
+            return stored_row(index, key)
+
+    def info(self) -> dict[str, Any]:
+        """``imgsearch info --json``: what the manifest says now."""
+        return describe(self.directory, mf.read(self.directory))
+
+    # -- running it with a time limit ------------------------------------------------------------
+    async def run_query(self, call: Callable[[], T]) -> T:
+        """Run a query in the query pool; :class:`Timeout` after ``timeout`` seconds."""
+        return await self._run(self._queries, call, abandon=True)
+
+    async def run_write(self, call: Callable[[], T]) -> T:
+        """Run a write in the write pool; :class:`Timeout` only if it had not started by then."""
+        return await self._run(self._writes, call, abandon=False)
+
+    async def _run(self, pool: ThreadPoolExecutor, call: Callable[[], T], *, abandon: bool) -> T:
+        started = threading.Event()
+
+        def job() -> T:
+            started.set()
+            return call()
+
+        future: Future[T] = pool.submit(job)
+        waiting = asyncio.wrap_future(future)
+        waiting.add_done_callback(_consume)  # an abandoned query's outcome is nobody's
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting), self.timeout)
+        except asyncio.TimeoutError:
+            if future.cancel() or abandon:
+                raise Timeout(self.timeout, started.is_set()) from None
+            return await waiting  # a write under way: its outcome is the answer
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _left(deadline: float) -> float:
+    """Seconds left until ``deadline`` (time.monotonic), for the writer lock's wait."""
+    return max(0.0, deadline - time.monotonic())
+
+
+def stored_row(index: Index, key: str) -> dict[str, Any] | None:
+    """What the index stores of the image under ``key``: sizes, digests and keypoint count."""
+    gid = index.reader.find_path(key)
+    if gid < 0:
+        return None
+    part, row = index.reader.locate(gid)
+    return {
+        "key": key,
+        "width": int(index.reader.value("width", gid)),
+        "height": int(index.reader.value("height", gid)),
+        "file_size": int(index.reader.value("file_size", gid)),
+        "sha256": bytes(part.segment.column("digest")[row]).hex(),
+        "global_hash": bytes(index.reader.value("global_hash", gid)).hex(),
+        "keypoints": part.segment.kp_count(row),
+        "generation": index.reader.manifest.generation,
+    }
