@@ -187,7 +187,7 @@ class LocalIndex:
         pass fits candidates of different pictures on the same keypoints) do not count as votes: a
         candidate left with fewer than ``min_votes`` is not fitted.
         """
-        hit_kp, hit_image, (cand, counts) = self._hits(qp, cfg)
+        hit_kp, hit_image, (cand, counts) = self._hits(qp, cfg, np.fromiter(hinted, np.int64, len(hinted)))
         votes_of = dict(zip(cand.tolist(), counts.tolist(), strict=True))
         order = [int(cand[k]) for k in np.lexsort((cand, -counts))]
         queue = [(i, True) for i in sorted(hinted, key=lambda i: (hinted[i], i))]
@@ -263,7 +263,7 @@ class LocalIndex:
         )
 
     def _hits(
-        self, qp: QueryPass, cfg: SearchConfig
+        self, qp: QueryPass, cfg: SearchConfig, hinted: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """Probe the postings with the pass's lookup hashes: the lookup keypoint (row of
         ``qp.rows``) and image id of every hit, and the votes per image (:func:`imgsearch.votes.count`)."""
@@ -272,7 +272,11 @@ class LocalIndex:
             postings.codes_of(qp.hashes), qp.margins, cfg.patch_radius, cfg.probes
         )
         kp = qp.lookup[q // scales]
-        return kp, image, votes.count(kp, image, geometry, qp.lookup_geometry(scales)[q], cfg.consistent_votes)
+        floor = cfg.min_votes or votes.votes_needed(len(self.reader))
+        counted = votes.count(
+            kp, image, geometry, qp.lookup_geometry(scales)[q], cfg.consistent_votes, floor, hinted
+        )
+        return kp, image, counted
 
     # -- verification -------------------------------------------------------------------
     def _fit(
