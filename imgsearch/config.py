@@ -179,6 +179,17 @@ class SearchConfig:
         Inliers a candidate needs that no candidate of another indexed picture explains: a region
         several pictures share (a logo, a watermark, packaging, a template) proves nothing about
         which one the query was made from (:mod:`imgsearch.decide`). 0 turns the test off.
+    distinct_ratio : float
+        An own inlier counts only when the candidate's keypoint matches its query keypoint better
+        than this ratio (of descriptor distances) times any query keypoint elsewhere: inliers on a
+        pattern the query repeats (the same brand face on every box of a shelf, a template's
+        cells) do not tell which picture it was made from (:mod:`imgsearch.decide`). 0 turns the
+        test off.
+    repeat_distance : float
+        A candidate keypoint with another of its own stored keypoints elsewhere within this patch
+        descriptor distance lies on a pattern the candidate repeats and is left out of the
+        agreement test (it would agree with any repetition). 0 turns it off; used with patch
+        descriptors only.
     min_agreement : float
         Share of the candidate's keypoints the aligned query shows, outside the shared region,
         that must agree with it when described again in the query: a copy agrees over its whole
@@ -211,6 +222,8 @@ class SearchConfig:
     min_inliers: int = 8
     min_coverage: float = 0.0
     min_own_inliers: int = 8
+    distinct_ratio: float = 0.8
+    repeat_distance: float = 70.0
     min_agreement: float = 0.4
     ransac_threshold: float = 4.0
     mirror: bool = True
@@ -250,6 +263,8 @@ class SearchConfig:
         _check_range("SearchConfig", "min_coverage", self.min_coverage, 0.0, 1.0)
         _check_range("SearchConfig", "min_own_inliers", self.min_own_inliers, 0, 100_000)
         _check_range("SearchConfig", "min_agreement", self.min_agreement, 0.0, 1.0)
+        _check_range("SearchConfig", "distinct_ratio", self.distinct_ratio, 0.0, 1.0)
+        _check_range("SearchConfig", "repeat_distance", self.repeat_distance, 0.0, 1000.0)
 
     def replace(self, **changes: Any) -> SearchConfig:
         """A copy with ``changes`` applied (validated); unknown names and values of the wrong type

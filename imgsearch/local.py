@@ -225,7 +225,7 @@ class LocalIndex:
                 shared |= decide.shared_keypoints(fits, xy, radius, cfg.global_max_distance)
         region.add(xy[shared & ~decide.near(xy, known, radius)], qp.shape, qp.mirrored)
         matches = []
-        verdicts = decide.decide(fits, qp.image, xy, lambda: qp.fill, cfg, known)
+        verdicts = decide.decide(fits, qp.image, xy, lambda: qp.fill, cfg, known, qp.descriptors)
         for fit, verdict in zip(fits, verdicts, strict=True):
             if verdict.reason is not None:
                 rejected.append(
@@ -330,6 +330,8 @@ class LocalIndex:
             patch_hash=stored["patch_hash"][:, 0, :],
             hash_scale=self.kconfig.patch_scales[0],
             global_hash=self.reader.value("global_hash", image),
+            matched=desc,
+            binary=self.binary_descriptors,
         )
 
     def _geometry(self, model: np.ndarray, scale: float, qp: QueryPass, image: int, kind: str) -> Geometry:
