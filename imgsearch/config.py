@@ -185,6 +185,11 @@ class SearchConfig:
         pattern the query repeats (the same brand face on every box of a shelf, a template's
         cells) do not tell which picture it was made from (:mod:`imgsearch.decide`). 0 turns the
         test off.
+    global_agreement : float
+        Agreement a global match needs to be confirmed (with ``min_agreement`` > 0 and a local
+        tier): the pages of one web or social template lie within 4 bits of each other and agree
+        on their shared chrome up to 0.71, copies the global tier found at 0.81 or more. A global
+        match below it goes to the local tier.
     repeat_distance : float
         A candidate keypoint with another of its own stored keypoints elsewhere within this patch
         descriptor distance lies on a pattern the candidate repeats and is left out of the
@@ -224,6 +229,7 @@ class SearchConfig:
     min_own_inliers: int = 8
     distinct_ratio: float = 0.8
     repeat_distance: float = 70.0
+    global_agreement: float = 0.75
     min_agreement: float = 0.4
     ransac_threshold: float = 4.0
     mirror: bool = True
@@ -265,6 +271,7 @@ class SearchConfig:
         _check_range("SearchConfig", "min_agreement", self.min_agreement, 0.0, 1.0)
         _check_range("SearchConfig", "distinct_ratio", self.distinct_ratio, 0.0, 1.0)
         _check_range("SearchConfig", "repeat_distance", self.repeat_distance, 0.0, 1000.0)
+        _check_range("SearchConfig", "global_agreement", self.global_agreement, 0.0, 1.0)
 
     def replace(self, **changes: Any) -> SearchConfig:
         """A copy with ``changes`` applied (validated); unknown names and values of the wrong type

@@ -122,11 +122,12 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     Images within ``global_verify_distance`` but further are left in ``q.hints`` for the local
     tier to verify, nearest first and at most ``max_candidates`` of them, when it will run. When the
     index has a local tier, a match is confirmed on the image's own keypoints first
-    (:meth:`imgsearch.local.LocalIndex.confirm_global`): at least ``min_agreement +
-    WEAK_EXTRA_AGREEMENT`` of them must agree with the query turned by the matching variant
-    (measured on the tuning photos' hard negatives: true copies 0.99 at the 1st percentile, pages of
-    one template within 4 bits up to 0.54); an unconfirmed match is a rejection and, unless
-    inverted, a candidate of the local tier. (Accepting the farther candidates that agree as well
+    (:meth:`imgsearch.local.LocalIndex.confirm_global`): at least ``global_agreement`` (and
+    ``min_agreement + WEAK_EXTRA_AGREEMENT``) of them must agree with the query turned by the
+    matching variant. Measured on the tuning photos: 190 copies under 60 transforms that the global
+    tier found agreed at 0.81 or more (blur, JPEG 5, posterization the lowest), new pages of a web
+    or social template within 4 bits of another page at 0.54-0.71; an unconfirmed match is a
+    rejection and, unless inverted, a candidate of the local tier. (Accepting the farther candidates that agree as well
     found one more stretched copy of 40 in the stress set, and matched 57 of 1,500 new pages of a
     web, social or catalogue template to another page of it, their shared chrome covering 60-80 %
     of a page's keypoints: the local tier, which sees what several pages share, judges those.) A
@@ -153,7 +154,7 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     best = best[np.lexsort((ids[best], dist[best]))]
     matches, rejected = [], []
     confirm = index.local is not None and cfg.min_agreement > 0.0
-    needed = cfg.min_agreement + WEAK_EXTRA_AGREEMENT
+    needed = max(cfg.min_agreement + WEAK_EXTRA_AGREEMENT, cfg.global_agreement)
     for k in best:
         image, d, v = int(ids[k]), int(dist[k]), int(variant_of[k])
         variant = hashing.VARIANT_NAMES[v]
@@ -188,7 +189,7 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
         if share is not None and sure:
             reason = (
                 f"{d} bits ({variant}), but the query agrees with {share:.0%} of its keypoints "
-                f"< {needed:.0%} (min_agreement + {WEAK_EXTRA_AGREEMENT:.0%})"
+                f"< {needed:.0%} (global_agreement)"
             )
             rejected.append(Rejection(index.path_of(image), "global", reason))
         if verify and v < direct and len(q.hints) < cfg.max_candidates:  # the local tier looks again

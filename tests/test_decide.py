@@ -156,7 +156,7 @@ def test_a_global_collision_with_another_photo_is_refused(tmp_path: Path) -> Non
     assert [m.tier for m in loose.matches] == ["global"] and loose.matches[0].distance == 0
     result = index.query(query, tiers=("exact", "global"))
     assert result.matches == []
-    assert any(r.tier == "global" and "(min_agreement + " in r.reason for r in result.rejected), result.rejected
+    assert any(r.tier == "global" and "(global_agreement)" in r.reason for r in result.rejected), result.rejected
     # A true global copy is confirmed, with its agreement reported.
     copy = index.query(encode_jpeg(kodak_rgb(2)[::2, ::-2], 70))
     assert copy.matches and copy.matches[0].tier == "global" and copy.matches[0].agreement >= 0.6
