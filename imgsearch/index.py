@@ -24,7 +24,7 @@ import numpy as np
 
 from . import hashing, threads
 from .config import IndexConfig, SearchConfig
-from .errors import ConfigError, ImageReadError, IndexFormatError, IndexLockedError, IndexWriteError
+from .errors import ConfigError, ImageReadError, ImgsearchError, IndexFormatError
 from .extract import ImageRecord, extract_bytes, extract_files
 from .local import LocalIndex
 from .results import QueryResult
@@ -344,11 +344,11 @@ class Index:
 
     def _merge_after(self, timeout: float | None) -> str | None:
         """:meth:`merge` after a commit, which stands whatever the merge does: a merge that cannot
-        take the lock in time or cannot write (a full disk) is left for the next one, logged, and
-        said (returned)."""
+        take the lock in time, cannot write (a full disk) or meets a damaged segment is left for
+        the next one, logged, and said (returned)."""
         try:
             self.merge(timeout=timeout)
-        except (IndexLockedError, IndexWriteError) as exc:
+        except (ImgsearchError, OSError) as exc:  # locked, disk full, a damaged segment: later
             _log.warning("segments not merged: %s", exc)
             return f"segments not merged: {exc}"
         return None

@@ -63,26 +63,28 @@ class StagedMerge:
 
 
 def _stage_merge(directory: Path, chosen: list[mf.SegmentEntry], config: IndexConfig) -> StagedMerge:
-    """Read the live rows of ``chosen`` and write them as one segment under a ``merging-`` name.
-    Needs no lock when the segments were opened under it (:func:`merge_pending`): segments never
-    change, and an open file outlives its removal."""
+    """Read the live rows of ``chosen`` and write them as one segment under a ``merging-`` name
+    (under the writer lock)."""
     folder = directory / mf.SEGMENTS
     segments = [Segment(folder / e.name) for e in chosen]
     try:
-        return _stage_opened(directory, chosen, segments, config)
+        return _stage_opened(directory, chosen, segments, [_deleted(folder, e) for e in chosen], config)
     finally:
         for segment in segments:
             segment.close()
 
 
 def _stage_opened(
-    directory: Path, chosen: list[mf.SegmentEntry], segments: list[Segment], config: IndexConfig
+    directory: Path,
+    chosen: list[mf.SegmentEntry],
+    segments: list[Segment],
+    deleted: list[np.ndarray],
+    config: IndexConfig,
 ) -> StagedMerge:
+    """Write the rows of the open ``segments`` that ``deleted`` leaves as one ``merging-`` segment.
+    Needs no lock (:func:`merge_pending`): segments never change, an open file outlives its
+    removal, and ``deleted`` was read while the manifest named them."""
     folder = directory / mf.SEGMENTS
-    deleted = [
-        read_tombstones(folder / e.tombstones, e.images) if e.tombstones else np.zeros(e.images, bool)
-        for e in chosen
-    ]
     merged = Batch.concatenate([s.batch(np.flatnonzero(~d)) for s, d in zip(segments, deleted, strict=True)])
     path = folder / f"{MERGING_PREFIX}{os.getpid()}-{threading.get_ident()}{SUFFIX}"
     try:
@@ -121,23 +123,37 @@ def merge_pending(
     """
     directory = Path(directory)
     merger = WriterLock(directory, timeout=0, name=MERGE_LOCK)
-    try:
-        merger.acquire()
-    except IndexLockedError:
-        return 0
+    held = False
     try:
         done = 0
         while True:
             with IndexWriter(directory, timeout) as writer:
+                if not held:  # taken and let go under the writer lock only, where writers look at it
+                    try:
+                        merger.acquire()
+                    except IndexLockedError:
+                        return 0
+                    held = True
                 plan = set(plan_merges(writer.manifest.segments, max_images))
                 chosen = [e for e in writer.manifest.segments if e.name in plan]
                 if len(chosen) < 2:
+                    # Let go before the writer lock: a commit after this finds no merger running
+                    # and merges itself (none can slip in between and be left unmerged).
+                    merger.release()
+                    held = False
                     return done
                 config = writer.config
                 folder = directory / mf.SEGMENTS
-                segments = [Segment(folder / e.name) for e in chosen]  # open while they are named
+                # Opened, and their removed rows read, while the manifest names them.
+                segments = [Segment(folder / e.name) for e in chosen]
+                try:
+                    deleted = [_deleted(folder, e) for e in chosen]
+                except BaseException:
+                    for segment in segments:
+                        segment.close()
+                    raise
             try:
-                staged = _stage_opened(directory, chosen, segments, config)
+                staged = _stage_opened(directory, chosen, segments, deleted, config)
             finally:
                 for segment in segments:
                     segment.close()
@@ -152,7 +168,15 @@ def merge_pending(
             finally:
                 staged.discard()
     finally:
-        merger.release()
+        if held:
+            merger.release()
+
+
+def _deleted(folder: Path, entry: mf.SegmentEntry) -> np.ndarray:
+    """``(images,)`` bool: the rows of ``entry`` its tombstones remove."""
+    if entry.tombstones:
+        return read_tombstones(folder / entry.tombstones, entry.images)
+    return np.zeros(entry.images, bool)
 
 
 def library_versions() -> dict[str, str]:
