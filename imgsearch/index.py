@@ -13,6 +13,7 @@ is not indexed again: :attr:`AddReport.duplicates` names both.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -23,7 +24,7 @@ import numpy as np
 
 from . import hashing, threads
 from .config import IndexConfig, SearchConfig
-from .errors import ConfigError, ImageReadError, IndexFormatError
+from .errors import ConfigError, ImageReadError, ImgsearchError, IndexFormatError
 from .extract import ImageRecord, extract_bytes, extract_files
 from .local import LocalIndex
 from .results import QueryResult
@@ -32,6 +33,8 @@ from .store import manifest as mf
 from .store import writer as wr
 from .store.reader import IndexReader
 from .store.segment import Batch, Segment
+
+_log = logging.getLogger("imgsearch")
 
 _DIGEST_VOID = np.dtype(f"V{hashing.DIGEST_BYTES}")
 IMAGE_SUFFIXES = frozenset(
@@ -185,13 +188,15 @@ class Index:
         on_progress: Callable[[int, int], None] | None = None,
         checkpoint: int = CHECKPOINT,
         timeout: float | None = None,
+        merge: bool = True,
     ) -> AddReport:
         """Index new or changed image files (folders are walked); unchanged ones are skipped.
 
         A file is unchanged when its resolved path, size and modification time equal the indexed
         ones. Bad files are reported in :attr:`AddReport.failed` and skipped. Every ``checkpoint``
         images are committed as a segment (what a killed build keeps). Waits at most ``timeout``
-        seconds for another writer (None: as long as it takes).
+        seconds for another writer (None: as long as it takes). With ``merge``, segments are then
+        merged by :meth:`merge` (after the writer lock is let go).
         """
         if checkpoint < 1:
             raise ConfigError(f"checkpoint must be >= 1, got {checkpoint}")
@@ -233,21 +238,23 @@ class Index:
                     self._commit(writer, pending, replaced)
                     pending, digests = [], {}
             self._commit(writer, pending, replaced)
-            writer.merge_tiers()
             self.refresh()
+        if merge and (failure := self._merge_after(timeout)):
+            report.warnings.append((str(self.directory), failure))
         return report
 
     def add_bytes(
-        self, key: str, data: bytes, *, timeout: float | None = None, replace: bool = True
+        self, key: str, data: bytes, *, timeout: float | None = None, replace: bool = True, merge: bool = True
     ) -> tuple[str, str | None]:
         """Index one encoded image under ``key`` (the client's identifier, stored as its path; it
         is never opened as a file), committed and durable when this returns.
 
         Returns ``(what, other)``: ``("added", None)``, ``("updated", None)`` when ``key`` was
         indexed already (with ``replace``; else ``("unchanged", None)``), or ``("duplicate", key of
-        the same bytes)``. An unreadable image raises :class:`ImageReadError`.
+        the same bytes)``. An unreadable image raises :class:`ImageReadError`. ``merge`` as in
+        :meth:`add` (a service merges in the background instead).
         """
-        what, other, _ = self._add_bytes(key, data, timeout, replace, None)
+        what, other, _ = self._add_bytes(key, data, timeout, replace, None, merge)
         return what, other
 
     def add_bytes_if_new(
@@ -259,6 +266,7 @@ class Index:
         timeout: float | None = None,
         replace: bool = True,
         checked_at: int | None = None,
+        merge: bool = True,
         **overrides: Any,
     ) -> tuple[str, str | None, QueryResult | None]:
         """The "is this upload new?" workflow in one step: query ``data`` and index it under ``key``
@@ -275,7 +283,7 @@ class Index:
         query stood).
         """
         cfg = self.search_config(**overrides)
-        return self._add_bytes(key, data, timeout, replace, (checked_at, cfg, top))
+        return self._add_bytes(key, data, timeout, replace, (checked_at, cfg, top), merge)
 
     def _add_bytes(
         self,
@@ -284,6 +292,7 @@ class Index:
         timeout: float | None,
         replace: bool,
         check: tuple[int | None, SearchConfig, int | None] | None,
+        merge: bool,
     ) -> tuple[str, str | None, QueryResult | None]:
         if not key or "\0" in key:
             raise ConfigError(f"a key must be a non-empty string without NUL bytes, got {key!r}")
@@ -305,20 +314,44 @@ class Index:
             if same is not None:
                 return "duplicate", same, result
             self._commit(writer, [record], {key: old} if old >= 0 else {})
-            writer.merge_tiers()
             self.refresh()
+        if merge:
+            self._merge_after(timeout)
         return ("updated" if old >= 0 else "added"), None, result
 
-    def remove_keys(self, keys: Iterable[str], *, timeout: float | None = None) -> list[str]:
-        """Remove images by the exact key (path) they are stored under; returns the keys removed."""
+    def remove_keys(
+        self, keys: Iterable[str], *, timeout: float | None = None, merge: bool = True
+    ) -> list[str]:
+        """Remove images by the exact key (path) they are stored under; returns the keys removed.
+        ``merge`` as in :meth:`add`."""
         with wr.IndexWriter(self.directory, timeout) as writer:
             self.refresh()
             found = {k: g for k in keys if (g := self.reader.find_path(k)) >= 0}
             if found:
                 writer.commit(None, self._deletions(found.values()))
-                writer.merge_tiers()
                 self.refresh()
+        if found and merge:
+            self._merge_after(timeout)
         return list(found)
+
+    def merge(self, *, timeout: float | None = None) -> int:
+        """Merge segments by the tiered policy (:func:`imgsearch.store.writer.plan_merges`),
+        holding the writer lock only to choose them and to publish the merged one, so that adds and
+        removals by other threads and processes go on while it reads and writes. One merger at a
+        time: returns 0 at once when another is merging; else the merges made. Queries see the
+        merged segment at their next refresh."""
+        return wr.merge_pending(self.directory, timeout=timeout)
+
+    def _merge_after(self, timeout: float | None) -> str | None:
+        """:meth:`merge` after a commit, which stands whatever the merge does: a merge that cannot
+        take the lock in time, cannot write (a full disk) or meets a damaged segment is left for
+        the next one, logged, and said (returned)."""
+        try:
+            self.merge(timeout=timeout)
+        except (ImgsearchError, OSError) as exc:  # locked, disk full, a damaged segment: later
+            _log.warning("segments not merged: %s", exc)
+            return f"segments not merged: {exc}"
+        return None
 
     def _same_bytes(self, record: ImageRecord, replacing: int | None, pending: dict[bytes, str]) -> str | None:
         """Path of an indexed (or pending) file with the same bytes as ``record``, or None."""
@@ -344,9 +377,11 @@ class Index:
             rows.setdefault(part.entry.name, []).append(row)
         return {name: np.array(r, np.int64) for name, r in rows.items()}
 
-    def remove(self, paths: Iterable[str | os.PathLike[str]], *, timeout: float | None = None) -> list[str]:
-        """Remove images by path (resolved); returns the paths removed."""
-        return self.remove_keys([os.path.realpath(p) for p in paths], timeout=timeout)
+    def remove(
+        self, paths: Iterable[str | os.PathLike[str]], *, timeout: float | None = None, merge: bool = True
+    ) -> list[str]:
+        """Remove images by path (resolved); returns the paths removed. ``merge`` as in :meth:`add`."""
+        return self.remove_keys([os.path.realpath(p) for p in paths], timeout=timeout, merge=merge)
 
     def compact(self, *, timeout: float | None = None) -> int:
         """Merge every segment into one, dropping removed images; returns the segments merged."""

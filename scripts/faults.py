@@ -170,12 +170,13 @@ def check_processes(ix: Path, workers: list[int], fail: dict) -> None:
         time.sleep(0.02)
     if left:
         fail["orphans"] = len(left)
-    if (ix / "LOCK").exists():
-        try:
-            with WriterLock(ix, timeout=0):
-                pass
-        except IndexLockedError as exc:
-            fail["stale_lock"] = str(exc)
+    for name in ("LOCK", "MERGE"):  # the writer's lock and the merger's
+        if (ix / name).exists():
+            try:
+                with WriterLock(ix, timeout=0, name=name):
+                    pass
+            except IndexLockedError as exc:
+                fail["stale_lock"] = str(exc)
     for pid in left:  # ours to clean up: descendants of the child we started
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -101,10 +101,10 @@ def processes_of(ix: Path) -> list[int]:
     return out
 
 
-def lock_holders(ix: Path) -> set[int]:
-    """Pids holding a POSIX lock on ``ix/LOCK`` (from /proc/locks)."""
+def lock_holders(ix: Path, name: str = "LOCK") -> set[int]:
+    """Pids holding a POSIX lock on ``ix/<name>`` (``LOCK``, or ``MERGE``; from /proc/locks)."""
     try:
-        st = os.stat(ix / "LOCK")
+        st = os.stat(ix / name)
     except OSError:
         return set()
     where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
@@ -142,6 +142,8 @@ def phase_of(pid: int, ix: Path, kind: str, done: bool) -> str:
             # scandir opens folders with O_DIRECTORY (collect_garbage), sync_folder without.
             return "gc-scan" if flags & os.O_DIRECTORY else "folder-sync"
     if pid not in lock_holders(ix):  # add_bytes extracts before it takes the lock
+        if pid in lock_holders(ix, "MERGE"):  # merging after the commit, the writer lock let go
+            return "merge-read"
         return (
             "after" if done else {"build": "startup", "add_bytes": "extraction"}.get(kind, "between-commits")
         )
@@ -243,7 +245,7 @@ def leftovers(ix: Path) -> list[str]:
 
     m = mf.read(ix)
     keep = m.named() | {name for name, _ in m.retired}
-    extra = [p.name for p in ix.iterdir() if p.name not in ("manifest.json", "LOCK", "segments")]
+    extra = [p.name for p in ix.iterdir() if p.name not in ("manifest.json", "LOCK", "MERGE", "segments")]
     return extra + [f"segments/{p.name}" for p in (ix / "segments").iterdir() if p.name not in keep]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
@@ -456,8 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         distractors = rng.choice(len(others), min(args.per_transform, len(others)), replace=False)
         for i in copies:
             other = others[int(rng.integers(len(others)))]
+            expected = os.path.realpath(indexed[i])  # as the index stores it (links resolved)
             queries.append(
-                (name, indexed[i], encode_query(fn(io.read_image(indexed[i]), rng, io.read_image(other))))
+                (name, expected, encode_query(fn(io.read_image(indexed[i]), rng, io.read_image(other))))
             )
         for i in distractors:
             other = others[int(rng.integers(len(others)))]

@@ -105,3 +105,30 @@ def test_error_kind_reaches_the_query_result(index: Index) -> None:
     results = index.query_many([b"hello", encode_jpeg(kodak_rgb(0))[:3000], encode_jpeg(kodak_rgb(0))])
     assert [r.error_kind for r in results] == ["unsupported", "unreadable", None]
     assert "error_kind" not in results[0].to_dict(explain=True)  # not part of the JSON
+
+
+def test_the_service_merges_in_the_background(index: Index) -> None:
+    """The service's adds return without merging (merge=False); its Merger thread merges after
+    them, outside the writer lock, and every image stays findable."""
+    import time
+
+    from imgsearch.service.engine import Engine
+    from imgsearch.store import manifest as mf
+
+    engine = Engine(index.directory, query_threads=1, timeout=30)
+    try:
+        for k in range(4):  # one segment each: with the fixture's, a tier of five
+            added = engine.add(f"up/{k}", encode_jpeg(kodak_rgb(10 + k)), replace=True, deadline=time.monotonic() + 30)
+            assert added == ("added", None)
+        deadline = time.monotonic() + 20
+        while len(mf.read(index.directory).segments) > 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(mf.read(index.directory).segments) <= 2 and engine.merger.merges >= 1
+        assert engine.merger.failures == 0
+        index.refresh()
+        assert len(index) == 10
+        for k in range(4):
+            (result,) = index.query_many([encode_jpeg(kodak_rgb(10 + k), 80)])
+            assert [m.path for m in result.matches] == [f"up/{k}"]
+    finally:
+        engine.close()

@@ -25,7 +25,7 @@ import imgsearch.io
 from imgsearch import ConfigError, Index, IndexConfig, IndexFormatError, hashing, merge_results
 from imgsearch.errors import IndexLockedError, IndexNotFoundError, IndexWriteError
 from imgsearch.extract import extract_file
-from imgsearch.store import container, postings
+from imgsearch.store import container, postings, writer
 from imgsearch.store import manifest as mf
 from imgsearch.store.container import DamagedFileError
 from imgsearch.store.lock import WriterLock
@@ -412,6 +412,100 @@ def test_the_tiered_policy_merges_four_segments_of_one_size() -> None:
     big = [entry(f"b{i}", 50_000) for i in range(4)]
     assert plan_merges(big, 100_000) == []  # over the automatic bound: left to compact
     assert plan_merges([*big, entry("empty", 5, 5), *small, entry("s3", 7)], 100_000) == ["empty", "s0", "s1", "s2", "s3"]
+
+
+def _four_segments(directory: Path) -> Index:
+    """An exact+global index of KODAK[:16] in four segments of four (one tier, not merged yet)."""
+    index = Index.create(directory, GLOBAL_ONLY)
+    index.add(KODAK[:16], workers=1, checkpoint=4, merge=False)
+    assert index.info()["segments"] == 4
+    return index
+
+
+def _merging_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in (directory / mf.SEGMENTS).glob(f"{writer.MERGING_PREFIX}*"))
+
+
+def test_a_merge_lets_writes_go_on_and_keeps_them(tmp_path: Path) -> None:
+    """merge_pending reads and writes without the writer lock: an add and a removal (of an image
+    of a segment being merged) committed meanwhile by another handle are both in the result, and
+    every answer is what one segment gives."""
+    directory = tmp_path / "ix"
+    index = _four_segments(directory)
+    during: list[int] = []
+
+    def meanwhile() -> None:
+        assert _merging_files(directory)  # the merged segment is written, not published
+        with Index.open(directory) as other:
+            other.add(KODAK[16:18], workers=1, merge=False, timeout=0)  # the lock is free
+            other.remove([KODAK[5]], merge=False)
+            during.append(mf.read(directory).generation)
+
+    assert writer.merge_pending(directory, between=meanwhile) == 1
+    manifest = mf.read(directory)
+    assert manifest.generation == during[0] + 1
+    assert [e.images for e in manifest.segments] == [16, 2]  # merged in the place of the first
+    assert manifest.segments[0].deleted == 1  # the late removal, carried over by a tombstone
+    assert not _merging_files(directory)
+    index.refresh()
+    assert sorted(Path(p).name for p in index.paths) == sorted(p.name for p in [*KODAK[:5], *KODAK[6:18]])
+    for path in [*KODAK[:5], *KODAK[6:18]]:
+        assert index.query(path).matches[0].path == str(path.resolve())
+    assert index.query(KODAK[5]).matches == []
+    assert index.verify() == []
+    index.close()
+
+
+def test_a_merge_overtaken_by_a_compaction_publishes_nothing(tmp_path: Path) -> None:
+    directory = tmp_path / "ix"
+    index = _four_segments(directory)
+
+    def compact() -> None:
+        with Index.open(directory) as other:
+            assert other.compact() == 4
+
+    assert writer.merge_pending(directory, between=compact) == 0
+    assert [e.images for e in mf.read(directory).segments] == [16] and not _merging_files(directory)
+    index.refresh()
+    assert len(index) == 16
+    index.close()
+
+
+def test_one_merger_at_a_time_and_a_dead_mergers_file_is_removed(tmp_path: Path) -> None:
+    """A merger finds the MERGE lock held and returns at once; a writer keeps a running merger's
+    file and removes a dead one's (killed with -9 between writing and publishing)."""
+    directory = tmp_path / "ix"
+    _four_segments(directory).close()
+    with WriterLock(directory, timeout=0, name=writer.MERGE_LOCK):
+        assert writer.merge_pending(directory) == 0
+    assert len(mf.read(directory).segments) == 4
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from imgsearch.store import writer
+        def die():
+            print("written", flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
+        writer.merge_pending({str(directory)!r}, between=die)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "written"
+        assert _merging_files(directory)
+        with Index.open(directory) as other:  # a writer while the merger lives: its file stays
+            other.add([KODAK[20]], workers=1, merge=False)
+        assert _merging_files(directory)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    with Index.open(directory) as other:
+        other.add([KODAK[21]], workers=1, merge=False)  # the next writer cleans up
+        assert not _merging_files(directory)
+        assert len(other) == 18 and len(mf.read(directory).segments) == 6
+        assert other.merge() == 1  # one tier of six: its four smallest (1, 1, 4, 4) merged
+        assert len(other) == 18 and [e.images for e in mf.read(directory).segments] == [10, 4, 4]
 
 
 def test_damaged_keypoints_name_their_segment(tmp_path: Path) -> None:

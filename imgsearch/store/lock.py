@@ -35,13 +35,16 @@ def _thread_lock(path: Path) -> threading.Lock:
 
 class WriterLock:
     """Hold ``<directory>/LOCK`` exclusively; ``timeout`` seconds to wait (None: for ever, 0: no wait).
+    ``name`` another lock file of the index (``MERGE``: the one merger, :mod:`.writer`).
 
     Use as a context manager; raises :class:`~imgsearch.errors.IndexLockedError`, naming the
     holder, when the wait runs out.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], timeout: float | None = None) -> None:
-        self.path = Path(directory) / LOCK_NAME
+    def __init__(
+        self, directory: str | os.PathLike[str], timeout: float | None = None, name: str = LOCK_NAME
+    ) -> None:
+        self.path = Path(directory) / name
         self.timeout = timeout
         self._fd: int | None = None
 
@@ -60,7 +63,7 @@ class WriterLock:
         local = _thread_lock(self.path)
         if not local.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
             raise IndexLockedError(
-                f"{self.path.parent}: another thread of this process is writing this index; "
+                f"{self.path.parent}: another thread of this process holds {self.path.name}; "
                 f"waited {self.timeout:g} s"
             )
         try:
@@ -77,8 +80,9 @@ class WriterLock:
                     if exc.errno not in (errno.EACCES, errno.EAGAIN):
                         raise
                 if deadline is not None and time.monotonic() >= deadline:
+                    what = "is writing this index" if self.path.name == LOCK_NAME else f"holds {self.path.name}"
                     raise IndexLockedError(
-                        f"{self.path.parent}: another process is writing this index ({_holder(fd)}); "
+                        f"{self.path.parent}: another process {what} ({_holder(fd)}); "
                         f"waited {self.timeout:g} s"
                     )
                 time.sleep(POLL_SECONDS)

@@ -173,18 +173,21 @@ def sync_folder(directory: Path) -> None:
 GRACE_SECONDS = 60.0
 
 
-def collect_garbage(directory: str | os.PathLike[str], manifest: Manifest) -> tuple[Manifest, list[Path]]:
+def collect_garbage(
+    directory: str | os.PathLike[str], manifest: Manifest, keep_prefix: str | None = None
+) -> tuple[Manifest, list[Path]]:
     """Remove what no reader can need: files of the segments folder that no manifest ever named
-    (a crashed writer's), temporary files, and files retired more than :data:`GRACE_SECONDS` ago.
-    Call under the writer lock, before writing anything; returns the manifest without the removed
-    retired entries (to be written with the next commit) and the paths removed."""
+    (a crashed writer's), temporary files, and files retired more than :data:`GRACE_SECONDS` ago;
+    files whose name starts with ``keep_prefix`` stay (a running merger's). Call under the writer
+    lock, before writing anything; returns the manifest without the removed retired entries (to be
+    written with the next commit) and the paths removed."""
     directory = Path(directory)
     now = time.time()
     keep_retired = {name for name, since in manifest.retired if now - since < GRACE_SECONDS}
     protected = manifest.named() | keep_retired
     removed = []
     for path in [*(directory / SEGMENTS).glob("*"), *directory.glob(f"{MANIFEST}.tmp-*")]:
-        if path.name in protected:
+        if path.name in protected or (keep_prefix is not None and path.name.startswith(keep_prefix)):
             continue
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
