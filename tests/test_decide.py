@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from conftest import KODAK, encode_jpeg, kodak_rgb
 
-from imgsearch import Index, IndexConfig
-from imgsearch import decide
+from imgsearch import Index, IndexConfig, decide
 from imgsearch.decide import same_picture_groups
 from imgsearch.evaluate.negatives import design
 

@@ -648,7 +648,7 @@ def watermarked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, list[n
 
 
 # The shared-part tests of imgsearch.decide off, to test an older guard on its own.
-NO_SHARED_PART_TESTS = {"min_own_inliers": 0, "min_agreement": 0.0}
+NO_SHARED_PART_TESTS = {"min_own_inliers": 0, "min_agreement": 0.0, "distinct_ratio": 0.0, "repeat_distance": 0.0}
 
 
 def test_min_coverage_rejects_a_shared_caption(watermarked: tuple[Index, list[np.ndarray]]) -> None:
@@ -702,8 +702,10 @@ def test_the_zoomed_pass_refuses_a_shared_caption(tmp_path: Path, monkeypatch: p
         ]
         with monkeypatch.context() as patch:
             patch.setattr(local, "ZOOM_MIN_SCALE", 0.0)
-            loose += [m for q in large for m in index.query(q, tiers=LOCAL, **NO_SHARED_PART_TESTS).matches]
-        results += [index.query(q, tiers=LOCAL, **NO_SHARED_PART_TESTS) for q in large]
+            loose += [
+                m for q in large for m in index.query(q, tiers=LOCAL, min_coverage=0.0, **NO_SHARED_PART_TESTS).matches
+            ]
+        results += [index.query(q, tiers=LOCAL, min_coverage=0.0, **NO_SHARED_PART_TESTS) for q in large]
         index.close()
     zoomed = [m for m in loose if m.search_pass.startswith("zoomed")]
     assert zoomed and all(m.geometry.scale < 1.0 for m in zoomed), [(m.path, m.search_pass) for m in loose]
@@ -920,7 +922,7 @@ def even_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, Index]
     ("i", "background", "mirrored", "expected"),
     [
         (4, 5, False, (4, "zoomed")),
-        (12, 5, False, (12, "direct")),
+        (12, 5, False, (12, "zoomed")),  # direct: 8 inliers, 2 ambiguous
         (10, 4, True, (4, "mirrored")),
         (2, 0, True, (2, "direct")),
     ],
