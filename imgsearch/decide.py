@@ -87,6 +87,7 @@ class CandidateFit:
     global_hash: np.ndarray
     matched: np.ndarray | None = None
     binary: bool = False
+    covers: tuple[float, float] = (1.0, 1.0)  # shares of the query and of the image the inliers' hull covers
 
 
 class SharedRegion:
@@ -212,6 +213,17 @@ def decide(
                     f"{own} of its {fit.inliers} inliers are its own and unambiguous < min_own_inliers "
                     f"{cfg.min_own_inliers}{repeated}: other indexed pictures fit the others too, or "
                     "they match a repeated pattern (a shared logo, mark, packaging or template?)",
+                )
+            )
+            continue
+        if fit.coverage < cfg.min_coverage:
+            in_query, in_image = fit.covers
+            verdicts.append(
+                Verdict(
+                    own,
+                    None,
+                    f"{fit.inliers} inliers cover {in_query:.0%} of the query and {in_image:.0%} of the "
+                    f"image < min_coverage {cfg.min_coverage:.0%} (a shared logo, watermark or text?)",
                 )
             )
             continue

@@ -310,11 +310,8 @@ class LocalIndex:
             return f"scale {scale:.3f} < {ZOOM_MIN_SCALE}: not a copy too small at query_side ({inliers} inliers)"
         in_query, in_image = verify.coverage(qp.rows[:, :2], qp.hull_area, rows[:, :2], inlier_pairs)
         coverage = max(in_query, in_image)
-        if coverage < cfg.min_coverage:
-            return (
-                f"{inliers} inliers cover {in_query:.0%} of the query and {in_image:.0%} of the image "
-                f"< min_coverage {cfg.min_coverage:.0%} (a shared logo, watermark or text?)"
-            )
+        # A fit short of min_coverage is refused by decide.decide, not here: its inliers still
+        # show the other candidates which region of the query several pictures share.
         return decide.CandidateFit(
             image=image,
             votes=n_votes,
@@ -332,6 +329,7 @@ class LocalIndex:
             global_hash=self.reader.value("global_hash", image),
             matched=desc,
             binary=self.binary_descriptors,
+            covers=(in_query, in_image),
         )
 
     def _geometry(self, model: np.ndarray, scale: float, qp: QueryPass, image: int, kind: str) -> Geometry:
