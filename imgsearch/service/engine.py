@@ -1,11 +1,11 @@
 """The index behind the service: queries in parallel threads on snapshots, writes on their own Index.
 
 Each of ``imgsearch serve``'s worker processes has one :class:`Engine`. The processes are what
-runs queries in parallel: a new image (most uploads) spends its time in the local tier's Python
-code and small numpy calls, which hold Python's lock: on 2 cores, 2 threads of one process ran
-new-image queries 1.07x as fast as one thread (1.07 cores used), 2 processes 1.41x (1.50 cores,
-the machine busy with other work); copies, mostly OpenCV, 1.62x with threads
-(``scripts/bench_parallel.py``). The threads of a worker overlap what does release the lock.
+runs queries in parallel: the local tier's Python code and small numpy calls hold Python's lock.
+On 2 cores, 2 processes ran new-image queries 1.80x and copies 1.71x as fast as one thread, 2
+threads of one process 1.71x and 1.41x (``scripts/bench_parallel.py``, load average 1.2; on a
+saturated machine threads gave 1.07x on new images). The threads of a worker overlap what does
+release the lock.
 
 Queries never wait for a write and writes never wait for queries:
 
