@@ -347,7 +347,8 @@ class Index:
         take the lock in time, cannot write (a full disk) or meets a damaged segment is left for
         the next one, logged, and said (returned)."""
         try:
-            self.merge(timeout=timeout)
+            if self.merge(timeout=timeout):
+                self.refresh()  # this handle shows the merged segments, as it shows its commits
         except (ImgsearchError, OSError) as exc:  # locked, disk full, a damaged segment: later
             _log.warning("segments not merged: %s", exc)
             return f"segments not merged: {exc}"

@@ -148,6 +148,7 @@ def time_writes(index, files: list[str], config, cpu: int) -> dict:
     extraction alone (``extract_file``, median of 3) is reported too. Wall times, and CPU times
     (``_cpu``), which a busy machine inflates less."""
     from imgsearch.extract import extract_file
+    from imgsearch.store import manifest as mf
 
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
@@ -159,14 +160,14 @@ def time_writes(index, files: list[str], config, cpu: int) -> dict:
             runs = [_timed(extract_file, f, config) for _ in range(3)]
             t["extract"].append(statistics.median(r[0] for r in runs))
             t["extract_cpu"].append(statistics.median(r[1] for r in runs))
-            old = {e.name: e.live for e in index.reader.manifest.segments}
+            old = {e.name: e.live for e in mf.read(index.directory).segments}  # as on disk
             with ExtractionClock() as clock:
                 wall, cpu_s, report = _timed(index.add, [f], workers=1)
             t["inside"].append(clock.wall)
             t["inside_cpu"].append(clock.cpu)
             if report.added != [os.path.realpath(f)]:
                 raise SystemExit(f"error: adding {f} did not add it: {report}")
-            now = {e.name for e in index.reader.manifest.segments}
+            now = {e.name for e in mf.read(index.directory).segments}  # merges included
             t["add"].append(wall)
             t["add_cpu"].append(cpu_s)
             t["merged"].append(sum(live for name, live in old.items() if name not in now))
