@@ -98,3 +98,16 @@ def make_index(tmp_path: Path) -> Callable[..., Index]:
     yield make
     for index in made:
         index.close()
+
+
+# Every EXIF orientation as the numpy operation that brings stored pixels to display pixels.
+ORIENT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1),  # 90 degrees clockwise
+    7: lambda a: np.rot90(a, -1)[::-1],
+    8: lambda a: np.rot90(a, 1),
+}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GLOBAL_ONLY, encode_jpeg, kodak_rgb
+from conftest import GLOBAL_ONLY, ORIENT, encode_jpeg, kodak_rgb
 from typer.testing import CliRunner
 
 from imgsearch import Index, hashing
@@ -25,18 +25,6 @@ pillow_heif = pytest.importorskip("pillow_heif")
 Image = pytest.importorskip("PIL.Image")
 if not pytest.importorskip("PIL.features").check("avif"):
     pytest.skip("this Pillow has no AVIF codec (wheels have it from 11.3)", allow_module_level=True)
-
-# Every EXIF orientation as the numpy operation that brings stored pixels to display pixels.
-ORIENT = {
-    1: lambda a: a,
-    2: lambda a: a[:, ::-1],
-    3: lambda a: a[::-1, ::-1],
-    4: lambda a: a[::-1],
-    5: lambda a: np.swapaxes(a, 0, 1),
-    6: lambda a: np.rot90(a, -1),  # 90 degrees clockwise
-    7: lambda a: np.rot90(a, -1)[::-1],
-    8: lambda a: np.rot90(a, 1),
-}
 
 # Tolerances, measured over the 24 fixtures at quality 90 against a JPEG at quality 95 (mean
 # absolute difference in grey levels): RGB 1.68 (HEIC) and 1.59 (AVIF), both 4:2:0 chroma;

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import ORIENT
 
 import imgsearch.io as imio
 from imgsearch.errors import ImageReadError, ImageTooLargeError, UnsupportedImageError
@@ -61,18 +62,6 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
     path.write_bytes(data)
     return path
 
-
-# Every EXIF orientation as the numpy operation that brings stored pixels to display pixels.
-ORIENT = {
-    1: lambda a: a,
-    2: lambda a: a[:, ::-1],
-    3: lambda a: a[::-1, ::-1],
-    4: lambda a: a[::-1],
-    5: lambda a: np.swapaxes(a, 0, 1),
-    6: lambda a: np.rot90(a, -1),  # 90 degrees clockwise
-    7: lambda a: np.rot90(a, -1)[::-1],
-    8: lambda a: np.rot90(a, 1),
-}
 
 
 # --- formats and colour convention -------------------------------------------------------------

@@ -240,10 +240,7 @@ class IndexWriter:
             manifest = replace(manifest, libraries=library_versions())
             mf.write(self.directory, manifest)
         except OSError as exc:
-            for path in written:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            raise IndexWriteError(_write_failure(self.directory, exc)) from None
+            raise _undone(written, self.directory, exc) from None
         self.manifest = manifest
         return manifest
 
@@ -251,9 +248,7 @@ class IndexWriter:
         self, entry: mf.SegmentEntry, rows: np.ndarray, generation: int, written: list[Path]
     ) -> mf.SegmentEntry:
         folder = self.directory / mf.SEGMENTS
-        deleted = np.zeros(entry.images, bool)
-        if entry.tombstones:
-            deleted = read_tombstones(folder / entry.tombstones, entry.images)
+        deleted = _deleted(folder, entry)
         deleted[np.asarray(rows, np.int64)] = True
         name = f"{Path(entry.name).stem}.del-{generation:06d}"
         written.append(folder / name)
@@ -263,9 +258,10 @@ class IndexWriter:
     # -- merges -----------------------------------------------------------------------------
     def merge(self, names: Sequence[str]) -> mf.Manifest:
         """Merge the segments ``names`` (in manifest order) into one, dropping their removed rows,
-        all under this writer's lock (:func:`merge_pending` does the reading and writing outside it)."""
+        all under this writer's lock (:func:`merge_pending` does the reading and writing outside it).
+        One segment is written again without its removed rows."""
         chosen = [e for e in self.manifest.segments if e.name in set(names)]
-        if len(chosen) < 2:
+        if not chosen:
             return self.manifest
         staged = _stage_merge(self.directory, chosen, self.config)
         try:
@@ -287,8 +283,7 @@ class IndexWriter:
             now = current[entry.name]
             live = np.flatnonzero(~before)
             if now.tombstones != entry.tombstones:
-                deleted_now = read_tombstones(folder / now.tombstones, now.images) if now.tombstones else before
-                late.append(np.flatnonzero(deleted_now[live]) + offset)
+                late.append(np.flatnonzero(_deleted(folder, now)[live]) + offset)
             offset += len(live)
         generation = self.manifest.generation + 1
         name = f"seg-{self.manifest.next_segment:06d}{SUFFIX}"
@@ -309,59 +304,17 @@ class IndexWriter:
             manifest = self.manifest.with_segments(entries, self.manifest.next_segment + 1)
             mf.write(self.directory, manifest)
         except OSError as exc:
-            for path in written:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            raise IndexWriteError(_write_failure(self.directory, exc)) from None
+            raise _undone(written, self.directory, exc) from None
         self.manifest = manifest
         return manifest
-
-    def merge_tiers(self, max_images: int | None = AUTO_MERGE_MAX_IMAGES) -> int:
-        """Run :func:`plan_merges` until it has nothing left, under this lock; returns the merges made."""
-        done = 0
-        while plan := plan_merges(self.manifest.segments, max_images):
-            self.merge(plan)
-            done += 1
-        return done
 
     def compact(self) -> int:
         """Merge every segment into one (dropping removed rows); returns the segments merged."""
         names = [e.name for e in self.manifest.segments]
         if len(names) > 1 or any(e.deleted for e in self.manifest.segments):
-            if len(names) == 1:  # one segment with removed rows: rewrite it alone
-                return self._rewrite(names[0])
-            self.merge(names)
+            self.merge(names)  # one segment with removed rows is written again without them
         return len(names)
 
-    def _rewrite(self, name: str) -> int:
-        entry = next(e for e in self.manifest.segments if e.name == name)
-        folder = self.directory / mf.SEGMENTS
-        segment = Segment(folder / name)
-        try:
-            deleted = (
-                read_tombstones(folder / entry.tombstones, entry.images)
-                if entry.tombstones
-                else np.zeros(entry.images, bool)
-            )
-            batch = segment.batch(np.nonzero(~deleted)[0])
-        finally:
-            segment.close()
-        new = f"seg-{self.manifest.next_segment:06d}{SUFFIX}"
-        try:
-            size = write(folder / new, batch, self.config, {"generation": self.manifest.generation + 1})
-            keypoints = int(batch.kp_counts.sum()) if batch.kp_counts is not None else 0
-            entries = tuple(
-                mf.SegmentEntry(new, len(batch), keypoints, size) if e is entry else e
-                for e in self.manifest.segments
-            )
-            manifest = self.manifest.with_segments(entries, self.manifest.next_segment + 1)
-            mf.write(self.directory, manifest)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                (folder / new).unlink()
-            raise IndexWriteError(_write_failure(self.directory, exc)) from None
-        self.manifest = manifest
-        return 1
 
 
 def plan_merges(segments: Sequence[mf.SegmentEntry], max_images: int | None) -> list[str]:
@@ -400,6 +353,14 @@ def create(directory: str | os.PathLike[str], config: IndexConfig) -> mf.Manifes
         except OSError as exc:
             raise IndexWriteError(_write_failure(directory, exc)) from None
     return manifest
+
+
+def _undone(written: list[Path], directory: Path, exc: OSError) -> IndexWriteError:
+    """Remove the files a failed commit ``written`` (no manifest names them) and say why it failed."""
+    for path in written:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return IndexWriteError(_write_failure(directory, exc))
 
 
 def _write_failure(directory: Path, exc: OSError) -> str:
