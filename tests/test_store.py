@@ -767,3 +767,23 @@ def test_find_path_and_digest_agree_with_a_scan(tmp_path: Path) -> None:
         assert s.find_digest(digests[row]).tolist() == expected
     assert s.find_path("/photos/absent.jpg") == -1
     assert s.find_digest(np.full(32, 7, np.uint8)).tolist() == []
+
+
+def test_refresh_parses_the_manifest_only_when_its_text_changed(tmp_path: Path, monkeypatch) -> None:
+    """A reader refreshes before every query: with the manifest's bytes unchanged it parses
+    nothing; a commit by another handle (new text) is loaded at the next refresh."""
+    directory = tmp_path / "ix"
+    with Index.create(directory, IndexConfig()) as writer_handle:
+        writer_handle.add(KODAK[:2], workers=1)
+    index = Index.open(directory)
+    parsed: list[int] = []
+    real_parse = mf.parse
+    monkeypatch.setattr(mf, "parse", lambda text, path: parsed.append(1) or real_parse(text, path))
+    assert index.refresh() is False and index.refresh() is False
+    assert parsed == []
+    with Index.open(directory) as other:
+        other.add(KODAK[2:3], workers=1, merge=False)
+    parsed.clear()  # the other handle's own reads
+    assert index.refresh() is True and len(index) == 3 and parsed == [1]
+    assert index.refresh() is False and parsed == [1]
+    index.close()

@@ -24,6 +24,7 @@ compaction reading it whole) or, for the small arrays read whole, when they are 
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import struct
@@ -162,9 +163,8 @@ class Container:
     def array(self, name: str) -> np.ndarray:
         """A read-only view of array ``name`` (not checked: see :meth:`read`, :meth:`verify`)."""
         e = self._table[name]
-        count = int(np.prod(e["shape"], dtype=np.int64))
         out = np.frombuffer(
-            self._map, dtype=np.dtype(e["dtype"]), count=count, offset=self._start + e["offset"]
+            self._map, dtype=np.dtype(e["dtype"]), count=math.prod(e["shape"]), offset=self._start + e["offset"]
         )
         return out.reshape(e["shape"])
 

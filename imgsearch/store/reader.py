@@ -42,10 +42,12 @@ class IndexReader:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self._cache: dict[str, _Open] = {}
-        self._load(mf.read(self.directory))
+        self._text: str | None = None  # the loaded manifest's text, when it was the one read
+        text = mf.read_text(self.directory)
+        self._load(mf.parse(text, self.directory / mf.MANIFEST), text)
 
     # -- opening ----------------------------------------------------------------------------
-    def _load(self, manifest: mf.Manifest) -> None:
+    def _load(self, manifest: mf.Manifest, text: str | None = None) -> None:
         for attempt in range(SEGMENT_OPEN_RETRIES):
             try:
                 opened = [self._open(entry) for entry in manifest.segments]
@@ -53,7 +55,7 @@ class IndexReader:
             except FileNotFoundError:
                 if attempt == SEGMENT_OPEN_RETRIES - 1:
                     raise
-                manifest = mf.read(self.directory)
+                manifest, text = mf.read(self.directory), None
         base = 0
         parts = []
         for o in opened:
@@ -63,6 +65,7 @@ class IndexReader:
         for name in set(self._cache) - {o.entry.name for o in parts}:
             self._cache.pop(name).segment.close()
         self.manifest = manifest
+        self._text = text
         self.config: IndexConfig = manifest.config
         self.parts = parts
         self.bases = np.array([o.base for o in parts] + [base], np.int64)
@@ -92,10 +95,14 @@ class IndexReader:
 
     def refresh(self) -> bool:
         """Load a newer manifest if a writer committed one; True if it did."""
-        current = mf.read(self.directory)
-        if current.generation == self.manifest.generation:
+        text = mf.read_text(self.directory)
+        if text == self._text:  # the same bytes: the same generation, nothing to parse
             return False
-        self._load(current)
+        current = mf.parse(text, self.directory / mf.MANIFEST)
+        if current.generation == self.manifest.generation:
+            self._text = text
+            return False
+        self._load(current, text)
         return True
 
     def close(self) -> None:
