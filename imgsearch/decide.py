@@ -330,6 +330,44 @@ def repeated(fit: CandidateFit, rows: np.ndarray, distance: float) -> np.ndarray
     return np.where(apart, d2, np.inf).min(axis=1) < distance * distance
 
 
+def shared_elsewhere(
+    rows: np.ndarray,
+    descriptors: np.ndarray,
+    size: tuple[int, int],
+    others: list[tuple[np.ndarray, np.ndarray, tuple[int, int]]],
+    distance: float = agr.AGREE_DISTANCE,
+) -> np.ndarray:
+    """``(N,)`` bool: which keypoints of a global candidate another indexed picture also has.
+
+    The global tier aligns whole images: pictures whose pHashes are near the query's through one
+    variant are aligned with each other in coordinates relative to their sides. A keypoint of the
+    candidate (``rows`` (N, 5), ``descriptors`` (N, 128), keypoint image ``size`` (w, h)) is shared
+    when one of the ``others`` (their rows, descriptors and sizes) has a stored keypoint within
+    :data:`RIVAL_RADIUS` of the same relative place whose descriptor is within ``distance``: the
+    chrome of a page template, a frame, a caption band. Agreement there proves only the shared part.
+    (Places first, by one product; descriptors only for the pairs near enough.)
+    """
+    shared = np.zeros(len(rows), bool)
+    if len(rows) == 0:
+        return shared
+    where = rows[:, :2].astype(np.float32) / np.array(size, np.float32)
+    mine = np.asarray(descriptors, np.float32)
+    for o_rows, o_desc, o_size in others:
+        if len(o_rows) == 0:
+            continue
+        there = o_rows[:, :2].astype(np.float32) / np.array(o_size, np.float32)
+        d2 = where @ there.T
+        d2 *= -2.0
+        d2 += (where * where).sum(axis=1)[:, None]
+        d2 += (there * there).sum(axis=1)[None, :]
+        i, j = np.nonzero(d2 <= RIVAL_RADIUS**2)
+        if len(i):
+            diff = mine[i] - np.asarray(o_desc, np.float32)[j]
+            close = np.einsum("ij,ij->i", diff, diff) < distance * distance
+            shared[i[close]] = True
+    return shared
+
+
 def _apart(xy: np.ndarray, rows: np.ndarray, radius: float) -> np.ndarray:
     """``(len(rows), N)`` bool: which of the ``(N, 2)`` float32 points ``xy`` lie farther than
     ``radius`` from point ``rows[i]`` (squared distances by one product, |a|² + |b|² - 2 a·b: 20x

@@ -51,6 +51,10 @@ ZOOM_MIN_SCALE = 1.0
 # Global matches are confirmed on this many of the image's stored keypoints (the first ones, spread
 # over the image): about 0.5 ms on one core (32 would be as fast: the cost is mostly fixed).
 CONFIRM_KEYPOINTS = 48
+# A global match whose keypoints other indexed pictures partly share (a page template's chrome)
+# must agree on at least this many of the rest, its own, to be confirmed.
+GLOBAL_MIN_OWN = 4
+
 class LocalIndex:
     """The local tier over an :class:`~imgsearch.store.reader.IndexReader`'s segments."""
 
@@ -64,36 +68,73 @@ class LocalIndex:
         self._mirror_derived = mirror_equivariant(self.kconfig)
         self.scales_per_kp = len(self.kconfig.patch_scales)
 
-    def confirm_global(self, gray: np.ndarray, image: int, variant: str) -> float:
+    def confirm_global(
+        self, gray: np.ndarray, image: int, variant: str, others: Sequence[int] = ()
+    ) -> tuple[float, float | None]:
         """Agreement (:mod:`imgsearch.agreement`) of a query whose global hash matched ``image``
         through ``variant`` (a :data:`imgsearch.hashing.VARIANT_NAMES` name): the ``(H, W)`` uint8
         query is turned by that variant (negated for an inverted one), resized to the image's
         keypoint image, and its first :data:`CONFIRM_KEYPOINTS` stored keypoints (spread over it)
-        are described there again."""
+        are described there again.
+
+        Returns ``(share, own)``: the share of those keypoints that agree, and, when some of them
+        are shared with ``others`` (ids of indexed pictures the global tier aligned with the query
+        through the same variant, not the same picture as ``image``:
+        :func:`imgsearch.decide.shared_elsewhere`), the share of the rest that agree (0 when fewer
+        than :data:`GLOBAL_MIN_OWN` of the rest can be judged); else None. Patch descriptors only.
+        """
         name = variant.removeprefix("inverted ")
         aligned = hashing.apply_dihedral(gray, name)
         if name != variant:
             aligned = 255 - aligned
-        scale = float(self.reader.value("kp_scale", image))
-        size = (
-            max(1, round(float(self.reader.value("width", image)) * scale)),
-            max(1, round(float(self.reader.value("height", image)) * scale)),
-        )
+        size = self._keypoint_size(image)
         shrink = size[0] * size[1] < aligned.shape[0] * aligned.shape[1]
         aligned = cv2.resize(
             np.ascontiguousarray(aligned), size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         )
         stored = self.reader.read_local(image, ("keypoints", "descriptors", "patch_hash"), CONFIRM_KEYPOINTS)
+        patch = self.kconfig.descriptor == "patch"
         result = agreement.agreement(
             aligned,
             np.zeros(aligned.shape, bool),  # the whole image, resized: no padding to look for
             stored["keypoints"],
             np.eye(2, 3),
-            None if self.kconfig.descriptor != "patch" else stored["descriptors"],
+            stored["descriptors"] if patch else None,
             stored["patch_hash"][:, 0, :],
             self.kconfig.patch_scales[0],
         )
-        return result.fraction()
+        if not others or not patch:
+            return result.fraction(), None
+        theirs = []
+        for other in others:
+            o = self.reader.read_local(other, ("keypoints", "descriptors"))
+            theirs.append((o["keypoints"], o["descriptors"], self._keypoint_size(other)))
+        shared = decide.shared_elsewhere(stored["keypoints"], stored["descriptors"], size, theirs)
+        if not shared.any():
+            return result.fraction(), None
+        # Its own keypoints, from all it stores (those judged above may be few): the first ones.
+        every = self.reader.read_local(image, ("keypoints", "descriptors", "patch_hash"))
+        shared = decide.shared_elsewhere(every["keypoints"], every["descriptors"], size, theirs)
+        own = np.flatnonzero(~shared)[:CONFIRM_KEYPOINTS]
+        mine = agreement.agreement(
+            aligned,
+            np.zeros(aligned.shape, bool),
+            every["keypoints"][own],
+            np.eye(2, 3),
+            every["descriptors"][own],
+            every["patch_hash"][own, 0, :],
+            self.kconfig.patch_scales[0],
+        )
+        seen = mine.count(agreement.AGREE) + mine.count(agreement.DISAGREE)
+        return result.fraction(), mine.fraction() if seen >= GLOBAL_MIN_OWN else 0.0
+
+    def _keypoint_size(self, image: int) -> tuple[int, int]:
+        """``(w, h)`` of an indexed image's keypoint image."""
+        scale = float(self.reader.value("kp_scale", image))
+        return (
+            max(1, round(float(self.reader.value("width", image)) * scale)),
+            max(1, round(float(self.reader.value("height", image)) * scale)),
+        )
 
     def search(
         self,

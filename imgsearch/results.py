@@ -161,8 +161,10 @@ def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) 
     copy in any shard wins and its matches from all shards, sorted by score then path, are the
     single index's. One limit: the local tier verifies at most ``max_candidates`` images per index,
     chosen by votes; when more images than that reach ``min_votes``, shards verify more of them
-    than one index would, and the merge can then only find more copies, never fewer. Shards must
-    share their configuration.
+    than one index would, and the merge can then only find more copies, never fewer. Likewise a
+    region that images of two shards share (a template's chrome) is not seen as shared by either,
+    in the local tier's verdict nor in the global tier's confirmation: again more copies, never
+    fewer. Shards must share their configuration.
     """
     if not shard_results:
         raise ValueError("merge_results needs at least one shard result")

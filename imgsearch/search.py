@@ -130,13 +130,22 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     rejection and, unless inverted, a candidate of the local tier. (Accepting the farther candidates that agree as well
     found one more stretched copy of 40 in the stress set, and matched 57 of 1,500 new pages of a
     web, social or catalogue template to another page of it, their shared chrome covering 60-80 %
-    of a page's keypoints: the local tier, which sees what several pages share, judges those.) A
+    of a page's keypoints: the local tier, which sees what several pages share, judges those.)
+    The confirmation weighs the other pictures the global tier aligned with the query through the
+    same variant (within ``global_verify_distance`` bits, and more than ``global_max_distance``
+    from the candidate: not the same photo indexed twice): when they share some of the
+    candidate's keypoints (a template's chrome, :func:`imgsearch.decide.shared_elsewhere`), its
+    own keypoints must agree as well, ``global_agreement`` of at least
+    :data:`imgsearch.local.GLOBAL_MIN_OWN` judged (a page whose chrome was 92 % of the keypoints
+    judged matched another page at 4 bits without this). A
     nearly flat query (:func:`imgsearch.hashing.is_flat`) is never a sure match: its pHash is
     noise, so every candidate becomes a hint or, without the local tier, a rejection. The local
     tier cannot verify a negative: inverted variants count only within ``global_max_distance``.
     """
     verify = "local" in cfg.tiers and index.local is not None
-    radius = cfg.global_verify_distance if verify else cfg.global_max_distance
+    confirm = index.local is not None and cfg.min_agreement > 0.0
+    # The farther candidates are hints for the local tier, and pictures the confirmation weighs.
+    radius = cfg.global_verify_distance if verify or confirm else cfg.global_max_distance
     coeffs = hashing.phash_coefficients(q.decoded(index.config.decode_side))
     flat = hashing.is_flat(coeffs)
     variants = hashing.threshold_bits(hashing.variant_coefficients(coeffs))
@@ -152,8 +161,10 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     first[1:] = ids[order][1:] != ids[order][:-1]
     best = order[first]
     best = best[np.lexsort((ids[best], dist[best]))]
+    aligned_ids, aligned_variants = ids[best], variant_of[best]
+    if not verify:  # no local tier to hand the farther ones to
+        best = best[dist[best] <= cfg.global_max_distance]
     matches, rejected = [], []
-    confirm = index.local is not None and cfg.min_agreement > 0.0
     needed = max(cfg.min_agreement + WEAK_EXTRA_AGREEMENT, cfg.global_agreement)
     for k in best:
         image, d, v = int(ids[k]), int(dist[k]), int(variant_of[k])
@@ -170,10 +181,12 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
                 )
             continue
         sure = d <= cfg.global_max_distance
-        share = None
+        share = own = None
         if sure and confirm and index.local is not None:
-            share = round(index.local.confirm_global(q.decoded(index.config.decode_side), image, variant), 3)
-        if sure and (share is None or share >= needed):
+            others = _aligned_others(index, image, v, aligned_ids, aligned_variants, cfg.global_max_distance)
+            share, own = index.local.confirm_global(q.decoded(index.config.decode_side), image, variant, others)
+            share = round(share, 3)
+        if sure and (share is None or share >= needed) and (own is None or own >= needed):
             matches.append(
                 Match(
                     index.path_of(image),
@@ -187,16 +200,43 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
             )
             continue
         if share is not None and sure:
-            reason = (
-                f"{d} bits ({variant}), but the query agrees with {share:.0%} of its keypoints "
-                f"< {needed:.0%} (global_agreement)"
-            )
+            if share < needed:
+                reason = (
+                    f"{d} bits ({variant}), but the query agrees with {share:.0%} of its keypoints "
+                    f"< {needed:.0%} (global_agreement)"
+                )
+            else:
+                reason = (
+                    f"{d} bits ({variant}), but other indexed pictures share part of it and the query "
+                    f"agrees with {own:.0%} of the rest of its keypoints < {needed:.0%} (global_agreement)"
+                )
             rejected.append(Rejection(index.path_of(image), "global", reason))
         if verify and v < direct and len(q.hints) < cfg.max_candidates:  # the local tier looks again
             q.hints.append((image, reflected, d))
     kept, dropped = prune_global(matches)
     rejected += dropped
     return kept, rejected
+
+
+ALIGNED_OTHERS = 8  # other pictures a global confirmation weighs at most
+
+
+def _aligned_others(
+    index: Index, image: int, variant: int, ids: np.ndarray, variants: np.ndarray, same_picture: int
+) -> list[int]:
+    """The global candidates aligned with ``image`` (found through the same ``variant``) that are
+    other pictures: their pHashes more than ``same_picture`` bits from its own (nearer, they are
+    the same photo indexed twice, as :mod:`imgsearch.decide` counts them); the first
+    :data:`ALIGNED_OTHERS` of ``ids`` (nearest the query first), which bounds the cost at scale."""
+    mine = np.unpackbits(np.asarray(index.reader.value("global_hash", image), np.uint8))
+    others: list[int] = []
+    for o in ids[(variants == variant) & (ids != image)].tolist():
+        theirs = np.unpackbits(np.asarray(index.reader.value("global_hash", o), np.uint8))
+        if int(np.count_nonzero(theirs != mine)) > same_picture:
+            others.append(o)
+            if len(others) == ALIGNED_OTHERS:
+                break
+    return others
 
 
 def search_local(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[Match], list[Rejection]]:
