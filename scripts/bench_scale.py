@@ -20,6 +20,7 @@ queries, VmHWM), disk per image, query p50/p95 of copies and of new images, hit@
 
     .venv/bin/python scripts/bench_scale.py --json scripts/results/scale.json --plot scripts/results/scale.png
     .venv/bin/python scripts/bench_scale.py --max-images 100000
+    .venv/bin/python scripts/bench_scale.py --max-images 100000 --compact-last   # then in one segment
 """
 
 from __future__ import annotations
@@ -335,6 +336,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if not r.get("compacted")]
     n = [r["n"] for r in rows]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     panels = [
@@ -385,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="make the run's folder in this one (default: the system's temp)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder and its index")
     parser.add_argument("--profile", action="store_true", help="cProfile the queries at the largest N")
+    parser.add_argument("--compact-last", action="store_true",
+                        help="at the largest N, compact the index to one segment and measure again")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="save the numbers to this JSON file")
     parser.add_argument("--plot", type=Path, default=None, help="save the figures against N to this PNG")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -468,6 +472,17 @@ def main(argv: list[str] | None = None) -> int:
             row = {"n": n, "real": min(n, real_total), **measure(n, directory, work, index, spec, args, adds[j])}
             rows.append(row)
             print_table(rows[-1:], console, "")
+        if complete and args.compact_last and rows:
+            # The same N in one segment: what the number of segments costs the queries.
+            t = time.perf_counter()
+            merged = index.compact()
+            seconds = time.perf_counter() - t
+            console.print(f"compacted {merged} segments in {seconds:.0f} s")
+            n = rows[-1]["n"]
+            row = {"n": n, "real": min(n, real_total), "compacted": True, "compact_s": seconds,
+                   **measure(n, directory, work, index, spec, args, adds[-1])}  # fmt: skip
+            rows.append(row)
+            print_table(rows[-1:], console, "")
         index.close()
     finally:
         if args.keep:
@@ -492,9 +507,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_targets(rows: list[dict], console: Console) -> None:
+    compacted = [r for r in rows if r.get("compacted")]
+    rows = [r for r in rows if not r.get("compacted")]
     if not rows:
         return
     last, base = rows[-1], rows[0]
+    for r in compacted:
+        console.print(f"at {r['n']:,} compacted to one segment in {r['compact_s']:.0f} s: new images p50 / p95 "
+                      f"{r['new_p50']:.1f} / {r['new_p95']:.1f} ms (vs {last['new_p50']:.1f} / {last['new_p95']:.1f} "
+                      f"in {last['segments']} segments), copies p50 {r['copies_p50']:.1f} ms (vs "
+                      f"{last['copies_p50']:.1f}), hit@1 {r['hit1']:.1%}, steady RAM {r['steady_kb']:.2f} KB an image")  # fmt: skip
     for key, target in TARGETS.items():
         value = last[key]
         verdict = "met" if value <= target else "MISSED"

@@ -787,3 +787,63 @@ def test_refresh_parses_the_manifest_only_when_its_text_changed(tmp_path: Path, 
     assert index.refresh() is True and len(index) == 3 and parsed == [1]
     assert index.refresh() is False and parsed == [1]
     index.close()
+
+
+def _local_segments(directory: Path) -> tuple[Index, list]:
+    """A local index of KODAK[:12] in three segments, two images removed."""
+    index = Index.create(directory, IndexConfig())
+    index.add(KODAK[:12], workers=1, checkpoint=4, merge=False)
+    index.remove([KODAK[1], KODAK[9]], merge=False)
+    manifest = mf.read(directory)
+    assert len(manifest.segments) == 3
+    return index, list(manifest.segments)
+
+
+@pytest.mark.parametrize("chunk", [5, 1 << 18])
+def test_a_streamed_merge_writes_what_the_merge_in_memory_wrote(tmp_path: Path, monkeypatch, chunk: int) -> None:
+    """write_merged copies the keypoints a chunk at a time (chunks across image boundaries when
+    small) and must give, byte for byte, the segment that writing the concatenated batches gives."""
+    from imgsearch.store.reader import read_tombstones
+    from imgsearch.store.segment import Batch, Segment, write, write_merged
+
+    monkeypatch.setattr("imgsearch.store.segment.MERGE_CHUNK", chunk)
+    directory = tmp_path / "ix"
+    index, entries = _local_segments(directory)
+    folder = directory / mf.SEGMENTS
+    sources = [Segment(folder / e.name) for e in entries]
+    deleted = [
+        read_tombstones(folder / e.tombstones, e.images) if e.tombstones else np.zeros(e.images, bool) for e in entries
+    ]
+    assert sum(int(d.sum()) for d in deleted) == 2
+    meta = {"merged": [e.name for e in entries]}
+    reference = Batch.concatenate([s.batch(np.flatnonzero(~d)) for s, d in zip(sources, deleted, strict=True)])
+    size_ref = write(tmp_path / "ref.seg", reference, index.config, meta)
+    size, images, keypoints = write_merged(tmp_path / "new.seg", sources, deleted, index.config, meta)
+    assert (size, images, keypoints) == (size_ref, 10, int(reference.kp_counts.sum()))
+    assert (tmp_path / "new.seg").read_bytes() == (tmp_path / "ref.seg").read_bytes()
+    for s in sources:
+        s.close()
+    index.close()
+
+
+def test_a_streamed_merge_refuses_a_damaged_source(tmp_path: Path) -> None:
+    from imgsearch.store.segment import Segment, write_merged
+
+    directory = tmp_path / "ix"
+    index, entries = _local_segments(directory)
+    index.close()
+    folder = directory / mf.SEGMENTS
+    path = folder / entries[1].name
+    probe = container.Container(path)
+    e = probe._table["descriptors"]
+    at = probe._start + e["offset"] + e["nbytes"] // 2
+    probe.close()
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    sources = [Segment(folder / e.name) for e in entries]
+    deleted = [np.zeros(e.images, bool) for e in entries]
+    with pytest.raises(DamagedFileError, match=re.escape(f"{path}: array 'descriptors' is damaged")):
+        write_merged(tmp_path / "new.seg", sources, deleted, IndexConfig(), {})
+    for s in sources:
+        s.close()

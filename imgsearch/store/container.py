@@ -29,7 +29,8 @@ import mmap
 import os
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,26 +55,53 @@ def crc32(data: bytes | memoryview | np.ndarray) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def write(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> int:
+@dataclass(frozen=True)
+class Chunked:
+    """An array too large to hold in memory, written from its C-order ``chunks``: a function that
+    returns a fresh iterator of arrays of ``dtype`` each time it is called (:func:`write` goes
+    through them twice: once for the CRC-32, once to write). Their sizes must add up to ``shape``."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    chunks: Callable[[], Iterator[np.ndarray]]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    def crc32(self) -> int:
+        crc, seen = 0, 0
+        for chunk in self.chunks():
+            data = np.ascontiguousarray(chunk, self.dtype)
+            crc = zlib.crc32(data.data, crc)
+            seen += data.nbytes
+        if seen != self.nbytes:
+            raise ValueError(f"chunks of {seen} bytes for an array of {self.nbytes}")
+        return crc & 0xFFFFFFFF
+
+
+def write(
+    path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray | Chunked], meta: Mapping[str, Any]
+) -> int:
     """Write ``arrays`` and ``meta`` (JSON-able) as a container at ``path``; returns its size in bytes.
 
     The file appears under ``path`` complete and flushed, or not at all (a crash leaves a
     ``.tmp-<pid>`` file, which the index's writer removes). ``OSError`` (a full disk) propagates
-    with the temporary file removed.
+    with the temporary file removed. A :class:`Chunked` array is written chunk by chunk.
     """
     path = Path(path)
     table: dict[str, dict[str, Any]] = {}
     offset = 0
-    items = [(name, np.ascontiguousarray(a)) for name, a in arrays.items()]
+    items = [(name, a if isinstance(a, Chunked) else np.ascontiguousarray(a)) for name, a in arrays.items()]
     for name, a in items:
-        if a.dtype.hasobject:
+        if np.dtype(a.dtype).hasobject:
             raise TypeError(f"array {name!r} holds Python objects; store bytes and offsets instead")
         table[name] = {
-            "dtype": a.dtype.str,
+            "dtype": np.dtype(a.dtype).str,
             "shape": list(a.shape),
             "offset": offset,
             "nbytes": int(a.nbytes),
-            "crc32": crc32(a),
+            "crc32": a.crc32() if isinstance(a, Chunked) else crc32(a),
         }
         offset += _aligned(a.nbytes)
     header = json.dumps({"arrays": table, "meta": dict(meta)}, sort_keys=True).encode()
@@ -84,9 +112,18 @@ def write(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], meta: 
             f.write(_PREFIX.pack(MAGIC, VERSION, len(header), crc32(header)))
             f.write(header)
             position = _PREFIX.size + len(header)
-            for (_, a), entry in zip(items, table.values(), strict=True):
+            for (_name, a), entry in zip(items, table.values(), strict=True):
                 f.write(b"\0" * (start + entry["offset"] - position))
-                f.write(a.data)
+                if isinstance(a, Chunked):
+                    written = 0
+                    for chunk in a.chunks():
+                        data = np.ascontiguousarray(chunk, a.dtype)
+                        f.write(data.data)
+                        written += data.nbytes
+                    if written != a.nbytes:
+                        raise ValueError(f"array {_name!r}: chunks of {written} bytes, {a.nbytes} announced")
+                else:
+                    f.write(a.data)
                 position = start + entry["offset"] + a.nbytes
             f.flush()
             os.fsync(f.fileno())
@@ -181,7 +218,11 @@ class Container:
             self.read(name)
 
     def _check(self, name: str, a: np.ndarray) -> None:
-        if crc32(a) != self._table[name]["crc32"]:
+        self.check(name, crc32(a))
+
+    def check(self, name: str, crc: int) -> None:
+        """Compare the CRC-32 of array ``name``, computed by the caller, with the stored one."""
+        if crc != self._table[name]["crc32"]:
             raise DamagedFileError(f"{self.path}: array {name!r} is damaged (checksum mismatch)")
         self._checked.add(name)
 

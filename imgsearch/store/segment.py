@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,43 +96,127 @@ class Batch:
         return cls(paths, columns, counts, local)
 
 
-def write(path: str | os.PathLike[str], batch: Batch, config: IndexConfig, meta: dict[str, Any]) -> int:
-    """Write ``batch`` as a segment at ``path`` (atomically); returns its size in bytes."""
-    n = len(batch)
-    encoded = [p.encode("utf-8", "surrogateescape") for p in batch.paths]
-    keys = np.array([path_key(p) for p in batch.paths], np.uint64)
-    digest = batch.columns["digest"]
-    arrays: dict[str, np.ndarray] = {
+def _image_arrays(paths: list[str], columns: dict[str, np.ndarray]) -> dict[str, np.ndarray | container.Chunked]:
+    """The per-image arrays of a segment of ``paths`` with these ``columns``."""
+    encoded = [p.encode("utf-8", "surrogateescape") for p in paths]
+    keys = np.array([path_key(p) for p in paths], np.uint64)
+    digest = columns["digest"]
+    return {
         "path_bytes": np.frombuffer(b"".join(encoded), np.uint8),
         "path_offsets": np.concatenate([[0], np.cumsum([len(e) for e in encoded])]).astype(np.int64),
         "path_key": keys,
         "path_order": np.argsort(keys, kind="stable").astype(np.uint32),
-        "digest_order": np.lexsort(digest.T[::-1]).astype(np.uint32) if n else np.zeros(0, np.uint32),
-        **batch.columns,
+        "digest_order": np.lexsort(digest.T[::-1]).astype(np.uint32) if len(paths) else np.zeros(0, np.uint32),
+        **columns,
     }
+
+
+def _meta(meta: dict[str, Any], n: int) -> tuple[dict[str, Any], postings.Layout]:
     layout = postings.Layout.for_images(max(n, 1))
-    meta = {
-        **meta,
-        "images": n,
-        "post_width": layout.width,
-        "post_image_bits": layout.image_bits,
-        "keypoints": 0,
-    }
+    full = {**meta, "images": n, "post_width": layout.width, "post_image_bits": layout.image_bits, "keypoints": 0}
+    return full, layout
+
+
+def write(path: str | os.PathLike[str], batch: Batch, config: IndexConfig, meta: dict[str, Any]) -> int:
+    """Write ``batch`` as a segment at ``path`` (atomically); returns its size in bytes."""
+    n = len(batch)
+    arrays = _image_arrays(batch.paths, batch.columns)
+    meta, layout = _meta(meta, n)
     kc = config.keypoints
     if kc is not None:
         if batch.kp_counts is None or batch.local is None:
             raise ValueError("an index with keypoints needs the keypoints of every image")
         counts = batch.kp_counts
-        arrays["kp_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        o = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        arrays["kp_offsets"] = o
         arrays.update(batch.local)
-        o = arrays["kp_offsets"]
         arrays["kp_crc"] = np.array(
             [_local_crc(*(batch.local[f][o[i] : o[i + 1]] for f in LOCAL_FIELDS)) for i in range(n)],
             np.uint32,
         )
-        arrays["post_words"], arrays["post_starts"] = _postings(arrays, counts, kc.hashed, layout)
+        arrays["post_words"], arrays["post_starts"] = _postings(
+            batch.local["keypoints"], batch.local["patch_hash"], counts, kc.hashed, layout
+        )
         meta["keypoints"] = int(counts.sum())
     return container.write(path, arrays, meta)
+
+
+MERGE_CHUNK = 1 << 18  # keypoints copied at a time by a merge (about 40 MB of descriptors)
+
+
+def write_merged(
+    path: str | os.PathLike[str],
+    sources: Sequence[Segment],
+    deleted: Sequence[np.ndarray],
+    config: IndexConfig,
+    meta: dict[str, Any],
+) -> tuple[int, int, int]:
+    """Write the rows of the open ``sources`` that ``deleted`` leaves as one segment at ``path``,
+    as :func:`write` of their :meth:`Segment.batch` would, byte for byte, without holding their
+    keypoints in memory: those are copied :data:`MERGE_CHUNK` at a time, and each source array is
+    checked against its CRC-32 on the way (:class:`DamagedFileError` names it). The postings are
+    built from the voting rows, gathered (about 10 bytes a voting keypoint).
+
+    Returns ``(bytes, images, keypoints)``.
+    """
+    live = [np.flatnonzero(~np.asarray(d, bool)) for d in deleted]
+    paths = [s.path_of(int(r)) for s, rows in zip(sources, live, strict=True) for r in rows]
+    columns = {
+        name: np.concatenate([np.asarray(s.column(name))[rows] for s, rows in zip(sources, live, strict=True)])
+        for name in (*IMAGE_COLUMNS, "digest")
+    }
+    n = len(paths)
+    arrays = _image_arrays(paths, columns)
+    meta, layout = _meta(meta, n)
+    kc = config.keypoints
+    if kc is None:
+        return container.write(path, arrays, meta), n, 0
+    offsets = [s._kp_offsets for s in sources]
+    if any(o is None for o in offsets):
+        raise ValueError("an index with keypoints needs the keypoints of every image")
+    per_image = [np.diff(o) for o in offsets if o is not None]
+    counts = np.concatenate([c[rows] for c, rows in zip(per_image, live, strict=True)])
+    arrays["kp_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    kept = [np.repeat(~np.asarray(d, bool), c) for c, d in zip(per_image, deleted, strict=True)]
+    total = int(counts.sum())
+    for name in LOCAL_FIELDS:  # in the order write() stores them
+        first = sources[0].file.array(name)
+        arrays[name] = container.Chunked(first.dtype, (total, *first.shape[1:]), _copier(sources, kept, name))
+    arrays["kp_crc"] = np.concatenate(
+        [np.asarray(s.column("kp_crc"))[rows] for s, rows in zip(sources, live, strict=True)]
+    ).astype(np.uint32)
+    # The voting rows (the first ``hashed`` keypoints of each live image), gathered for the postings.
+    geometry, hashes = [], []
+    for s, keep, c in zip(sources, kept, per_image, strict=True):
+        rank = np.arange(len(keep)) - np.repeat(np.cumsum(c) - c, c)
+        voting = keep & (rank < (kc.hashed if kc.hashed is not None else np.iinfo(np.int64).max))
+        geometry.append(np.asarray(s.file.array("keypoints"))[voting][:, 2:4])
+        hashes.append(np.asarray(s.file.array("patch_hash"))[voting])
+    voting_counts = np.minimum(counts, kc.hashed) if kc.hashed is not None else counts
+    arrays["post_words"], arrays["post_starts"] = _postings(
+        np.concatenate(geometry), np.concatenate(hashes), voting_counts, None, layout, size_angle=True
+    )
+    meta["keypoints"] = total
+    return container.write(path, arrays, meta), n, total
+
+
+def _copier(
+    sources: Sequence[Segment], kept: list[np.ndarray], name: str
+) -> Callable[[], Iterator[np.ndarray]]:
+    """Chunks of array ``name`` of the ``sources``, rows where ``kept``, in order; each source
+    array checked against its CRC-32 once read through."""
+
+    def chunks() -> Iterator[np.ndarray]:
+        for s, keep in zip(sources, kept, strict=True):
+            a = s.file.array(name)
+            crc = 0
+            for lo in range(0, len(a), MERGE_CHUNK):
+                block = np.ascontiguousarray(a[lo : lo + MERGE_CHUNK])
+                crc = zlib.crc32(block.data, crc)
+                yield block[keep[lo : lo + MERGE_CHUNK]]
+            s.file.check(name, crc & 0xFFFFFFFF)
+
+    return chunks
 
 
 def _local_crc(*parts: np.ndarray) -> int:
@@ -143,17 +227,24 @@ def _local_crc(*parts: np.ndarray) -> int:
 
 
 def _postings(
-    arrays: dict[str, np.ndarray], counts: np.ndarray, hashed: int | None, layout: postings.Layout
+    keypoints: np.ndarray,
+    patch_hash: np.ndarray,
+    counts: np.ndarray,
+    hashed: int | None,
+    layout: postings.Layout,
+    size_angle: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The postings of the first ``hashed`` keypoints of each image (all scales)."""
-    offsets = arrays["kp_offsets"]
+    """The postings of the first ``hashed`` (None: all) of the ``counts`` keypoints of each image
+    (all scales): ``keypoints`` (m, 5) rows (or, with ``size_angle``, their (m, 2) size and angle
+    columns), ``patch_hash`` (m, S, 8)."""
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     rank = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], counts)
     voting = rank < (hashed if hashed is not None else np.iinfo(np.int64).max)
     image = np.repeat(np.arange(len(counts)), counts)[voting]
-    kp = arrays["keypoints"][voting]
-    hashes = arrays["patch_hash"][voting]  # (V, S, 8)
+    kp = keypoints[voting][:, :2] if size_angle else keypoints[voting][:, 2:4]  # size, angle
+    hashes = patch_hash[voting]  # (V, S, 8)
     scales = hashes.shape[1]
-    geometry = postings.geometry_bins(kp[:, 3], kp[:, 2])
+    geometry = postings.geometry_bins(kp[:, 1], kp[:, 0])
     return postings.build(
         postings.codes_of(hashes.reshape(-1, 8)),
         np.repeat(image, scales),

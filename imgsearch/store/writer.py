@@ -32,7 +32,7 @@ from . import container
 from . import manifest as mf
 from .lock import WriterLock
 from .reader import read_tombstones
-from .segment import SUFFIX, Batch, Segment, write
+from .segment import SUFFIX, Batch, Segment, write, write_merged
 
 TIER_SIZE = 4  # a tier of this many segments of one order of magnitude is merged
 AUTO_MERGE_MAX_IMAGES = 200_000  # merges after a commit stay below this; larger ones: compact
@@ -85,16 +85,14 @@ def _stage_opened(
     Needs no lock (:func:`merge_pending`): segments never change, an open file outlives its
     removal, and ``deleted`` was read while the manifest named them."""
     folder = directory / mf.SEGMENTS
-    merged = Batch.concatenate([s.batch(np.flatnonzero(~d)) for s, d in zip(segments, deleted, strict=True)])
     path = folder / f"{MERGING_PREFIX}{os.getpid()}-{threading.get_ident()}{SUFFIX}"
     try:
-        size = write(path, merged, config, {"merged": [e.name for e in chosen]})
+        size, images, keypoints = write_merged(path, segments, deleted, config, {"merged": [e.name for e in chosen]})
     except OSError as exc:
         with contextlib.suppress(OSError):
             path.unlink()
         raise IndexWriteError(_write_failure(directory, exc)) from None
-    keypoints = int(merged.kp_counts.sum()) if merged.kp_counts is not None else 0
-    return StagedMerge(chosen, deleted, path, len(merged), keypoints, size)
+    return StagedMerge(chosen, deleted, path, images, keypoints, size)
 
 
 def _merger_running(directory: Path) -> bool:
