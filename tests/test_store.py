@@ -850,15 +850,10 @@ def test_a_streamed_merge_refuses_a_damaged_source(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"{PHOTOS} is absent (research-only data, never committed)")
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: a segment's postings key width follows its own size (postings.key_width), so which "
-    "rows a lookup reaches depends on how the images are split into segments (or shards); seen on "
-    "2 of 40 queries here, in rejections only",
-)
 def test_the_split_into_segments_changes_no_answer(tmp_path: Path) -> None:
-    """The same 100 photos in one segment (key width 14) and in four (width 12) should answer
-    every query alike, rejections included."""
+    """The same 100 photos in one segment (key width 14) and in four (width 12) answer every query
+    alike, rejections included: every segment is probed at the index's width. (Each segment probed
+    at its own width, 2 of these 40 answers differed, in their rejections.)"""
     photos = sorted(PHOTOS.glob("*.jpg"))
     one = Index.create(tmp_path / "one", IndexConfig())
     one.add(photos[:100], workers=2, merge=False)
@@ -870,3 +865,24 @@ def test_the_split_into_segments_changes_no_answer(tmp_path: Path) -> None:
     assert [(_key(b), sorted(x.reason for x in b.rejected)) for b in four.query_many(queries)] == keys
     one.close()
     four.close()
+
+
+@pytest.mark.parametrize("probes", [1, 8, 32])
+def test_probes_at_a_finer_width_find_what_a_finer_segment_finds(hashes_of_photos, probes: int) -> None:
+    """The same rows keyed on 12 bits and probed at 16 give exactly what rows keyed on 16 give."""
+    codes, images, query, margins = hashes_of_photos
+    geometry = (np.arange(len(codes)) % 256).astype(np.uint8)
+    coarse, fine = postings.Layout(12, 3), postings.Layout(16, 3)
+    c_words, c_starts = postings.build(codes, images, geometry, coarse)
+    f_words, f_starts = postings.build(codes, images, geometry, fine)
+
+    def rows(h: postings.Hits) -> list[tuple[int, int, int, int]]:
+        return sorted(zip(h.query.tolist(), h.image.tolist(), h.geometry.tolist(), h.distance.tolist(), strict=True))
+
+    emulated = postings.probe(c_words, c_starts, coarse, query, margins, 8, probes, width=16)
+    native = postings.probe(f_words, f_starts, fine, query, margins, 8, probes)
+    assert rows(emulated) == rows(native) and len(native.query) > 0
+    loose = postings.probe(c_words, c_starts, coarse, query, margins, 8, probes)
+    assert set(rows(native)) <= set(rows(loose))  # the coarser key alone reaches more
+    with pytest.raises(ValueError, match="on a segment keyed on 16"):
+        postings.probe(f_words, f_starts, fine, query, margins, 8, probes, width=12)

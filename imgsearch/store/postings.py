@@ -186,21 +186,30 @@ def probe(
     margins: np.ndarray,
     radius: int,
     probes: int = len(PROBE_MASKS),
+    width: int | None = None,
 ) -> Hits:
     """Rows within ``radius`` bits of ``(Q,)`` query ``codes`` among the buckets their first
     ``probes`` :data:`PROBE_MASKS` reach; ``margins`` ``(Q, 64)`` from :func:`bit_margins`.
 
-    Each (query hash, row) pair comes once: two probes of one query hash reach different buckets.
+    ``width`` (default: the segment's own, ``layout.width``; never less) is the key width the
+    probes are made at: the query hash's least confident of its first ``width`` bits are flipped.
+    On a segment keyed on fewer bits a probe reads its coarser bucket and keeps the rows whose
+    first ``width`` bits are the probe's (they are the leading bits of the stored code): exactly
+    the rows a segment keyed on ``width`` bits would give, so an index probed at one width answers
+    alike however its images are split into segments. Each (query hash, row) pair comes once.
     """
     w = layout.width
+    width = w if width is None else width
+    if width < w or width > MAX_WIDTH:
+        raise ValueError(f"probes at {width} bits on a segment keyed on {w}")
     q = reorder(np.asarray(codes, np.uint64))
     nq = len(q)
     if nq == 0 or len(words) == 0:
         empty = np.zeros(0, np.int64)
         return Hits(empty, empty, np.zeros(0, np.uint8), empty)
     # The PROBE_BITS least confident key bits of each query hash, as positions in reordered codes.
-    key_margins = np.asarray(margins)[:, np.array(RELIABLE_ORDER[:w])]
-    m = min(PROBE_BITS, w)
+    key_margins = np.asarray(margins)[:, np.array(RELIABLE_ORDER[:width])]
+    m = min(PROBE_BITS, width)
     least = np.argsort(key_margins, axis=1, kind="stable")[:, :m]  # (Q, m) reordered positions
     bit_value = np.uint64(1) << (np.uint64(63) - least.astype(np.uint64))  # (Q, m)
     template = np.array([t for t in PROBE_MASKS[:probes] if t < (1 << m)], np.int64)
@@ -208,7 +217,21 @@ def probe(
     for r in range(m):
         masks |= bit_value[:, r : r + 1] * ((template >> r) & 1).astype(np.uint64)[None, :]
     n_probes = masks.shape[1]
-    bucket = ((q[:, None] ^ masks) >> np.uint64(64 - w)).astype(np.int64).ravel()
+    bucket = ((q[:, None] ^ masks) >> np.uint64(64 - w)).astype(np.int64)  # (Q, T)
+    finer = width - w
+    if finer:
+        # Probes that differ only beyond the segment's key read one bucket: read it once.
+        flat = np.arange(nq, dtype=np.int64)[:, None] * (1 << w) + bucket
+        unique = np.unique(flat)
+        probe_query, bucket = unique >> w, unique & ((1 << w) - 1)
+        # What a probe at ``width`` bits allows: the query's fine key XOR one of its masks.
+        allowed = np.unique(
+            (np.arange(nq, dtype=np.int64)[:, None] << width)
+            | ((q[:, None] ^ masks) >> np.uint64(64 - width)).astype(np.int64)
+        )
+    else:
+        probe_query = np.repeat(np.arange(nq, dtype=np.int64), n_probes)
+        bucket = bucket.ravel()
     lo = starts[bucket].astype(np.int64)
     counts = starts[bucket + 1].astype(np.int64) - lo
     total = int(counts.sum())
@@ -216,15 +239,24 @@ def probe(
         empty = np.zeros(0, np.int64)
         return Hits(empty, empty, np.zeros(0, np.uint8), empty)
     # Positions lo..hi-1 of every probed bucket, concatenated; which probe each comes from.
-    position = np.arange(total) - np.repeat(np.cumsum(counts) - counts - lo, counts)
-    probe_of = np.repeat(np.arange(nq * n_probes), counts)
-    query_of = probe_of // n_probes
+    position = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
+    query_of = np.repeat(probe_query, counts)
     word = words[position]
     stored = word >> np.uint64(GEOMETRY_BITS + layout.image_bits)
     mine = ((q << np.uint64(w)) >> np.uint64(64 - layout.code_bits))[query_of]
-    key_flips = np.bitwise_count(masks.ravel()).astype(np.int64)[probe_of]
-    distance = np.bitwise_count(stored ^ mine).astype(np.int64) + key_flips
+    # Bits the probe flipped in the segment's key (those beyond it are in the stored code).
+    probe_flips = np.bitwise_count((q >> np.uint64(64 - w))[probe_query] ^ bucket.astype(np.uint64))
+    distance = np.bitwise_count(stored ^ mine).astype(np.int64) + np.repeat(probe_flips.astype(np.int64), counts)
     keep = distance <= radius
+    if finer:  # of the rows near enough (a few in a hundred), those a probe at ``width`` reaches
+        near = np.flatnonzero(keep)
+        of_probe = np.searchsorted(np.cumsum(counts), near, side="right")
+        fine_key = (bucket[of_probe] << finer) | (
+            stored[near] >> np.uint64(layout.code_bits - finer)
+        ).astype(np.int64)
+        wanted = (query_of[near] << width) | fine_key
+        at = np.minimum(np.searchsorted(allowed, wanted), len(allowed) - 1)
+        keep[near] = allowed[at] == wanted
     image_mask = np.uint64((1 << layout.image_bits) - 1)
     return Hits(
         query=query_of[keep].astype(np.int64),

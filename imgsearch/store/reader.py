@@ -233,11 +233,14 @@ class IndexReader:
         """Voting rows of live images near ``(Q,)`` uint64 query hash codes in every segment
         (:func:`imgsearch.store.postings.probe`): ``(query, global id, geometry)`` arrays."""
         found_q, found_i, found_g = [], [], []
+        # Every segment is probed at the key width of the whole index, so the split into segments
+        # changes no hit (postings.probe); a segment is never keyed on more (it holds fewer images).
+        width = postings.key_width(self.rows)
         for part in self.parts:
             if not part.segment.has_local or part.segment.n == 0:
                 continue
             words, starts = part.segment.postings()
-            hits = postings.probe(words, starts, part.segment.layout, codes, margins, radius, probes)
+            hits = postings.probe(words, starts, part.segment.layout, codes, margins, radius, probes, width)
             keep = ~part.deleted[hits.image]
             found_q.append(hits.query[keep])
             found_i.append(hits.image[keep] + part.base)
