@@ -156,15 +156,17 @@ def prune_global(matches: list[Match]) -> tuple[list[Match], list[Rejection]]:
 def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) -> QueryResult:
     """Merge the results of one query over index shards into what one index would have returned.
 
-    Each tier judges a candidate from the query and that candidate alone (the approximate Hamming
-    search included, see :mod:`imgsearch.index.binary`), so the first tier (in order) that found a
-    copy in any shard wins and its matches from all shards, sorted by score then path, are the
-    single index's. One limit: the local tier verifies at most ``max_candidates`` images per index,
+    The first tier (in order) that found a copy in any shard wins and its matches from all shards,
+    sorted by score then path, are taken: exactly the single index's when each shard judged its
+    candidates from the query and that candidate alone (the exact tier; the global tier's
+    distances). One limit: the local tier verifies at most ``max_candidates`` images per index,
     chosen by votes; when more images than that reach ``min_votes``, shards verify more of them
-    than one index would, and the merge can then only find more copies, never fewer. Likewise a
-    region that images of two shards share (a template's chrome) is not seen as shared by either,
-    in the local tier's verdict nor in the global tier's confirmation: again more copies, never
-    fewer. Shards must share their configuration.
+    than one index would, and the merge can then only find more copies, never fewer. Not exact
+    either: a region that images of two shards share (a template's chrome) is not seen as shared
+    by either, in the local tier's verdict nor in the global tier's confirmation (which weighs the
+    8 nearest other pictures it sees), and each shard uses its own size for ``min_votes`` and the
+    postings' key width; a merged answer can then differ from one index's, mostly by finding more
+    copies. Shards must share their configuration.
     """
     if not shard_results:
         raise ValueError("merge_results needs at least one shard result")

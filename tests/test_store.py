@@ -826,7 +826,7 @@ def test_a_streamed_merge_writes_what_the_merge_in_memory_wrote(tmp_path: Path, 
     index.close()
 
 
-def test_a_streamed_merge_refuses_a_damaged_source(tmp_path: Path) -> None:
+def test_a_streamed_merge_refuses_a_damaged_live_image_and_drops_a_removed_one(tmp_path: Path) -> None:
     from imgsearch.store.segment import Segment, write_merged
 
     directory = tmp_path / "ix"
@@ -843,8 +843,14 @@ def test_a_streamed_merge_refuses_a_damaged_source(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     sources = [Segment(folder / e.name) for e in entries]
     deleted = [np.zeros(e.images, bool) for e in entries]
-    with pytest.raises(DamagedFileError, match=re.escape(f"{path}: array 'descriptors' is damaged")):
+    offsets = sources[1].file.read("kp_offsets")
+    row = int(np.searchsorted(offsets, (at - probe._start - e["offset"]) // 128, side="right")) - 1
+    with pytest.raises(DamagedFileError, match=re.escape(f"{path}: the keypoints of image {row} are damaged")):
         write_merged(tmp_path / "new.seg", sources, deleted, IndexConfig(), {})
+    # The damaged image removed: the merge drops it, as reading the live images one by one did.
+    deleted[1][row] = True
+    _, images, _ = write_merged(tmp_path / "new.seg", sources, deleted, IndexConfig(), {})
+    assert images == sum(e.images for e in entries) - 1
     for s in sources:
         s.close()
 
