@@ -208,3 +208,22 @@ def test_bench_parallel_smoke(tmp_path: Path) -> None:
         ("copy", "2 processes"),
     ]
     assert all(r["qps"] > 0 for r in rows)
+
+
+def test_bench_merge_memory_smoke() -> None:
+    """The streamed merge holds less than the merge in memory, and both write the same file."""
+    stdout = run_script("bench_merge_memory.py", "--images", "200", "--keypoints", "300")
+    assert "the two merged files are identical" in stdout
+
+
+def test_bench_versions_against_this_checkout(tmp_path: Path) -> None:
+    """Run against itself (the same Python): both engines find the same copies."""
+    out = tmp_path / "versions.json"
+    stdout = run_script(
+        "bench_versions.py", str(DATA), "--baseline-python", sys.executable, "--limit", "20", "--queries", "4",
+        "--rounds", "1", "--workers", "1", "--json", str(out),
+    )  # fmt: skip
+    assert "mean ratio" in stdout
+    rows = {(r["engine"], r["queries"]): r for r in json.loads(out.read_text())["rows"]}
+    assert rows[("this", "copies")]["found"] == rows[("baseline", "copies")]["found"] == 4
+    assert rows[("this", "new images")]["found"] == rows[("baseline", "new images")]["found"] == 0

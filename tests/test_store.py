@@ -892,3 +892,26 @@ def test_probes_at_a_finer_width_find_what_a_finer_segment_finds(hashes_of_photo
     assert set(rows(native)) <= set(rows(loose))  # the coarser key alone reaches more
     with pytest.raises(ValueError, match="on a segment keyed on 16"):
         postings.probe(f_words, f_starts, fine, query, margins, 8, probes, width=12)
+
+
+def test_postings_build_matches_a_slow_reference() -> None:
+    """Words and starts against a row-by-row construction from the layout's definition."""
+    rng = np.random.default_rng(11)
+    n = 600
+    codes = rng.integers(0, 2**63, n, dtype=np.uint64) | np.uint64(1 << 63)
+    images = rng.integers(0, 40, n)
+    geometry = rng.integers(0, 256, n).astype(np.uint8)
+    layout = postings.Layout(12, 6)
+    words, starts = postings.build(codes, images, geometry, layout)
+    rows = []
+    for i in range(n):
+        bits = [(int(codes[i]) >> (63 - b)) & 1 for b in range(64)]
+        permuted = [bits[b] for b in postings.RELIABLE_ORDER]
+        key = int("".join(map(str, permuted[: layout.width])), 2)
+        rest = int("".join(map(str, permuted[layout.width : layout.width + layout.code_bits])), 2)
+        word = (rest << (postings.GEOMETRY_BITS + layout.image_bits)) | (int(geometry[i]) << layout.image_bits) | int(images[i])
+        rows.append((key, i, word))
+    rows.sort()  # by key, then input order
+    assert words.tolist() == [w for _, _, w in rows]
+    counts = np.bincount([k for k, _, _ in rows], minlength=1 << layout.width)
+    assert starts.tolist() == [0, *np.cumsum(counts).tolist()]

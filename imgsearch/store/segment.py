@@ -155,7 +155,8 @@ def write_merged(
     as :func:`write` of their :meth:`Segment.batch` would, byte for byte, without holding their
     keypoints in memory: those are copied :data:`MERGE_CHUNK` at a time, and each source array is
     checked against its CRC-32 on the way (:class:`DamagedFileError` names it). The postings are
-    built from the voting rows, gathered (the build peaks at about 180 bytes a voting keypoint).
+    built from the voting rows, gathered (about 84 bytes a voting keypoint at the peak,
+    ``scripts/bench_merge_memory.py``).
 
     Returns ``(bytes, images, keypoints)``.
     """
@@ -188,10 +189,13 @@ def write_merged(
     # The voting rows (the first ``hashed`` keypoints of each live image), gathered for the postings.
     geometry, hashes = [], []
     for s, keep, c in zip(sources, kept, per_image, strict=True):
-        rank = np.arange(len(keep)) - np.repeat(np.cumsum(c) - c, c)
-        voting = keep & (rank < (kc.hashed if kc.hashed is not None else np.iinfo(np.int64).max))
-        geometry.append(np.asarray(s.file.array("keypoints"))[voting][:, 2:4])
-        hashes.append(np.asarray(s.file.array("patch_hash"))[voting])
+        voting = keep
+        if kc.hashed is not None:  # the first ``hashed`` of each image: a byte a keypoint
+            first = np.minimum(c, kc.hashed)
+            runs = np.column_stack([first, c - first]).ravel()
+            voting = keep & np.repeat(np.tile(np.array([True, False]), len(c)), runs)
+        geometry.append(s.file.array("keypoints")[:, 2:4][voting])
+        hashes.append(s.file.array("patch_hash")[voting])
     voting_counts = np.minimum(counts, kc.hashed) if kc.hashed is not None else counts
     arrays["post_words"], arrays["post_starts"] = _postings(
         np.concatenate(geometry), np.concatenate(hashes), voting_counts, None, layout, size_angle=True
@@ -244,20 +248,23 @@ def _postings(
     """The postings of the first ``hashed`` (None: all) of the ``counts`` keypoints of each image
     (all scales): ``keypoints`` (m, 5) rows (or, with ``size_angle``, their (m, 2) size and angle
     columns), ``patch_hash`` (m, S, 8)."""
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    rank = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], counts)
-    voting = rank < (hashed if hashed is not None else np.iinfo(np.int64).max)
-    image = np.repeat(np.arange(len(counts)), counts)[voting]
-    kp = keypoints[voting][:, :2] if size_angle else keypoints[voting][:, 2:4]  # size, angle
-    hashes = patch_hash[voting]  # (V, S, 8)
+    image = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+    columns = slice(0, 2) if size_angle else slice(2, 4)  # size, angle
+    if hashed is None:  # every row votes: no copies
+        size, angle = keypoints[:, columns].T
+        hashes = patch_hash
+    else:
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        voting = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], counts) < hashed
+        image = image[voting]
+        size, angle = keypoints[voting][:, columns].T
+        hashes = patch_hash[voting]  # (V, S, 8)
     scales = hashes.shape[1]
-    geometry = postings.geometry_bins(kp[:, 1], kp[:, 0])
-    return postings.build(
-        postings.codes_of(hashes.reshape(-1, 8)),
-        np.repeat(image, scales),
-        np.repeat(geometry, scales),
-        layout,
-    )
+    geometry = postings.geometry_bins(angle, size)
+    codes = postings.codes_of(hashes.reshape(-1, 8))
+    if scales > 1:
+        image, geometry = np.repeat(image, scales), np.repeat(geometry, scales)
+    return postings.build(codes, image, geometry, layout)
 
 
 class Segment:
