@@ -191,6 +191,47 @@ class Hits:
     distance: np.ndarray  # int64 Hamming distance (over the bits kept)
 
 
+class Plan:
+    """The probes of a batch of query hashes at one key ``width``, made once for every segment:
+    the reordered ``(Q,)`` codes, their ``(Q, T)`` masks, the sorted fine keys a probe allows, and,
+    per segment key width, the distinct coarse buckets to read (computed at first use)."""
+
+    def __init__(self, codes: np.ndarray, margins: np.ndarray, width: int, probes: int = len(PROBE_MASKS)):
+        if not MIN_WIDTH <= width <= MAX_WIDTH:
+            raise ValueError(f"probes at {width} bits: the key width is {MIN_WIDTH} to {MAX_WIDTH}")
+        self.width = width
+        self.q = reorder(np.asarray(codes, np.uint64))
+        nq = len(self.q)
+        # The PROBE_BITS least confident key bits of each query hash, as positions in reordered codes.
+        key_margins = np.asarray(margins)[:, np.array(RELIABLE_ORDER[:width])]
+        m = min(PROBE_BITS, width)
+        least = np.argsort(key_margins, axis=1, kind="stable")[:, :m]  # (Q, m) reordered positions
+        bit_value = np.uint64(1) << (np.uint64(63) - least.astype(np.uint64))  # (Q, m)
+        template = np.array([t for t in PROBE_MASKS[:probes] if t < (1 << m)], np.int64)
+        self.masks = np.zeros((nq, len(template)), np.uint64)  # (Q, T): the bits each probe flips
+        for r in range(m):
+            self.masks |= bit_value[:, r : r + 1] * ((template >> r) & 1).astype(np.uint64)[None, :]
+        # What a probe at ``width`` bits allows: the query's fine key XOR one of its masks.
+        self.allowed = np.unique(
+            (np.arange(nq, dtype=np.int64)[:, None] << width)
+            | ((self.q[:, None] ^ self.masks) >> np.uint64(64 - width)).astype(np.int64)
+        )
+        self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def buckets(self, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(probe query, bucket)`` int64 arrays of the distinct buckets of a segment keyed on
+        ``w`` bits (probes that differ only beyond its key read one bucket once)."""
+        if w not in self._buckets:
+            nq, n_probes = self.masks.shape
+            bucket = ((self.q[:, None] ^ self.masks) >> np.uint64(64 - w)).astype(np.int64)  # (Q, T)
+            if w < self.width:
+                unique = np.unique(np.arange(nq, dtype=np.int64)[:, None] * (1 << w) + bucket)
+                self._buckets[w] = (unique >> w, unique & ((1 << w) - 1))
+            else:
+                self._buckets[w] = (np.repeat(np.arange(nq, dtype=np.int64), n_probes), bucket.ravel())
+        return self._buckets[w]
+
+
 def probe(
     words: np.ndarray,
     starts: np.ndarray,
@@ -200,6 +241,7 @@ def probe(
     radius: int,
     probes: int = len(PROBE_MASKS),
     width: int | None = None,
+    plan: Plan | None = None,
 ) -> Hits:
     """Rows within ``radius`` bits of ``(Q,)`` query ``codes`` among the buckets their first
     ``probes`` :data:`PROBE_MASKS` reach; ``margins`` ``(Q, 64)`` from :func:`bit_margins`.
@@ -210,41 +252,21 @@ def probe(
     first ``width`` bits are the probe's (they are the leading bits of the stored code): exactly
     the rows a segment keyed on ``width`` bits would give, so an index probed at one width answers
     alike however its images are split into segments. Each (query hash, row) pair comes once.
+    A :class:`Plan` of these codes, margins, probes and width, made once for several segments,
+    may be given instead of recomputing it.
     """
     w = layout.width
-    width = w if width is None else width
-    if width < w or width > MAX_WIDTH:
+    if plan is None:
+        plan = Plan(codes, margins, w if width is None else width, probes)
+    width = plan.width
+    if width < w:
         raise ValueError(f"probes at {width} bits on a segment keyed on {w}")
-    q = reorder(np.asarray(codes, np.uint64))
-    nq = len(q)
-    if nq == 0 or len(words) == 0:
+    q, allowed = plan.q, plan.allowed
+    if len(q) == 0 or len(words) == 0:
         empty = np.zeros(0, np.int64)
         return Hits(empty, empty, np.zeros(0, np.uint8), empty)
-    # The PROBE_BITS least confident key bits of each query hash, as positions in reordered codes.
-    key_margins = np.asarray(margins)[:, np.array(RELIABLE_ORDER[:width])]
-    m = min(PROBE_BITS, width)
-    least = np.argsort(key_margins, axis=1, kind="stable")[:, :m]  # (Q, m) reordered positions
-    bit_value = np.uint64(1) << (np.uint64(63) - least.astype(np.uint64))  # (Q, m)
-    template = np.array([t for t in PROBE_MASKS[:probes] if t < (1 << m)], np.int64)
-    masks = np.zeros((nq, len(template)), np.uint64)  # (Q, T): OR of the chosen bits of each probe
-    for r in range(m):
-        masks |= bit_value[:, r : r + 1] * ((template >> r) & 1).astype(np.uint64)[None, :]
-    n_probes = masks.shape[1]
-    bucket = ((q[:, None] ^ masks) >> np.uint64(64 - w)).astype(np.int64)  # (Q, T)
     finer = width - w
-    if finer:
-        # Probes that differ only beyond the segment's key read one bucket: read it once.
-        flat = np.arange(nq, dtype=np.int64)[:, None] * (1 << w) + bucket
-        unique = np.unique(flat)
-        probe_query, bucket = unique >> w, unique & ((1 << w) - 1)
-        # What a probe at ``width`` bits allows: the query's fine key XOR one of its masks.
-        allowed = np.unique(
-            (np.arange(nq, dtype=np.int64)[:, None] << width)
-            | ((q[:, None] ^ masks) >> np.uint64(64 - width)).astype(np.int64)
-        )
-    else:
-        probe_query = np.repeat(np.arange(nq, dtype=np.int64), n_probes)
-        bucket = bucket.ravel()
+    probe_query, bucket = plan.buckets(w)
     lo = starts[bucket].astype(np.int64)
     counts = starts[bucket + 1].astype(np.int64) - lo
     total = int(counts.sum())

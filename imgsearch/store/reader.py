@@ -235,12 +235,12 @@ class IndexReader:
         found_q, found_i, found_g = [], [], []
         # Every segment is probed at the key width of the whole index, so the split into segments
         # changes no hit (postings.probe); a segment is never keyed on more (it holds fewer images).
-        width = postings.key_width(self.rows)
+        plan = postings.Plan(codes, margins, postings.key_width(self.rows), probes)
         for part in self.parts:
             if not part.segment.has_local or part.segment.n == 0:
                 continue
             words, starts = part.segment.postings()
-            hits = postings.probe(words, starts, part.segment.layout, codes, margins, radius, probes, width)
+            hits = postings.probe(words, starts, part.segment.layout, codes, margins, radius, probes, plan=plan)
             keep = ~part.deleted[hits.image]
             found_q.append(hits.query[keep])
             found_i.append(hits.image[keep] + part.base)
