@@ -21,10 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import workload
 from rich.console import Console
-from rich.table import Table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,29 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                         times.setdefault((label, kind), []).extend(ms[label])
                         found[(label, kind)] = hits[label]
                     ratios[kind].append(statistics.fmean(ms["setting"]) / statistics.fmean(ms["baseline"]))
-    table = Table(title=f"query ms on one core: baseline {baseline} vs {candidate or 'defaults'} ({note})")
-    for col in ("setting", "queries", "n", "mean", "p50", "p95", "found (copies: top-1 right)", "mean ratio"):
-        table.add_column(col, justify="right")
-    result = {"baseline": baseline, "setting": candidate, "machine": note, "rows": []}
-    for (label, kind), ms in times.items():
-        p50, p95 = np.percentile(ms, [50, 95])
-        ratio = statistics.median(ratios[kind]) if label == "setting" else 1.0
-        row = {
-            "setting": label,
-            "queries": kind,
-            "n": len(sets[kind]),
-            "mean_ms": statistics.fmean(ms),
-            "p50_ms": float(p50),
-            "p95_ms": float(p95),
-            "found": found[(label, kind)],
-            "ratio": ratio,
-            "ratios": ratios[kind] if label == "setting" else [],
-        }
-        result["rows"].append(row)
-        table.add_row(
-            label, kind, str(row["n"]), f"{row['mean_ms']:.1f}", f"{p50:.1f}", f"{p95:.1f}", str(row["found"]),
-            f"{ratio:.3f}",
-        )  # fmt: skip
+    table, rows = workload.paired_table(
+        f"query ms on one core: baseline {baseline} vs {candidate or 'defaults'} ({note})", "setting",
+        "found (copies: top-1 right)", times, found, ratios, {k: len(v) for k, v in sets.items()}, "setting",
+    )  # fmt: skip
+    result = {"baseline": baseline, "setting": candidate, "machine": note, "rows": rows}
     console.print(table)
     workload.save_json(result, args.json, console)
     return 0

@@ -28,10 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import workload
 from rich.console import Console
-from rich.table import Table
 
 # The worker: reads its index folder, core and photo list as one JSON line, builds, answers "ready",
 # then answers each query path (one line) with one JSON line; an empty line ends it.
@@ -143,30 +141,12 @@ def main(argv: list[str] | None = None) -> int:
                 ratios[kind].append(statistics.fmean(ms["this"]) / statistics.fmean(ms["baseline"]))
         for engine in engines.values():
             engine.close()
-    table = Table(title=f"query ms on one core: this checkout vs {args.baseline_python} ({note})")
-    for col in ("engine", "queries", "n", "mean", "p50", "p95", "copies right / new matched", "mean ratio"):
-        table.add_column(col, justify="right")
+    table, rows = workload.paired_table(
+        f"query ms on one core: this checkout vs {args.baseline_python} ({note})", "engine",
+        "copies right / new matched", times, found, ratios, {k: len(v) for k, v in sets.items()}, "this",
+    )  # fmt: skip
     result = {"baseline": args.baseline_python, "modules": {k: e.module for k, e in engines.items()},
-              "machine": note, "rows": []}  # fmt: skip
-    for (name, kind), values in times.items():
-        p50, p95 = np.percentile(values, [50, 95])
-        ratio = statistics.median(ratios[kind]) if name == "this" else 1.0
-        row = {
-            "engine": name,
-            "queries": kind,
-            "n": len(sets[kind]),
-            "mean_ms": statistics.fmean(values),
-            "p50_ms": float(p50),
-            "p95_ms": float(p95),
-            "found": found[(name, kind)],
-            "ratio": ratio,
-            "ratios": ratios[kind] if name == "this" else [],
-        }
-        result["rows"].append(row)
-        table.add_row(
-            name, kind, str(row["n"]), f"{row['mean_ms']:.1f}", f"{p50:.1f}", f"{p95:.1f}", str(row["found"]),
-            f"{ratio:.3f}",
-        )  # fmt: skip
+              "machine": note, "rows": rows}  # fmt: skip
     console.print(table)
     for name, engine in engines.items():
         console.print(f"{name}: {engine.module}")

@@ -207,3 +207,46 @@ def save_json(result: dict, path: Path | None, console) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"saved {path}")
+
+
+def paired_table(
+    title: str,
+    label: str,
+    found_column: str,
+    times: dict[tuple[str, str], list[float]],
+    found: dict[tuple[str, str], int],
+    ratios: dict[str, list[float]],
+    counts: dict[str, int],
+    candidate: str,
+):
+    """The table and JSON rows of a paired timing run (``bench_settings.py``, ``bench_versions.py``):
+    ``times[(who, kind)]`` ms of each query, ``found[(who, kind)]``, ``ratios[kind]`` the
+    candidate's mean over the baseline's, round by round, ``counts[kind]`` queries; ``who`` is
+    ``candidate`` or the baseline, under the column and key ``label``."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in (label, "queries", "n", "mean", "p50", "p95", found_column, "mean ratio"):
+        table.add_column(col, justify="right")
+    rows = []
+    for (who, kind), values in times.items():
+        p50, p95 = np.percentile(values, [50, 95])
+        ratio = statistics.median(ratios[kind]) if who == candidate else 1.0
+        row = {
+            label: who,
+            "queries": kind,
+            "n": counts[kind],
+            "mean_ms": statistics.fmean(values),
+            "p50_ms": float(p50),
+            "p95_ms": float(p95),
+            "found": found[(who, kind)],
+            "ratio": ratio,
+            "ratios": ratios[kind] if who == candidate else [],
+        }
+        rows.append(row)
+        table.add_row(
+            who, kind, str(row["n"]), f"{row['mean_ms']:.1f}", f"{p50:.1f}", f"{p95:.1f}", str(row["found"]),
+            f"{ratio:.3f}",
+        )  # fmt: skip
+    return table, rows
+
