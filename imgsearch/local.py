@@ -92,41 +92,36 @@ class LocalIndex:
         aligned = cv2.resize(
             np.ascontiguousarray(aligned), size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         )
-        stored = self.reader.read_local(image, ("keypoints", "descriptors", "patch_hash"), CONFIRM_KEYPOINTS)
+        # All its keypoints (reading them costs what reading the first does: the image's CRC-32
+        # covers them all); the first CONFIRM_KEYPOINTS are judged, its own ones if others share.
+        every = self.reader.read_local(image, ("keypoints", "descriptors", "patch_hash"))
         patch = self.kconfig.descriptor == "patch"
-        result = agreement.agreement(
-            aligned,
-            np.zeros(aligned.shape, bool),  # the whole image, resized: no padding to look for
-            stored["keypoints"],
-            np.eye(2, 3),
-            stored["descriptors"] if patch else None,
-            stored["patch_hash"][:, 0, :],
-            self.kconfig.patch_scales[0],
-        )
+
+        def judged(rows: np.ndarray) -> agreement.Agreement:
+            return agreement.agreement(
+                aligned,
+                np.zeros(aligned.shape, bool),  # the whole image, resized: no padding to look for
+                every["keypoints"][rows],
+                np.eye(2, 3),
+                every["descriptors"][rows] if patch else None,
+                every["patch_hash"][rows, 0, :],
+                self.kconfig.patch_scales[0],
+            )
+
+        first = np.arange(min(CONFIRM_KEYPOINTS, len(every["keypoints"])))
+        share = judged(first).fraction()
         if not others or not patch:
-            return result.fraction(), None
+            return share, None
         theirs = []
         for other in others:
             o = self.reader.read_local(other, ("keypoints", "descriptors"))
             theirs.append((o["keypoints"], o["descriptors"], self._keypoint_size(other)))
-        shared = decide.shared_elsewhere(stored["keypoints"], stored["descriptors"], size, theirs)
-        if not shared.any():
-            return result.fraction(), None
-        # Its own keypoints, from all it stores (those judged above may be few): the first ones.
-        every = self.reader.read_local(image, ("keypoints", "descriptors", "patch_hash"))
         shared = decide.shared_elsewhere(every["keypoints"], every["descriptors"], size, theirs)
-        own = np.flatnonzero(~shared)[:CONFIRM_KEYPOINTS]
-        mine = agreement.agreement(
-            aligned,
-            np.zeros(aligned.shape, bool),
-            every["keypoints"][own],
-            np.eye(2, 3),
-            every["descriptors"][own],
-            every["patch_hash"][own, 0, :],
-            self.kconfig.patch_scales[0],
-        )
+        if not shared[first].any():
+            return share, None
+        mine = judged(np.flatnonzero(~shared)[:CONFIRM_KEYPOINTS])
         seen = mine.count(agreement.AGREE) + mine.count(agreement.DISAGREE)
-        return result.fraction(), mine.fraction() if seen >= GLOBAL_MIN_OWN else 0.0
+        return share, mine.fraction() if seen >= GLOBAL_MIN_OWN else 0.0
 
     def _keypoint_size(self, image: int) -> tuple[int, int]:
         """``(w, h)`` of an indexed image's keypoint image."""
