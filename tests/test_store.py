@@ -125,6 +125,40 @@ def test_postings_find_a_subset_of_the_exact_search_growing_with_the_probes(hash
     assert previous <= truth and len(previous) >= 0.7 * len(truth)  # measured 0.84 on this crop
 
 
+def _probe_by_brute_force(codes, images, geometry, layout, query, margins, radius, probes, width):
+    """The slow reference of :func:`postings.probe`: every (query hash, row) pair whose row's first
+    ``width`` reordered bits equal one of the query's probe keys at that width, within ``radius``
+    over the bits a posting keeps, once each, as sorted (query, image, geometry, distance) tuples."""
+    plan = postings.Plan(query, margins, width, probes)
+    rows = postings.reorder(codes)
+    kept = 64 - layout.width - layout.code_bits  # low bits not stored (the DC bit)
+    found = []
+    for qi in range(len(query)):
+        keys = (plan.q[qi] ^ plan.masks[qi]) >> np.uint64(64 - width)  # (T,)
+        reached = np.isin(rows >> np.uint64(64 - width), keys)
+        distance = np.bitwise_count((rows ^ plan.q[qi]) >> np.uint64(kept)).astype(np.int64)
+        for v in np.flatnonzero(reached & (distance <= radius)):
+            found.append((qi, int(images[v]), int(geometry[v]), int(distance[v])))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(("images_in_segment", "width"), [(8, None), (8, 15), (3000, None), (3000, 22)])
+def test_postings_probe_equals_a_brute_force_search(hashes_of_photos, images_in_segment, width) -> None:
+    """The vectorised probe (one popcount a row, buckets read at the segment's width, rows kept at
+    a finer ``width``) returns exactly the pairs a brute-force scan of every row does."""
+    codes, images, query, margins = hashes_of_photos
+    rng = np.random.default_rng(7)
+    geometry = rng.integers(0, 256, len(codes)).astype(np.uint8)
+    layout = postings.Layout.for_images(images_in_segment)
+    words, starts = postings.build(codes, images, geometry, layout)
+    at = layout.width if width is None else width
+    for radius, probes in ((8, 32), (5, 7)):
+        hits = postings.probe(words, starts, layout, query, margins, radius, probes, width=width)
+        got = sorted(zip(hits.query.tolist(), hits.image.tolist(), hits.geometry.tolist(), hits.distance.tolist(), strict=True))
+        assert got == _probe_by_brute_force(codes, images, geometry, layout, query, margins, radius, probes, at)
+        assert len(got) > 20
+
+
 def test_postings_keep_every_bit_but_the_dc_one() -> None:
     """With the default widths the words keep all the bits outside the key but the DC one (always 1)."""
     for images in (1, 8, 1000, 32_000, 1_000_000, postings.MAX_IMAGES):

@@ -211,12 +211,20 @@ class Plan:
         self.masks = np.zeros((nq, len(template)), np.uint64)  # (Q, T): the bits each probe flips
         for r in range(m):
             self.masks |= bit_value[:, r : r + 1] * ((template >> r) & 1).astype(np.uint64)[None, :]
-        # What a probe at ``width`` bits allows: the query's fine key XOR one of its masks.
-        self.allowed = np.unique(
-            (np.arange(nq, dtype=np.int64)[:, None] << width)
-            | ((self.q[:, None] ^ self.masks) >> np.uint64(64 - width)).astype(np.int64)
-        )
+        self._allowed: np.ndarray | None = None
         self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def allowed(self) -> np.ndarray:
+        """Sorted int64 ``query << width | fine key`` of every probe: what a probe at ``width`` bits
+        reaches (the query's fine key XOR one of its masks); needed only by coarser segments."""
+        if self._allowed is None:
+            nq = len(self.q)
+            self._allowed = np.unique(
+                (np.arange(nq, dtype=np.int64)[:, None] << self.width)
+                | ((self.q[:, None] ^ self.masks) >> np.uint64(64 - self.width)).astype(np.int64)
+            )
+        return self._allowed
 
     def buckets(self, w: int) -> tuple[np.ndarray, np.ndarray]:
         """``(probe query, bucket)`` int64 arrays of the distinct buckets of a segment keyed on
@@ -261,41 +269,50 @@ def probe(
     width = plan.width
     if width < w:
         raise ValueError(f"probes at {width} bits on a segment keyed on {w}")
-    q, allowed = plan.q, plan.allowed
+    q = plan.q
     if len(q) == 0 or len(words) == 0:
-        empty = np.zeros(0, np.int64)
-        return Hits(empty, empty, np.zeros(0, np.uint8), empty)
+        return _no_hits()
     finer = width - w
     probe_query, bucket = plan.buckets(w)
     lo = starts[bucket].astype(np.int64)
-    counts = starts[bucket + 1].astype(np.int64) - lo
-    total = int(counts.sum())
+    ends = np.cumsum(starts[bucket + 1].astype(np.int64) - lo)  # (P,) end of each probe's rows
+    total = int(ends[-1])
     if total == 0:
-        empty = np.zeros(0, np.int64)
-        return Hits(empty, empty, np.zeros(0, np.uint8), empty)
-    # Positions lo..hi-1 of every probed bucket, concatenated; which probe each comes from.
-    position = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
-    query_of = np.repeat(probe_query, counts)
+        return _no_hits()
+    counts = np.diff(ends, prepend=0)
+    low = GEOMETRY_BITS + layout.image_bits
+    # One word a probe to compare the stored codes of its bucket's rows with: the query's code
+    # bits after the key, and above them as many ones as the probe flipped key bits
+    # (code_bits + flips <= 64 - w + min(PROBE_BITS, w) <= 64), so that one popcount is the distance.
+    flips = np.bitwise_count((q >> np.uint64(64 - w))[probe_query] ^ bucket.astype(np.uint64)).astype(np.uint64)
+    mine = ((q << np.uint64(w)) >> np.uint64(64 - layout.code_bits))[probe_query]
+    target = (((np.uint64(1) << flips) - np.uint64(1)) << np.uint64(layout.code_bits)) | mine
+    # Positions lo..hi-1 of every probed bucket, concatenated.
+    position = np.arange(total, dtype=np.int64)
+    position += np.repeat(lo - (ends - counts), counts)
     word = words[position]
-    stored = word >> np.uint64(GEOMETRY_BITS + layout.image_bits)
-    mine = ((q << np.uint64(w)) >> np.uint64(64 - layout.code_bits))[query_of]
-    # Bits the probe flipped in the segment's key (those beyond it are in the stored code).
-    probe_flips = np.bitwise_count((q >> np.uint64(64 - w))[probe_query] ^ bucket.astype(np.uint64))
-    distance = np.bitwise_count(stored ^ mine).astype(np.int64) + np.repeat(probe_flips.astype(np.int64), counts)
-    keep = distance <= radius
+    del position
+    distance = np.bitwise_count((word >> np.uint64(low)) ^ np.repeat(target, counts))
+    near = np.flatnonzero(distance <= radius)
+    of_probe = np.searchsorted(ends, near, side="right")  # the probe each near row comes from
     if finer:  # of the rows near enough (a few in a hundred), those a probe at ``width`` reaches
-        near = np.flatnonzero(keep)
-        of_probe = np.searchsorted(np.cumsum(counts), near, side="right")
         fine_key = (bucket[of_probe] << finer) | (
-            stored[near] >> np.uint64(layout.code_bits - finer)
+            word[near] >> np.uint64(low + layout.code_bits - finer)
         ).astype(np.int64)
-        wanted = (query_of[near] << width) | fine_key
+        wanted = (probe_query[of_probe] << width) | fine_key
+        allowed = plan.allowed
         at = np.minimum(np.searchsorted(allowed, wanted), len(allowed) - 1)
-        keep[near] = allowed[at] == wanted
-    image_mask = np.uint64((1 << layout.image_bits) - 1)
+        reached = allowed[at] == wanted
+        near, of_probe = near[reached], of_probe[reached]
+    word = word[near]
     return Hits(
-        query=query_of[keep].astype(np.int64),
-        image=(word[keep] & image_mask).astype(np.int64),
-        geometry=((word[keep] >> np.uint64(layout.image_bits)) & np.uint64(255)).astype(np.uint8),
-        distance=distance[keep],
+        query=probe_query[of_probe],
+        image=(word & np.uint64((1 << layout.image_bits) - 1)).astype(np.int64),
+        geometry=((word >> np.uint64(layout.image_bits)) & np.uint64(255)).astype(np.uint8),
+        distance=distance[near].astype(np.int64),
     )
+
+
+def _no_hits() -> Hits:
+    empty = np.zeros(0, np.int64)
+    return Hits(empty, empty, np.zeros(0, np.uint8), empty)
