@@ -5,6 +5,7 @@ Indexes are exact+global only (``keypoints=None``) unless a test needs the local
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -142,14 +143,17 @@ def _probe_by_brute_force(codes, images, geometry, layout, query, margins, radiu
     return sorted(found)
 
 
-@pytest.mark.parametrize(("images_in_segment", "width"), [(8, None), (8, 15), (3000, None), (3000, 22)])
-def test_postings_probe_equals_a_brute_force_search(hashes_of_photos, images_in_segment, width) -> None:
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize(("images_in_segment", "width"), [(8, None), (8, 15), (3000, None), (3000, 22), (3000, 28)])
+def test_postings_probe_equals_a_brute_force_search(hashes_of_photos, images_in_segment, width, ordered) -> None:
     """The vectorised probe (one popcount a row, buckets read at the segment's width, rows kept at
-    a finer ``width``) returns exactly the pairs a brute-force scan of every row does."""
+    a finer ``width``: the probe's run of an ordered bucket, or the whole bucket filtered in a
+    segment written before buckets were ordered) returns exactly the pairs a brute-force scan of
+    every row does."""
     codes, images, query, margins = hashes_of_photos
     rng = np.random.default_rng(7)
     geometry = rng.integers(0, 256, len(codes)).astype(np.uint8)
-    layout = postings.Layout.for_images(images_in_segment)
+    layout = dataclasses.replace(postings.Layout.for_images(images_in_segment), ordered=ordered)
     words, starts = postings.build(codes, images, geometry, layout)
     at = layout.width if width is None else width
     for radius, probes in ((8, 32), (5, 7)):

@@ -127,10 +127,13 @@ def geometry_bins(angle: np.ndarray, size: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Layout:
-    """Bit layout of one segment's postings (stored in its metadata)."""
+    """Bit layout of one segment's postings (stored in its metadata). ``ordered``: the words of a
+    bucket ascend by their stored code (segments written since release 0.13; before, a bucket's
+    words kept their images' order), so a probe finer than the key reads only its part of a bucket."""
 
     width: int
     image_bits: int
+    ordered: bool = False
 
     @property
     def code_bits(self) -> int:
@@ -140,7 +143,7 @@ class Layout:
     def for_images(cls, images: int) -> Layout:
         if images > MAX_IMAGES:
             raise ConfigError(f"a segment holds at most {MAX_IMAGES} images, got {images}")
-        return cls(key_width(images), image_bits(images))
+        return cls(key_width(images), image_bits(images), ordered=True)
 
 
 def build(
@@ -157,22 +160,26 @@ def build(
 
     Returns
     -------
-    words : (V,) uint64, grouped by key (rows of one key keep their input order)
+    words : (V,) uint64, grouped by key; with ``layout.ordered``, ascending by code within a key
+        (rows of one code keep their input order), else in input order within a key
     starts : (2**width + 1,) uint32 (uint64 from 2**32 rows)
     """
     w = layout.width
     permuted = reorder(np.asarray(codes, np.uint64))
-    # In place where it can be, with 32-bit keys: about 40 bytes a row at the peak (merges of
-    # hundreds of thousands of images build these).
-    key = (permuted >> np.uint64(64 - w)).astype(np.uint32)
-    order = np.argsort(key, kind="stable")
+    # In place where it can be: about 40 bytes a row at the peak (merges of hundreds of thousands
+    # of images build these).
+    if layout.ordered:
+        order = np.argsort(permuted, kind="stable")
+    else:
+        order = np.argsort((permuted >> np.uint64(64 - w)).astype(np.uint32), kind="stable")
+    words = permuted[order]
+    del permuted
+    key = (words >> np.uint64(64 - w)).astype(np.uint32)
     counts = np.bincount(key, minlength=1 << w)
     del key
     starts = np.zeros((1 << w) + 1, np.uint32 if len(codes) < 2**32 else np.uint64)
     np.cumsum(counts, out=starts[1:])
     del counts
-    words = permuted[order]
-    del permuted
     words <<= np.uint64(w)
     words >>= np.uint64(64 - layout.code_bits)  # the next code_bits bits
     words <<= np.uint64(GEOMETRY_BITS + layout.image_bits)
@@ -213,6 +220,13 @@ class Plan:
             self.masks |= bit_value[:, r : r + 1] * ((template >> r) & 1).astype(np.uint64)[None, :]
         self._allowed: np.ndarray | None = None
         self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def fine_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(probe query, key)`` int64 arrays of every probe at ``width`` bits, query-major
+        (distinct within a query: its masks flip key bits only)."""
+        nq, n_probes = self.masks.shape
+        key = ((self.q[:, None] ^ self.masks) >> np.uint64(64 - self.width)).astype(np.int64)
+        return np.repeat(np.arange(nq, dtype=np.int64), n_probes), key.ravel()
 
     @property
     def allowed(self) -> np.ndarray:
@@ -273,14 +287,27 @@ def probe(
     if len(q) == 0 or len(words) == 0:
         return _no_hits()
     finer = width - w
-    probe_query, bucket = plan.buckets(w)
-    lo = starts[bucket].astype(np.int64)
-    ends = np.cumsum(starts[bucket + 1].astype(np.int64) - lo)  # (P,) end of each probe's rows
-    total = int(ends[-1])
+    low = GEOMETRY_BITS + layout.image_bits
+    if finer and layout.ordered:
+        # Every probe at ``width`` reads only the part of its coarser bucket whose next ``finer``
+        # code bits are its own: the bucket's words ascend by code, so that part is one run.
+        probe_query, fine = plan.fine_keys()
+        bucket = fine >> finer
+        lo, hi = starts[bucket].astype(np.int64), starts[bucket + 1].astype(np.int64)
+        shift = np.uint64(low + layout.code_bits - finer)
+        part = (fine & ((1 << finer) - 1)).astype(np.uint64)
+        lo, hi = _first_at_least(words, lo, hi, part << shift), np.where(
+            part == (1 << finer) - 1, hi, _first_at_least(words, lo, hi, (part + np.uint64(1)) << shift)
+        )
+        finer = 0  # the rows read are those a probe at ``width`` reaches
+    else:
+        probe_query, bucket = plan.buckets(w)
+        lo, hi = starts[bucket].astype(np.int64), starts[bucket + 1].astype(np.int64)
+    ends = np.cumsum(hi - lo)  # (P,) end of each probe's rows
+    total = int(ends[-1]) if len(ends) else 0
     if total == 0:
         return _no_hits()
     counts = np.diff(ends, prepend=0)
-    low = GEOMETRY_BITS + layout.image_bits
     # One word a probe to compare the stored codes of its bucket's rows with: the query's code
     # bits after the key, and above them as many ones as the probe flipped key bits
     # (code_bits + flips <= 64 - w + min(PROBE_BITS, w) <= 64), so that one popcount is the distance.
@@ -311,6 +338,20 @@ def probe(
         geometry=((word >> np.uint64(layout.image_bits)) & np.uint64(255)).astype(np.uint8),
         distance=distance[near].astype(np.int64),
     )
+
+
+def _first_at_least(words: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per run ``words[lo[i]:hi[i]]`` (ascending), the first position whose word is at least
+    ``target[i]`` (``hi[i]`` if none): a binary search of all the runs at once."""
+    lo, hi = lo.copy(), hi.copy()
+    while True:
+        open_ = np.flatnonzero(lo < hi)
+        if len(open_) == 0:
+            return lo
+        mid = (lo[open_] + hi[open_]) >> 1
+        below = words[mid] < target[open_]
+        lo[open_[below]] = mid[below] + 1
+        hi[open_[~below]] = mid[~below]
 
 
 def _no_hits() -> Hits:

@@ -113,7 +113,10 @@ def _image_arrays(paths: list[str], columns: dict[str, np.ndarray]) -> dict[str,
 
 def _meta(meta: dict[str, Any], n: int) -> tuple[dict[str, Any], postings.Layout]:
     layout = postings.Layout.for_images(max(n, 1))
-    full = {**meta, "images": n, "post_width": layout.width, "post_image_bits": layout.image_bits, "keypoints": 0}
+    full = {
+        **meta, "images": n, "post_width": layout.width, "post_image_bits": layout.image_bits,
+        "post_ordered": layout.ordered, "keypoints": 0,
+    }  # fmt: skip
     return full, layout
 
 
@@ -276,7 +279,9 @@ class Segment:
         self.meta = self.file.meta
         self.n = int(self.meta["images"])
         self.has_local = "kp_offsets" in self.file
-        self.layout = postings.Layout(int(self.meta["post_width"]), int(self.meta["post_image_bits"]))
+        self.layout = postings.Layout(
+            int(self.meta["post_width"]), int(self.meta["post_image_bits"]), bool(self.meta.get("post_ordered", False))
+        )
         self._path_offsets = self.file.read("path_offsets")
         if len(self._path_offsets) != self.n + 1:
             raise DamagedFileError(f"{self.path}: {len(self._path_offsets) - 1} paths for {self.n} images")
