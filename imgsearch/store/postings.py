@@ -128,8 +128,8 @@ def geometry_bins(angle: np.ndarray, size: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Layout:
     """Bit layout of one segment's postings (stored in its metadata). ``ordered``: the words of a
-    bucket ascend by their stored code (segments written since release 0.13; before, a bucket's
-    words kept their images' order), so a probe finer than the key reads only its part of a bucket."""
+    bucket ascend by their stored code (segments written since ordered buckets came; before, a
+    bucket's words kept their images' order), so a probe finer than the key reads only its part of a bucket."""
 
     width: int
     image_bits: int
