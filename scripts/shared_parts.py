@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="also write every query's outcome (CSV) here")
     workload.add_search_option(parser)
     args = parser.parse_args(argv)
     overrides = workload.search_overrides(parser, args, "tiers")
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         args.json,
         console,
     )
+    if args.out is not None:
+        for path in result.write(args.out):
+            console.print(f"wrote {path}")
     return 0
 
 

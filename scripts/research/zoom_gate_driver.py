@@ -252,6 +252,8 @@ def main() -> int:
                     "reached_zoom": bool(zoom_passes),
                     "top_id": None if top is None else top.image_id,
                     "top_pass": None if top is None else (top.search_pass or top.tier),
+                    "top_agreement": None if top is None else top.agreement,
+                    "top_inliers": None if top is None else top.inliers,
                     "top_right": top is not None and expected is not None and top.path == expected,
                     "timings": res.timings,
                     "elapsed_ms": res.elapsed_ms,
