@@ -224,20 +224,15 @@ class Plan:
     def fine_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """``(probe query, key)`` int64 arrays of every probe at ``width`` bits, query-major
         (distinct within a query: its masks flip key bits only)."""
-        nq, n_probes = self.masks.shape
-        key = ((self.q[:, None] ^ self.masks) >> np.uint64(64 - self.width)).astype(np.int64)
-        return np.repeat(np.arange(nq, dtype=np.int64), n_probes), key.ravel()
+        return self.buckets(self.width)
 
     @property
     def allowed(self) -> np.ndarray:
         """Sorted int64 ``query << width | fine key`` of every probe: what a probe at ``width`` bits
         reaches (the query's fine key XOR one of its masks); needed only by coarser segments."""
         if self._allowed is None:
-            nq = len(self.q)
-            self._allowed = np.unique(
-                (np.arange(nq, dtype=np.int64)[:, None] << self.width)
-                | ((self.q[:, None] ^ self.masks) >> np.uint64(64 - self.width)).astype(np.int64)
-            )
+            probe_query, key = self.fine_keys()
+            self._allowed = np.unique((probe_query << self.width) | key)
         return self._allowed
 
     def buckets(self, w: int) -> tuple[np.ndarray, np.ndarray]:
