@@ -143,13 +143,16 @@ def _probe_by_brute_force(codes, images, geometry, layout, query, margins, radiu
     return sorted(found)
 
 
-@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize(("ordered", "whole_bucket"), [(True, 0), (True, 2), (True, postings.WHOLE_BUCKET), (False, 0)])
 @pytest.mark.parametrize(("images_in_segment", "width"), [(8, None), (8, 15), (3000, None), (3000, 22), (3000, 28)])
-def test_postings_probe_equals_a_brute_force_search(hashes_of_photos, images_in_segment, width, ordered) -> None:
+def test_postings_probe_equals_a_brute_force_search(
+    hashes_of_photos, images_in_segment, width, ordered, whole_bucket, monkeypatch
+) -> None:
     """The vectorised probe (one popcount a row, buckets read at the segment's width, rows kept at
-    a finer ``width``: the probe's run of an ordered bucket, or the whole bucket filtered in a
-    segment written before buckets were ordered) returns exactly the pairs a brute-force scan of
-    every row does."""
+    a finer ``width``: the probe's run of a large ordered bucket, or the whole bucket filtered, in
+    a small one or in a segment written before buckets were ordered) returns exactly the pairs a
+    brute-force scan of every row does."""
+    monkeypatch.setattr(postings, "WHOLE_BUCKET", whole_bucket)
     codes, images, query, margins = hashes_of_photos
     rng = np.random.default_rng(7)
     geometry = rng.integers(0, 256, len(codes)).astype(np.uint8)

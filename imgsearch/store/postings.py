@@ -53,6 +53,9 @@ ANGLE_BINS = 32
 SCALE_BINS = 8
 MIN_WIDTH, MAX_WIDTH = 12, 28
 MAX_IMAGES = 1 << 21  # rows of one segment (a compacted million fits twice)
+# An ordered bucket of at most this many rows is read whole by a probe finer than its key (and the
+# rows the probe does not reach dropped), a larger one searched for the probe's run.
+WHOLE_BUCKET = 256
 
 assert sorted(RELIABLE_ORDER) == list(range(64))
 
@@ -219,7 +222,7 @@ class Plan:
         for r in range(m):
             self.masks |= bit_value[:, r : r + 1] * ((template >> r) & 1).astype(np.uint64)[None, :]
         self._allowed: np.ndarray | None = None
-        self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._buckets: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def fine_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """``(probe query, key)`` int64 arrays of every probe at ``width`` bits, query-major
@@ -238,14 +241,20 @@ class Plan:
     def buckets(self, w: int) -> tuple[np.ndarray, np.ndarray]:
         """``(probe query, bucket)`` int64 arrays of the distinct buckets of a segment keyed on
         ``w`` bits (probes that differ only beyond its key read one bucket once)."""
+        return self.coarse(w)[:2]
+
+    def coarse(self, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`buckets` at ``w`` bits and, for each probe of :meth:`fine_keys`, the index of
+        its bucket among them (computed once per width, for every segment keyed on it)."""
         if w not in self._buckets:
             nq, n_probes = self.masks.shape
             bucket = ((self.q[:, None] ^ self.masks) >> np.uint64(64 - w)).astype(np.int64)  # (Q, T)
+            query = np.repeat(np.arange(nq, dtype=np.int64), n_probes)
             if w < self.width:
-                unique = np.unique(np.arange(nq, dtype=np.int64)[:, None] * (1 << w) + bucket)
-                self._buckets[w] = (unique >> w, unique & ((1 << w) - 1))
+                unique, inverse = np.unique((query << w) | bucket.ravel(), return_inverse=True)
+                self._buckets[w] = (unique >> w, unique & ((1 << w) - 1), inverse.reshape(-1))
             else:
-                self._buckets[w] = (np.repeat(np.arange(nq, dtype=np.int64), n_probes), bucket.ravel())
+                self._buckets[w] = (query, bucket.ravel(), np.arange(nq * n_probes))
         return self._buckets[w]
 
 
@@ -284,17 +293,7 @@ def probe(
     finer = width - w
     low = GEOMETRY_BITS + layout.image_bits
     if finer and layout.ordered:
-        # Every probe at ``width`` reads only the part of its coarser bucket whose next ``finer``
-        # code bits are its own: the bucket's words ascend by code, so that part is one run.
-        probe_query, fine = plan.fine_keys()
-        bucket = fine >> finer
-        lo, hi = starts[bucket].astype(np.int64), starts[bucket + 1].astype(np.int64)
-        shift = np.uint64(low + layout.code_bits - finer)
-        part = (fine & ((1 << finer) - 1)).astype(np.uint64)
-        lo, hi = _first_at_least(words, lo, hi, part << shift), np.where(
-            part == (1 << finer) - 1, hi, _first_at_least(words, lo, hi, (part + np.uint64(1)) << shift)
-        )
-        finer = 0  # the rows read are those a probe at ``width`` reaches
+        probe_query, bucket, lo, hi = _ordered_runs(words, starts, layout, plan, finer)
     else:
         probe_query, bucket = plan.buckets(w)
         lo, hi = starts[bucket].astype(np.int64), starts[bucket + 1].astype(np.int64)
@@ -332,6 +331,35 @@ def probe(
         image=(word & np.uint64((1 << layout.image_bits) - 1)).astype(np.int64),
         geometry=((word >> np.uint64(layout.image_bits)) & np.uint64(255)).astype(np.uint8),
         distance=distance[near].astype(np.int64),
+    )
+
+
+def _ordered_runs(
+    words: np.ndarray, starts: np.ndarray, layout: Layout, plan: Plan, finer: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(probe query, bucket, lo, hi)`` of the rows to read in an ordered segment keyed ``finer``
+    bits coarser than the probes: a bucket of at most :data:`WHOLE_BUCKET` rows is read whole, once
+    a query (the rows its probes do not reach are dropped after); in a larger one each probe reads
+    only the run whose next ``finer`` code bits are its own, found by a binary search of all such
+    probes at once (its words ascend by code). Reading a small bucket costs less than searching it."""
+    query, bucket, of_fine = plan.coarse(layout.width)
+    lo, hi = starts[bucket].astype(np.int64), starts[bucket + 1].astype(np.int64)
+    large = hi - lo > WHOLE_BUCKET
+    small = np.flatnonzero(~large)
+    big = np.flatnonzero(large[of_fine])  # the probes into large buckets
+    fine_query, fine = plan.fine_keys()
+    at = of_fine[big]
+    shift = np.uint64(GEOMETRY_BITS + layout.image_bits + layout.code_bits - finer)
+    part = (fine[big] & ((1 << finer) - 1)).astype(np.uint64)
+    last = part == (1 << finer) - 1  # its run ends with the bucket (and (part + 1) << shift may overflow)
+    run_lo = _first_at_least(words, lo[at], hi[at], part << shift)
+    run_hi = hi[at]
+    run_hi[~last] = _first_at_least(words, run_lo[~last], run_hi[~last], (part[~last] + np.uint64(1)) << shift)
+    return (
+        np.concatenate([query[small], fine_query[big]]),
+        np.concatenate([bucket[small], bucket[at]]),
+        np.concatenate([lo[small], run_lo]),
+        np.concatenate([hi[small], run_hi]),
     )
 
 
