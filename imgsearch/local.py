@@ -223,12 +223,17 @@ class LocalIndex:
         pass fits candidates of different pictures on the same keypoints) do not count as votes: a
         candidate left with fewer than ``min_votes`` is not fitted.
         """
-        hit_kp, hit_image, (cand, counts) = self._hits(qp, cfg, np.fromiter(hinted, np.int64, len(hinted)))
-        votes_of = dict(zip(cand.tolist(), counts.tolist(), strict=True))
-        order = [int(cand[k]) for k in np.lexsort((cand, -counts))]
+        hinted_ids = np.fromiter(hinted, np.int64, len(hinted))
+        hit_kp, hit_image, (cand, counts) = self._hits(qp, cfg, hinted_ids)
+        # Most votes first, ties to the lower id; only the first max_candidates and the hinted
+        # images are looked at (a pass at a million images gives votes to tens of thousands).
+        best = np.lexsort((cand, -counts))[: cfg.max_candidates]
+        hinted_at = np.flatnonzero(np.isin(cand, hinted_ids))
+        votes_of = dict(zip(cand[hinted_at].tolist(), counts[hinted_at].tolist(), strict=True))
+        votes_of.update(zip(cand[best].tolist(), counts[best].tolist(), strict=True))
         queue = [(i, True) for i in sorted(hinted, key=lambda i: (hinted[i], i))]
         if vote:
-            queue += [(i, False) for i in order[: cfg.max_candidates] if i not in hinted]
+            queue += [(i, False) for i in cand[best].tolist() if i not in hinted]
         min_votes = cfg.min_votes or votes.votes_needed(len(self.reader))
         rejected: list[Rejection] = []
         fits: list[decide.CandidateFit] = []
