@@ -7,9 +7,12 @@ the peak of Python's traced allocations (``tracemalloc``: numpy's arrays, not th
 * ``segment.write_merged`` (what ``compact`` and the automatic merges run);
 * ``segment.write`` of ``Batch.concatenate`` of the sources' rows (what merges did before).
 
-Prints the peaks, per voting keypoint and per stored keypoint, and checks the two files are equal.
+Prints the peaks, per voting keypoint and per stored keypoint, and checks the files are equal.
+``--postings-rows`` merges once per bound on the rows the postings build holds at a time
+(``segment.POSTINGS_ROWS``: a larger merge builds them in parts).
 
     .venv/bin/python scripts/bench_merge_memory.py --images 5000 --keypoints 400
+    .venv/bin/python scripts/bench_merge_memory.py --images 20000 --postings-rows 100000000,8000000,2000000
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=5000, help="images in each of the two segments")
     parser.add_argument("--keypoints", type=int, default=400, help="stored keypoints an image")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--postings-rows",
+        default=None,
+        help="comma-separated segment.POSTINGS_ROWS to merge with, one merge each (default: the default)",
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the merge in memory (it holds about 125 KB an image)"
+    )
     args = parser.parse_args(argv)
 
     from imgsearch.config import IndexConfig
@@ -70,13 +81,20 @@ def main(argv: list[str] | None = None) -> int:
         stored = sum(s.n for s in sources) * args.keypoints
         voting = sum(s.n for s in sources) * min(args.keypoints, hashed or args.keypoints)
         rows = []
-        for label, run in (
-            ("streamed (write_merged)", lambda: seg.write_merged(folder / "streamed.seg", sources, deleted, config, {})),
-            ("in memory (write of the concatenated batches)", lambda: seg.write(
+        runs = []
+        for limit in [int(x) for x in args.postings_rows.split(",")] if args.postings_rows else [seg.POSTINGS_ROWS]:
+
+            def streamed(limit: int = limit) -> None:
+                seg.POSTINGS_ROWS = limit
+                seg.write_merged(folder / f"streamed_{limit}.seg", sources, deleted, config, {})
+
+            runs.append((f"streamed (write_merged), postings in parts of <= {limit:,} rows", f"streamed_{limit}.seg", streamed))
+        if not args.no_reference:
+            runs.append(("in memory (write of the concatenated batches)", "in_memory.seg", lambda: seg.write(
                 folder / "in_memory.seg",
                 seg.Batch.concatenate([s.batch(np.flatnonzero(~d)) for s, d in zip(sources, deleted, strict=True)]),
-                config, {})),
-        ):  # fmt: skip
+                config, {})))  # fmt: skip
+        for label, _, run in runs:
             tracemalloc.start()
             t = time.perf_counter()
             run()
@@ -84,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             rows.append((label, peak, seconds))
-        same = filecmp.cmp(folder / "streamed.seg", folder / "in_memory.seg", shallow=False)
+        files = [folder / name for _, name, _ in runs]
+        same = all(filecmp.cmp(files[0], f, shallow=False) for f in files[1:])
         for s in sources:
             s.close()
     table = Table(title=f"merging 2 x {args.images:,} images, {args.keypoints} keypoints an image ({voting:,} voting)")
@@ -93,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, peak, seconds in rows:
         table.add_row(label, f"{peak / 1e6:.0f}", f"{peak / voting:.0f}", f"{peak / stored:.0f}", f"{seconds:.1f}")
     console.print(table)
-    console.print(f"the two merged files are {'identical' if same else 'DIFFERENT'}")
+    console.print(f"the {len(rows)} merged files are {'identical' if same else 'DIFFERENT'}")
     return 0 if same else 1
 
 

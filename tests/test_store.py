@@ -24,6 +24,7 @@ from conftest import GLOBAL_ONLY, KODAK, PHOTOS, kodak_rgb, rescale, write_jpeg
 
 import imgsearch.io
 from imgsearch import ConfigError, Index, IndexConfig, IndexFormatError, hashing, merge_results
+from imgsearch.config import KeypointConfig
 from imgsearch.errors import IndexLockedError, IndexNotFoundError, IndexWriteError
 from imgsearch.extract import extract_file
 from imgsearch.store import container, postings, writer
@@ -830,9 +831,9 @@ def test_refresh_parses_the_manifest_only_when_its_text_changed(tmp_path: Path, 
     index.close()
 
 
-def _local_segments(directory: Path) -> tuple[Index, list]:
+def _local_segments(directory: Path, config: IndexConfig | None = None) -> tuple[Index, list]:
     """A local index of KODAK[:12] in three segments, two images removed."""
-    index = Index.create(directory, IndexConfig())
+    index = Index.create(directory, config or IndexConfig())
     index.add(KODAK[:12], workers=1, checkpoint=4, merge=False)
     index.remove([KODAK[1], KODAK[9]], merge=False)
     manifest = mf.read(directory)
@@ -840,16 +841,24 @@ def _local_segments(directory: Path) -> tuple[Index, list]:
     return index, list(manifest.segments)
 
 
-@pytest.mark.parametrize("chunk", [5, 1 << 18])
-def test_a_streamed_merge_writes_what_the_merge_in_memory_wrote(tmp_path: Path, monkeypatch, chunk: int) -> None:
+@pytest.mark.parametrize(
+    ("chunk", "postings_rows", "scales"),
+    [(5, 8_000_000, (1.0,)), (1 << 18, 8_000_000, (1.0,)), (7, 100, (1.0,)), (1 << 18, 1, (1.0,)), (9, 300, (1.0, 1.5))],
+)
+def test_a_streamed_merge_writes_what_the_merge_in_memory_wrote(
+    tmp_path: Path, monkeypatch, chunk: int, postings_rows: int, scales: tuple[float, ...]
+) -> None:
     """write_merged copies the keypoints a chunk at a time (chunks across image boundaries when
-    small) and must give, byte for byte, the segment that writing the concatenated batches gives."""
+    small) and builds its postings in parts when they exceed ``POSTINGS_ROWS`` rows (split by
+    their codes' leading bits, up to 256 parts), and must give, byte for byte, the segment that
+    writing the concatenated batches gives."""
     from imgsearch.store.reader import read_tombstones
     from imgsearch.store.segment import Batch, Segment, write, write_merged
 
     monkeypatch.setattr("imgsearch.store.segment.MERGE_CHUNK", chunk)
+    monkeypatch.setattr("imgsearch.store.segment.POSTINGS_ROWS", postings_rows)
     directory = tmp_path / "ix"
-    index, entries = _local_segments(directory)
+    index, entries = _local_segments(directory, IndexConfig(keypoints=KeypointConfig(patch_scales=scales)))
     folder = directory / mf.SEGMENTS
     sources = [Segment(folder / e.name) for e in entries]
     deleted = [

@@ -180,15 +180,27 @@ def build(
     key = (words >> np.uint64(64 - w)).astype(np.uint32)
     counts = np.bincount(key, minlength=1 << w)
     del key
-    starts = np.zeros((1 << w) + 1, np.uint32 if len(codes) < 2**32 else np.uint64)
+    starts = np.zeros((1 << w) + 1, starts_dtype(len(codes)))
     np.cumsum(counts, out=starts[1:])
     del counts
-    words <<= np.uint64(w)
-    words >>= np.uint64(64 - layout.code_bits)  # the next code_bits bits
-    words <<= np.uint64(GEOMETRY_BITS + layout.image_bits)
-    words |= np.asarray(geometry, np.uint8)[order].astype(np.uint64) << np.uint64(layout.image_bits)
-    words |= np.asarray(images)[order].astype(np.uint64)
-    return words, starts
+    return pack(words, np.asarray(images)[order], np.asarray(geometry, np.uint8)[order], layout), starts
+
+
+def starts_dtype(rows: int) -> np.dtype:
+    """The dtype of the bucket starts of a segment of ``rows`` voting rows."""
+    return np.dtype(np.uint32 if rows < 2**32 else np.uint64)
+
+
+def pack(permuted: np.ndarray, images: np.ndarray, geometry: np.ndarray, layout: Layout) -> np.ndarray:
+    """Posting words, in place, of ``(V,)`` uint64 reordered codes (:func:`reorder`, in bucket
+    order) and their rows' image ids and :func:`geometry_bins`: see the module's layout."""
+    w = np.uint64(layout.width)
+    permuted <<= w
+    permuted >>= np.uint64(64 - layout.code_bits)  # the next code_bits bits
+    permuted <<= np.uint64(GEOMETRY_BITS + layout.image_bits)
+    permuted |= np.asarray(geometry, np.uint8).astype(np.uint64) << np.uint64(layout.image_bits)
+    permuted |= np.asarray(images).astype(np.uint64)
+    return permuted
 
 
 @dataclass(frozen=True)

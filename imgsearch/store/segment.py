@@ -145,6 +145,9 @@ def write(path: str | os.PathLike[str], batch: Batch, config: IndexConfig, meta:
 
 
 MERGE_CHUNK = 1 << 18  # keypoints copied at a time by a merge (about 40 MB of descriptors)
+# Voting rows a merge's postings build holds at a time (about 50 B each at the peak); a larger
+# merge builds its postings in parts, split by the leading bits of the rows' codes.
+POSTINGS_ROWS = 8_000_000
 
 
 def write_merged(
@@ -189,22 +192,108 @@ def write_merged(
     arrays["kp_crc"] = np.concatenate(
         [np.asarray(s.column("kp_crc"))[rows] for s, rows in zip(sources, live, strict=True)]
     ).astype(np.uint32)
-    # The voting rows (the first ``hashed`` keypoints of each live image), gathered for the postings.
-    geometry, hashes = [], []
-    for s, keep, c in zip(sources, kept, per_image, strict=True):
-        voting = keep
-        if kc.hashed is not None:  # the first ``hashed`` of each image: a byte a keypoint
-            first = np.minimum(c, kc.hashed)
-            runs = np.column_stack([first, c - first]).ravel()
-            voting = keep & np.repeat(np.tile(np.array([True, False]), len(c)), runs)
-        geometry.append(s.file.array("keypoints")[:, 2:4][voting])
-        hashes.append(s.file.array("patch_hash")[voting])
-    voting_counts = np.minimum(counts, kc.hashed) if kc.hashed is not None else counts
-    arrays["post_words"], arrays["post_starts"] = _postings(
-        np.concatenate(geometry), np.concatenate(hashes), voting_counts, None, layout, size_angle=True
-    )
+    arrays["post_words"], arrays["post_starts"] = _merged_postings(sources, kept, per_image, live, kc.hashed, layout)
     meta["keypoints"] = total
     return container.write(path, arrays, meta), n, total
+
+
+def _merged_postings(
+    sources: Sequence[Segment],
+    kept: list[np.ndarray],
+    per_image: list[np.ndarray],
+    live: list[np.ndarray],
+    hashed: int | None,
+    layout: postings.Layout,
+) -> tuple[np.ndarray | container.Chunked, np.ndarray]:
+    """The postings of a merge, as :func:`postings.build` of all its voting rows (the first
+    ``hashed`` keypoints of each live image) would give them, byte for byte, holding at most about
+    :data:`POSTINGS_ROWS` rows at a time: the rows are split by the leading bits of their
+    reordered code (the words of one part are contiguous, in order) and each part is built on
+    its own, its rows gathered from the sources again (the words twice: :func:`container.write`
+    reads a :class:`container.Chunked` array twice)."""
+    voting = []
+    for keep, c in zip(kept, per_image, strict=True):
+        if hashed is not None:  # the first ``hashed`` of each image: a byte a keypoint
+            first = np.minimum(c, hashed)
+            runs = np.column_stack([first, c - first]).ravel()
+            keep = keep & np.repeat(np.tile(np.array([True, False]), len(c)), runs)
+        voting.append(keep)
+    scales = sources[0].file.array("patch_hash").shape[1]
+    total = sum(int(np.count_nonzero(v)) for v in voting) * scales
+    w = layout.width
+    bits = 0
+    while bits < min(8, w) and total >> bits > POSTINGS_ROWS:
+        bits += 1
+
+    def rows(which: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(reordered codes, merged image ids, geometry)`` of the voting rows, in order, by
+        chunks; with ``which``, only the codes whose part (:data:`part_of`) is ``which``'s."""
+        base, done = 0, 0
+        for s, vote, rows_live in zip(sources, voting, live, strict=True):
+            merged = np.full(s.n, -1, np.int64)
+            merged[rows_live] = base + np.arange(len(rows_live))
+            base += len(rows_live)
+            offsets = s._kp_offsets
+            assert offsets is not None
+            keypoints, hashes = s.file.array("keypoints"), s.file.array("patch_hash")
+            for lo in range(0, len(vote), MERGE_CHUNK):
+                at = lo + np.flatnonzero(vote[lo : lo + MERGE_CHUNK])
+                mine = None
+                if which is not None:  # the rows with a code of this part: only they are read
+                    mine = (part_of[done : done + len(at) * scales] == which).reshape(-1, scales)
+                    done += len(at) * scales
+                    at, mine = at[mine.any(axis=1)], mine[mine.any(axis=1)].reshape(-1)
+                if len(at) == 0:
+                    continue
+                image = merged[np.searchsorted(offsets, at, side="right") - 1]
+                geometry = postings.geometry_bins(keypoints[at, 3], keypoints[at, 2])  # angle, size
+                codes = postings.reorder(postings.codes_of(hashes[at].reshape(-1, 8)))
+                if scales > 1:
+                    image, geometry = np.repeat(image, scales), np.repeat(geometry, scales)
+                if mine is not None and not mine.all():
+                    codes, image, geometry = codes[mine], image[mine], geometry[mine]
+                yield codes, image, geometry
+
+    # The part of each code: its leading ``bits`` bits (a byte a code, made once).
+    part_of = np.zeros(total if bits else 0, np.uint8)
+    if bits:
+        at = 0
+        for codes, _, _ in rows():
+            part_of[at : at + len(codes)] = codes >> np.uint64(64 - bits)
+            at += len(codes)
+
+    def part(p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows whose codes lead with the ``bits`` bits of ``p``, in order (all when no bits)."""
+        got = list(rows(np.uint8(p) if bits else None))
+        if not got:
+            return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        return tuple(np.concatenate(a) for a in zip(*got, strict=True))  # type: ignore[return-value]
+
+    span = 1 << (w - bits)  # the buckets of a part
+
+    def in_order(p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        codes, image, geometry = part(p)
+        order = np.argsort(codes, kind="stable")
+        return codes[order], image[order], geometry[order]
+
+    def counted(codes: np.ndarray, p: int) -> np.ndarray:
+        """How many of part ``p``'s rows each of its buckets holds."""
+        return np.bincount((codes >> np.uint64(64 - w)).astype(np.int64) - p * span, minlength=span)
+
+    starts = np.zeros((1 << w) + 1, postings.starts_dtype(total))
+    if bits == 0:  # one part, built once in memory
+        codes, image, geometry = in_order(0)
+        starts[1:] = counted(codes, 0)
+        np.cumsum(starts, out=starts)
+        return postings.pack(codes, image, geometry, layout), starts
+    # The starts are known before the words are written (the container's header holds their
+    # checksum): one pass over the parts counts their keys, then the words are built part by part.
+    for p in range(1 << bits):
+        starts[1 + p * span : 1 + (p + 1) * span] = counted(part(p)[0], p)
+    np.cumsum(starts, out=starts)
+    return container.Chunked(
+        np.dtype(np.uint64), (total,), lambda: (postings.pack(*in_order(p), layout) for p in range(1 << bits))
+    ), starts
 
 
 def _copier(
