@@ -58,19 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("a", "b"):
             n, m = args.images, args.images * args.keypoints
             columns = {
-                "digest": rng.integers(0, 256, (n, 32)).astype(np.uint8),
+                "digest": rng.integers(0, 256, (n, 32), dtype=np.uint8),
                 "file_size": np.zeros(n, np.int64),
                 "mtime_ns": np.zeros(n, np.int64),
                 "width": np.full(n, 400, np.int32),
                 "height": np.full(n, 300, np.int32),
-                "global_hash": rng.integers(0, 256, (n, 8)).astype(np.uint8),
+                "global_hash": rng.integers(0, 256, (n, 8), dtype=np.uint8),
                 "kp_scale": np.full(n, 0.5, np.float32),
             }
-            keypoints = rng.random((m, 5)).astype(np.float32) * np.float32(200)
+            keypoints = rng.random((m, 5), dtype=np.float32) * np.float32(200)
             local = {
                 "keypoints": keypoints,
-                "descriptors": rng.integers(0, 256, (m, 128)).astype(np.uint8),
-                "patch_hash": rng.integers(0, 256, (m, 1, 8)).astype(np.uint8),
+                "descriptors": rng.integers(0, 256, (m, 128), dtype=np.uint8),
+                "patch_hash": rng.integers(0, 256, (m, 1, 8), dtype=np.uint8),
             }
             counts = np.full(n, args.keypoints, np.int64)
             batch = seg.Batch([f"/synthetic/{name}/{i}.jpg" for i in range(n)], columns, counts, local)

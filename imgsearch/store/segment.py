@@ -254,45 +254,38 @@ def _merged_postings(
                     codes, image, geometry = codes[mine], image[mine], geometry[mine]
                 yield codes, image, geometry
 
-    # The part of each code: its leading ``bits`` bits (a byte a code, made once).
-    part_of = np.zeros(total if bits else 0, np.uint8)
-    if bits:
-        at = 0
-        for codes, _, _ in rows():
-            part_of[at : at + len(codes)] = codes >> np.uint64(64 - bits)
-            at += len(codes)
-
     def part(p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The rows whose codes lead with the ``bits`` bits of ``p``, in order (all when no bits)."""
+        """The rows whose codes lead with the ``bits`` bits of ``p`` (all when no bits), in the
+        order of their codes (rows of one code in their own order)."""
         got = list(rows(np.uint8(p) if bits else None))
         if not got:
             return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.uint8)
-        return tuple(np.concatenate(a) for a in zip(*got, strict=True))  # type: ignore[return-value]
-
-    span = 1 << (w - bits)  # the buckets of a part
-
-    def in_order(p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        codes, image, geometry = part(p)
+        codes, image, geometry = (np.concatenate(a) for a in zip(*got, strict=True))
+        del got  # the chunks, before the sort's copies
         order = np.argsort(codes, kind="stable")
-        return codes[order], image[order], geometry[order]
-
-    def counted(codes: np.ndarray, p: int) -> np.ndarray:
-        """How many of part ``p``'s rows each of its buckets holds."""
-        return np.bincount((codes >> np.uint64(64 - w)).astype(np.int64) - p * span, minlength=span)
+        codes = codes[order]  # one copy at a time
+        image = image[order]
+        return codes, image, geometry[order]
 
     starts = np.zeros((1 << w) + 1, postings.starts_dtype(total))
+    key_shift = np.uint64(64 - w)
     if bits == 0:  # one part, built once in memory
-        codes, image, geometry = in_order(0)
-        starts[1:] = counted(codes, 0)
+        codes, image, geometry = part(0)
+        starts[1:] = np.bincount((codes >> key_shift).astype(np.intp), minlength=1 << w)
         np.cumsum(starts, out=starts)
         return postings.pack(codes, image, geometry, layout), starts
-    # The starts are known before the words are written (the container's header holds their
-    # checksum): one pass over the parts counts their keys, then the words are built part by part.
-    for p in range(1 << bits):
-        starts[1 + p * span : 1 + (p + 1) * span] = counted(part(p)[0], p)
+    # One pass over all the rows records each code's part and counts the buckets (the starts are
+    # written before the words: the container's header holds their checksum); then the words
+    # are built part by part, in order.
+    part_of = np.zeros(total, np.uint8)
+    at = 0
+    for codes, _, _ in rows():
+        part_of[at : at + len(codes)] = codes >> np.uint64(64 - bits)
+        np.add.at(starts[1:], (codes >> key_shift).astype(np.intp), 1)
+        at += len(codes)
     np.cumsum(starts, out=starts)
     return container.Chunked(
-        np.dtype(np.uint64), (total,), lambda: (postings.pack(*in_order(p), layout) for p in range(1 << bits))
+        np.dtype(np.uint64), (total,), lambda: (postings.pack(*part(p), layout) for p in range(1 << bits))
     ), starts
 
 
