@@ -286,10 +286,11 @@ def probe(
 
     ``width`` (default: the segment's own, ``layout.width``; never less) is the key width the
     probes are made at: the query hash's least confident of its first ``width`` bits are flipped.
-    On a segment keyed on fewer bits a probe reads its coarser bucket and keeps the rows whose
-    first ``width`` bits are the probe's (they are the leading bits of the stored code): exactly
-    the rows a segment keyed on ``width`` bits would give, so an index probed at one width answers
-    alike however its images are split into segments. Each (query hash, row) pair comes once.
+    On a segment keyed on fewer bits a probe keeps the rows of its coarser bucket whose first
+    ``width`` bits are the probe's (they are the leading bits of the stored code), reading only
+    their run of a large ordered bucket (:func:`_ordered_runs`): exactly the rows a segment keyed
+    on ``width`` bits would give, so an index probed at one width answers alike however its
+    images are split into segments. Each (query hash, row) pair comes once.
     A :class:`Plan` of these codes, margins, probes and width, made once for several segments,
     may be given instead of recomputing it.
     """
