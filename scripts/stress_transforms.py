@@ -417,6 +417,33 @@ def run_negatives(args, others: list[str], overrides: dict):
     return run_shared_eval(config, transforms=fns)
 
 
+def stress_queries(
+    indexed: list[str], others: list[str], per_transform: int, seed: int
+) -> list[tuple[str, str | None, bytes]]:
+    """``(transform, expected path or None, encoded query)``: per transform, ``per_transform``
+    copies of indexed photos and as many of never-indexed ones (``others``, which also give the
+    second photo of the transforms that take one), seeded."""
+    from imgsearch.evaluate.protocol import encode_query
+
+    rng = np.random.default_rng(seed)
+    queries: list[tuple[str, str | None, bytes]] = []
+    for name, (_, fn) in STRESS.items():
+        copies = rng.choice(len(indexed), per_transform, replace=False)
+        distractors = rng.choice(len(others), min(per_transform, len(others)), replace=False)
+        for i in copies:
+            other = others[int(rng.integers(len(others)))]
+            expected = os.path.realpath(indexed[i])  # as the index stores it (links resolved)
+            queries.append(
+                (name, expected, encode_query(fn(io.read_image(indexed[i]), rng, io.read_image(other))))
+            )
+        for i in distractors:
+            other = others[int(rng.integers(len(others)))]
+            queries.append(
+                (name, None, encode_query(fn(io.read_image(others[i]), rng, io.read_image(other))))
+            )
+    return queries
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", type=Path, default=workload.DEFAULT_PHOTOS)
@@ -441,31 +468,13 @@ def main(argv: list[str] | None = None) -> int:
     keypoints = workload.keypoint_config(parser, args)
 
     from imgsearch import Index, IndexConfig
-    from imgsearch.evaluate.protocol import encode_query
 
     photos = workload.list_images(args.folder, None)
     indexed, others = photos[: args.indexed], photos[args.indexed :]
     if not others:
         raise SystemExit(f"error: need photos after the first {args.indexed} as distractors")
-    rng = np.random.default_rng(args.seed)
     ks = [int(k) for k in args.k.split(",")]
-
-    # Queries: (transform, expected path or None, bytes).
-    queries: list[tuple[str, str | None, bytes]] = []
-    for name, (_, fn) in STRESS.items():
-        copies = rng.choice(len(indexed), args.per_transform, replace=False)
-        distractors = rng.choice(len(others), min(args.per_transform, len(others)), replace=False)
-        for i in copies:
-            other = others[int(rng.integers(len(others)))]
-            expected = os.path.realpath(indexed[i])  # as the index stores it (links resolved)
-            queries.append(
-                (name, expected, encode_query(fn(io.read_image(indexed[i]), rng, io.read_image(other))))
-            )
-        for i in distractors:
-            other = others[int(rng.integers(len(others)))]
-            queries.append(
-                (name, None, encode_query(fn(io.read_image(others[i]), rng, io.read_image(other))))
-            )
+    queries = stress_queries(indexed, others, args.per_transform, args.seed)
 
     with tempfile.TemporaryDirectory(prefix="stress-") as tmp:
         with Index.create(Path(tmp) / "index", IndexConfig(keypoints=keypoints)) as index:

@@ -28,7 +28,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/: workload, stress_transforms
 
 from imgsearch import decide as decide_mod
-from imgsearch import io
 from imgsearch import local as local_mod
 from imgsearch import search as search_mod
 
@@ -122,26 +121,9 @@ def stress_queries(folder: Path, n_indexed: int, per_transform: int, seed: int):
     import stress_transforms as st
     import workload
 
-    from imgsearch.evaluate.protocol import encode_query
-
     photos = workload.list_images(folder, None)
     indexed, others = photos[:n_indexed], photos[n_indexed:]
-    rng = np.random.default_rng(seed)
-    queries = []
-    for name, (_, fn) in st.STRESS.items():
-        copies = rng.choice(len(indexed), per_transform, replace=False)
-        distractors = rng.choice(len(others), min(per_transform, len(others)), replace=False)
-        for i in copies:
-            other = others[int(rng.integers(len(others)))]
-            expected = os.path.realpath(indexed[i])
-            queries.append(
-                (name, expected, encode_query(fn(io.read_image(indexed[i]), rng, io.read_image(other))))
-            )
-        for i in distractors:
-            other = others[int(rng.integers(len(others)))]
-            queries.append(
-                (name, None, encode_query(fn(io.read_image(others[i]), rng, io.read_image(other))))
-            )
+    queries = st.stress_queries(indexed, others, per_transform, seed)
     return indexed, queries
 
 
