@@ -144,16 +144,21 @@ def _probe_by_brute_force(codes, images, geometry, layout, query, margins, radiu
     return sorted(found)
 
 
-@pytest.mark.parametrize(("ordered", "whole_bucket"), [(True, 0), (True, 2), (True, postings.WHOLE_BUCKET), (False, 0)])
+@pytest.mark.parametrize(
+    ("ordered", "whole_bucket", "by_rows"),
+    [(True, 0, 0.0), (True, 2, 0.0), (True, postings.WHOLE_BUCKET, 0.0), (False, 0, 0.0), (True, 0, 1.0), (False, 0, 1.0)],
+)
 @pytest.mark.parametrize(("images_in_segment", "width"), [(8, None), (8, 15), (3000, None), (3000, 22), (3000, 28)])
 def test_postings_probe_equals_a_brute_force_search(
-    hashes_of_photos, images_in_segment, width, ordered, whole_bucket, monkeypatch
+    hashes_of_photos, images_in_segment, width, ordered, whole_bucket, by_rows, monkeypatch
 ) -> None:
     """The vectorised probe (one popcount a row, buckets read at the segment's width, rows kept at
     a finer ``width``: the probe's run of a large ordered bucket, or the whole bucket filtered, in
-    a small one or in a segment written before buckets were ordered) returns exactly the pairs a
-    brute-force scan of every row does."""
+    a small one or in a segment written before buckets were ordered; or, in a segment with fewer
+    rows than probes, each row matched to the probes) returns exactly the pairs a brute-force scan
+    of every row does."""
     monkeypatch.setattr(postings, "WHOLE_BUCKET", whole_bucket)
+    monkeypatch.setattr(postings, "ROWS_PER_PROBE", by_rows)
     codes, images, query, margins = hashes_of_photos
     rng = np.random.default_rng(7)
     geometry = rng.integers(0, 256, len(codes)).astype(np.uint8)
@@ -165,6 +170,12 @@ def test_postings_probe_equals_a_brute_force_search(
         got = sorted(zip(hits.query.tolist(), hits.image.tolist(), hits.geometry.tolist(), hits.distance.tolist(), strict=True))
         assert got == _probe_by_brute_force(codes, images, geometry, layout, query, margins, radius, probes, at)
         assert len(got) > 20
+        if width is None and by_rows:  # row by row, the pairs even come in the probe-by-probe order
+            monkeypatch.setattr(postings, "ROWS_PER_PROBE", 0.0)
+            other = postings.probe(words, starts, layout, query, margins, radius, probes, width=width)
+            monkeypatch.setattr(postings, "ROWS_PER_PROBE", by_rows)
+            for field in ("query", "image", "geometry", "distance"):
+                np.testing.assert_array_equal(getattr(hits, field), getattr(other, field))
 
 
 def test_postings_keep_every_bit_but_the_dc_one() -> None:
