@@ -218,6 +218,14 @@ def test_bench_merge_memory_smoke() -> None:
     assert "the 3 merged files are identical" in stdout
 
 
+def test_bench_small_segments_smoke() -> None:
+    """Both ways of probing small segments give the same answers."""
+    stdout = run_script(
+        "bench_small_segments.py", str(DATA), "--indexed", "8", "--small", "4", "--queries", "6", "--rounds", "1"
+    )
+    assert "5 segments" in stdout and "answers the same" in stdout
+
+
 def test_bench_versions_against_this_checkout(tmp_path: Path) -> None:
     """Run against itself (the same Python): both engines find the same copies."""
     out = tmp_path / "versions.json"
