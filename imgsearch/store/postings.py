@@ -59,7 +59,8 @@ WHOLE_BUCKET = 256
 # A segment with at most this many rows per probe of a pass is matched row by row (each row's key
 # looked up among the probes' sorted keys) instead of probe by probe: the small segments that
 # adds leave until a merge (one image: 240 rows against 12,800 probes). Beside 475 images, twelve
-# one-image segments: new images p50 55-67 ms probe by probe, 44-49 ms this way (4 paired runs).
+# one-image segments: new images p50 44.3 ms probe by probe, 37.2 ms this way
+# (scripts/bench_small_segments.py).
 ROWS_PER_PROBE = 0.25
 
 assert sorted(RELIABLE_ORDER) == list(range(64))
