@@ -211,13 +211,7 @@ def _merged_postings(
     reordered code (the words of one part are contiguous, in order) and each part is built on
     its own, its rows gathered from the sources again (the words twice: :func:`container.write`
     reads a :class:`container.Chunked` array twice)."""
-    voting = []
-    for keep, c in zip(kept, per_image, strict=True):
-        if hashed is not None:  # the first ``hashed`` of each image: a byte a keypoint
-            first = np.minimum(c, hashed)
-            runs = np.column_stack([first, c - first]).ravel()
-            keep = keep & np.repeat(np.tile(np.array([True, False]), len(c)), runs)
-        voting.append(keep)
+    voting = [keep & _first_of_each(c, hashed) for keep, c in zip(kept, per_image, strict=True)]
     scales = sources[0].file.array("patch_hash").shape[1]
     total = sum(int(np.count_nonzero(v)) for v in voting) * scales
     w = layout.width
@@ -322,28 +316,25 @@ def _local_crc(*parts: np.ndarray) -> int:
     return crc & 0xFFFFFFFF
 
 
+def _first_of_each(counts: np.ndarray, hashed: int | None) -> np.ndarray:
+    """``(sum(counts),)`` bool: the first ``hashed`` (None: all) of each image's ``counts``
+    keypoints, the ones that vote (a byte a keypoint)."""
+    if hashed is None:
+        return np.ones(int(np.sum(counts)), bool)
+    first = np.minimum(counts, hashed)
+    runs = np.column_stack([first, counts - first]).ravel()
+    return np.repeat(np.tile(np.array([True, False]), len(counts)), runs)
+
+
 def _postings(
-    keypoints: np.ndarray,
-    patch_hash: np.ndarray,
-    counts: np.ndarray,
-    hashed: int | None,
-    layout: postings.Layout,
-    size_angle: bool = False,
+    keypoints: np.ndarray, patch_hash: np.ndarray, counts: np.ndarray, hashed: int | None, layout: postings.Layout
 ) -> tuple[np.ndarray, np.ndarray]:
     """The postings of the first ``hashed`` (None: all) of the ``counts`` keypoints of each image
-    (all scales): ``keypoints`` (m, 5) rows (or, with ``size_angle``, their (m, 2) size and angle
-    columns), ``patch_hash`` (m, S, 8)."""
-    image = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
-    columns = slice(0, 2) if size_angle else slice(2, 4)  # size, angle
-    if hashed is None:  # every row votes: no copies
-        size, angle = keypoints[:, columns].T
-        hashes = patch_hash
-    else:
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        voting = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], counts) < hashed
-        image = image[voting]
-        size, angle = keypoints[voting][:, columns].T
-        hashes = patch_hash[voting]  # (V, S, 8)
+    (all scales): ``keypoints`` (m, 5) rows, ``patch_hash`` (m, S, 8)."""
+    voting = _first_of_each(counts, hashed)
+    image = np.repeat(np.arange(len(counts), dtype=np.int32), counts)[voting]
+    size, angle = keypoints[voting][:, 2:4].T
+    hashes = patch_hash[voting]  # (V, S, 8)
     scales = hashes.shape[1]
     geometry = postings.geometry_bins(angle, size)
     codes = postings.codes_of(hashes.reshape(-1, 8))
