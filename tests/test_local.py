@@ -42,7 +42,7 @@ import numpy as np
 import pytest
 from conftest import KODAK, encode_jpeg, kodak_gray, kodak_rgb
 
-from imgsearch import Index, IndexConfig, KeypointConfig, merge_results, passes
+from imgsearch import Index, IndexConfig, KeypointConfig, SearchConfig, merge_results, passes
 from imgsearch import keypoints as kp_mod
 from imgsearch.local import LocalIndex, hash_pairs
 from imgsearch.store import postings
@@ -61,6 +61,8 @@ CROP_PHOTOS = [i for i in range(24) if i != 19]
 PHOTOS = [0, 3, 8, 14, 21]  # landscape and portrait (0003, 0008), busy and smooth
 ANGLES = [37.0, -110.0]
 LOCAL = ("local",)
+_DEFAULTS = SearchConfig()
+ZOOM_SIDE = round(_DEFAULTS.zoom_factor * _DEFAULTS.query_side)  # the zoomed passes' side, 225 px
 
 REASONS = re.compile(
     r"(zoomed pass: |full pass: )?(mirrored pass: )?(global candidate at \d+ bits: )?"
@@ -679,7 +681,7 @@ CAPTION_SEEDS = range(6, 15)
 
 def test_the_zoomed_pass_refuses_a_shared_caption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """For each caption seed, photos 0-11 indexed and 12-23 queried at 512 px under one caption (20 %
-    of the area): at 270 px a caption can match in the zoomed pass, at the scale it has in both
+    of the area): at 225 px a caption can match in the zoomed pass, at the scale it has in both
     images (below 1). Without the scale test distinct photos match (so the test can fail); with it
     none does, and the rejections say why. The shared-part tests (imgsearch.decide), which also
     refuse these matches, are off: this tests the scale rule on its own."""
@@ -827,7 +829,7 @@ def pasted(
 def test_a_photo_pasted_small_into_another_is_found_by_the_zoomed_pass(
     shards: tuple[Index, Index], i: int
 ) -> None:
-    """At 180 px the pasted photo is 45 px wide and not found; the zoomed pass (270 px) finds it,
+    """At 180 px the pasted photo is 45 px wide and not found; the zoomed pass (225 px) finds it,
     with its scale and footprint, and says so. The query is a JPEG, decoded again, larger, for it."""
     even, _ = shards
     query, footprint = pasted(i)
@@ -835,7 +837,7 @@ def test_a_photo_pasted_small_into_another_is_found_by_the_zoomed_pass(
     assert even.query(data, tiers=LOCAL, zoom_factor=None).matches == []
     result = even.query(data, tiers=LOCAL)
     best = only_match(result, i)
-    assert best.search_pass == "zoomed" and best.searched_side == 270
+    assert best.search_pass == "zoomed" and best.searched_side == ZOOM_SIDE
     assert best.geometry.scale == pytest.approx(
         kodak_rgb(i).shape[1] / round(query.shape[1] * PASTE_FRACTION), rel=SCALE_RTOL
     )
@@ -846,20 +848,20 @@ def test_a_photo_pasted_small_into_another_is_found_by_the_zoomed_pass(
     assert few.search_pass == "zoomed"
 
 
-@pytest.mark.parametrize(("encoding", "decodes"), [(".png", 1), (".jpg", 1), ("2000.jpg", 2)])
+@pytest.mark.parametrize(("encoding", "decodes"), [(".png", 1), (".jpg", 1), ("1720.jpg", 2)])
 def test_the_zoomed_pass_decodes_again_only_when_it_needs_more(
     shards: tuple[Index, Index], monkeypatch: pytest.MonkeyPatch, encoding: str, decodes: int
 ) -> None:
     """The zoomed pass reuses the decoded query when it is large enough: a PNG decodes once, at
-    full size; a 640 px JPEG once, at 1/2 (320 px, enough for 270); a 2000 px JPEG first at 1/8
-    (250 px, enough for 210), then again at 1/4 for the zoomed pass."""
+    full size; a 640 px JPEG once, at 1/2 (320 px, enough for 225); a 1720 px JPEG first at 1/8
+    (215 px, enough for 210), then again at 1/4 for the zoomed pass."""
     from imgsearch import io
 
     even, _ = shards
     query = pasted(4)[0]
-    if encoding == "2000.jpg":
+    if encoding == "1720.jpg":
         query = cv2.resize(
-            query, (2000, round(2000 * query.shape[0] / query.shape[1])), interpolation=cv2.INTER_CUBIC
+            query, (1720, round(1720 * query.shape[0] / query.shape[1])), interpolation=cv2.INTER_CUBIC
         )
     ok, buf = cv2.imencode(encoding[-4:], np.ascontiguousarray(query[:, :, ::-1]))
     assert ok
@@ -877,7 +879,7 @@ def test_the_zoomed_pass_decodes_again_only_when_it_needs_more(
 
 
 def test_the_zoomed_pass_needs_a_large_enough_query(shards: tuple[Index, Index]) -> None:
-    """A photo absent from the index: at 256 px (below 1.5x query_side) no zoomed pass runs, at
+    """A photo absent from the index: at 224 px (below 1.25x query_side) no zoomed pass runs, at
     400 px it does (its rejections say so), unless ``zoom_factor`` is None."""
     even, _ = shards
 
@@ -892,10 +894,15 @@ def test_the_zoomed_pass_needs_a_large_enough_query(shards: tuple[Index, Index])
         return zoomed
 
     absent = kodak_rgb(PASTE_BACKGROUND)
+    side = ZOOM_SIDE - 1
+    smaller = cv2.resize(
+        absent, (side, round(side * absent.shape[0] / absent.shape[1])), interpolation=cv2.INTER_AREA
+    )
     larger = cv2.resize(
         absent, (400, round(400 * absent.shape[0] / absent.shape[1])), interpolation=cv2.INTER_CUBIC
     )
-    assert zoomed_rejections(absent) == 0
+    assert max(absent.shape[:2]) > side  # the photo is landscape: its width is its long side
+    assert zoomed_rejections(smaller) == 0
     assert zoomed_rejections(larger) > 0
     assert zoomed_rejections(larger, zoom_factor=None) == 0
 
@@ -962,7 +969,7 @@ def test_shards_merge_to_the_single_index_after_a_zoomed_pass(
 
 
 def test_a_new_image_runs_the_zoomed_pass_but_not_its_mirror(tmp_path: Path) -> None:
-    """A never-indexed photo at least 270 px large runs every pass but the zoomed mirrored one
+    """A never-indexed photo at least 225 px large runs every pass but the zoomed mirrored one
     (``SearchConfig.zoom_mirrored``, off by default); asked for, that pass runs too."""
     index = _build(tmp_path / "ix", list(KODAK[:12]))
     new = cv2.resize(kodak_rgb(12), (384, 256), interpolation=cv2.INTER_CUBIC)
