@@ -112,6 +112,11 @@ def config_differences(stored: IndexConfig, given: IndexConfig) -> list[str]:
     return out
 
 
+def _extract_here(data: bytes, key: str, config: IndexConfig) -> ImageRecord:
+    with threads.single_blas_thread():
+        return extract_bytes(data, key, config)
+
+
 class Index:
     """An image index on disk and its readers; use :meth:`create` or :meth:`open`."""
 
@@ -120,6 +125,8 @@ class Index:
         self.reader = reader
         self.config: IndexConfig = reader.config
         self.local = LocalIndex(reader, self.config) if self.config.keypoints is not None else None
+        # How add_bytes describes an upload: here, or elsewhere (the service: in a process of its own).
+        self.extract_upload: Callable[[bytes, str, IndexConfig], ImageRecord] = _extract_here
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -296,8 +303,7 @@ class Index:
     ) -> tuple[str, str | None, QueryResult | None]:
         if not key or "\0" in key:
             raise ConfigError(f"a key must be a non-empty string without NUL bytes, got {key!r}")
-        with threads.single_blas_thread():
-            record = extract_bytes(data, key, self.config)
+        record = self.extract_upload(data, key, self.config)
         with wr.IndexWriter(self.directory, timeout) as writer:
             self.refresh()
             result = None

@@ -584,3 +584,44 @@ def test_queries_in_threads_while_adding(tmp_path: Path) -> None:
         t.join()
     engine.close()
     assert problems == []
+
+
+def test_uploads_are_described_in_a_process_that_is_replaced_when_it_dies() -> None:
+    """The service describes uploads in a process of its own (``Extractor``): the same record as
+    in-process extraction, an unreadable upload refused by name across the process boundary, and
+    after the process is killed (as the out-of-memory killer would) the next upload is described
+    by a new one."""
+    import numpy as np
+
+    from imgsearch.errors import ImageReadError
+    from imgsearch.extract import extract_bytes
+    from imgsearch.service.engine import Extractor
+
+    config = IndexConfig()
+    data = (DATA / KODAK[3]).read_bytes()
+    here = extract_bytes(data, "key/3", config)
+
+    def same(record) -> None:
+        assert (record.path, record.width, record.height) == (here.path, here.width, here.height)
+        np.testing.assert_array_equal(record.digest, here.digest)
+        np.testing.assert_array_equal(record.global_hash, here.global_hash)
+        assert record.local is not None and here.local is not None
+        np.testing.assert_array_equal(record.local.keypoints, here.local.keypoints)
+        np.testing.assert_array_equal(record.local.descriptors, here.local.descriptors)
+        np.testing.assert_array_equal(record.local.patch_hash, here.local.patch_hash)
+
+    extractor = Extractor()
+    try:
+        first = extractor.pid()
+        assert first != os.getpid()
+        same(extractor(data, "key/3", config))
+        with pytest.raises(ImageReadError, match="key/bad"):
+            extractor(b"not an image at all", "key/bad", config)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{first}").exists():
+            time.sleep(0.05)
+        same(extractor(data, "key/3", config))
+        assert extractor.replaced == 1 and extractor.pid() != first
+    finally:
+        extractor.close()

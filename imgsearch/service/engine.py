@@ -18,6 +18,8 @@ Queries never wait for a write and writes never wait for queries:
   that starts after its commit, in this process or another.
 * **Writes** go through one more Index of the folder, which only the writer's threads touch, under
   the index's writer lock (one writer at a time, across the worker processes too).
+  An upload's features are extracted in a process of the worker's own (:class:`Extractor`),
+  which competes with the queries for a core but not for the interpreter lock.
   :meth:`Index.add_bytes` returns once the manifest naming the new segment is flushed to disk:
   the service acknowledges an add only then. Segments are merged afterwards by a
   :class:`Merger` thread, outside the writer lock (:meth:`Index.merge`), so no add waits for a
@@ -33,14 +35,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import extract
+from ..config import IndexConfig
+from ..errors import ImageReadError
 from ..index import Index, describe
 from ..results import QueryResult
 from ..store import manifest as mf
@@ -160,6 +167,60 @@ class Merger:
         self._due.set()
 
 
+class Extractor:
+    """Describes uploads in a process of its own (:meth:`Index.add_bytes`'s ``extract_upload``).
+
+    In a worker's own threads, an upload's extraction shared the interpreter lock with the query
+    threads: with four clients keeping both cores busy, ten adds a second fell behind, queued for
+    seconds and took the cores from the queries (``scripts/bench_serve.py``, docs/results.md). A
+    process competes for a core only. It is spawned (the worker runs threads: no fork), dies with
+    its parent, and is replaced when it dies: the call it was running is made once more in a new
+    process, and an upload that kills that one too is refused as unreadable (it costs its own add,
+    never the worker's life).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self.replaced = 0  # processes that died and were replaced
+        self._get().submit(os.getpid)  # start it now: spawning imports imgsearch (about a second)
+
+    def _get(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=extract._init_worker,
+                    initargs=(os.getpid(),),
+                )
+            return self._pool
+
+    def pid(self) -> int:
+        """The process's id (starting it if needed)."""
+        return self._get().submit(os.getpid).result()
+
+    def __call__(self, data: bytes, key: str, config: IndexConfig) -> extract.ImageRecord:
+        for _ in range(2):
+            pool = self._get()
+            try:
+                return pool.submit(extract.extract_bytes, data, key, config).result()
+            except BrokenProcessPool:
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = None
+                        self.replaced += 1
+                pool.shutdown(wait=False, cancel_futures=True)
+                _log.warning("the upload extraction process died (on %r or before it); starting another", key)
+        raise ImageReadError(key, "the extraction process died on it twice")
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 class Engine:
     """Queries, adds, removals and lookups of one index folder, with their thread pools."""
 
@@ -168,6 +229,8 @@ class Engine:
         self.timeout = timeout
         self.snapshots = Snapshots(self.directory)
         self.writer = Index.open(self.directory)
+        self.extractor = Extractor()
+        self.writer.extract_upload = self.extractor
         self._queries = ThreadPoolExecutor(query_threads, thread_name_prefix="imgsearch-query")
         # Two: one extracts the next upload while the other holds the writer lock to commit.
         self._writes = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-write")
@@ -177,6 +240,7 @@ class Engine:
         self.merger.close()
         self._queries.shutdown(wait=True, cancel_futures=True)
         self._writes.shutdown(wait=True)  # an add that started finishes: it may have been acknowledged
+        self.extractor.close()
         self.snapshots.close()
         self.writer.close()
 
