@@ -355,13 +355,7 @@ def probe(
         at = np.minimum(np.searchsorted(allowed, wanted), len(allowed) - 1)
         reached = allowed[at] == wanted
         near, of_probe = near[reached], of_probe[reached]
-    word = word[near]
-    return Hits(
-        query=probe_query[of_probe],
-        image=(word & np.uint64((1 << layout.image_bits) - 1)).astype(np.int64),
-        geometry=((word >> np.uint64(layout.image_bits)) & np.uint64(255)).astype(np.uint8),
-        distance=distance[near].astype(np.int64),
-    )
+    return _unpacked(probe_query[of_probe], word[near], distance[near], layout)
 
 
 def _by_rows(words: np.ndarray, starts: np.ndarray, layout: Layout, plan: Plan, radius: int) -> Hits:
@@ -390,12 +384,17 @@ def _by_rows(words: np.ndarray, starts: np.ndarray, layout: Layout, plan: Plan, 
     distance += np.bitwise_count(stored[row] ^ ((qc << np.uint64(w)) >> np.uint64(64 - layout.code_bits)))
     keep = np.flatnonzero(distance <= radius)
     keep = keep[np.lexsort((row[keep], probe_at[keep]))]
-    word = words[row[keep]]
+    return _unpacked(query_of[probe_at[keep]], words[row[keep]], distance[keep], layout)
+
+
+def _unpacked(query: np.ndarray, word: np.ndarray, distance: np.ndarray, layout: Layout) -> Hits:
+    """The :class:`Hits` of posting words ``word`` (``(H,)`` uint64, as :func:`pack` made them)
+    found for lookup hashes ``query`` at Hamming ``distance``."""
     return Hits(
-        query=query_of[probe_at[keep]],
+        query=query,
         image=(word & np.uint64((1 << layout.image_bits) - 1)).astype(np.int64),
         geometry=((word >> np.uint64(layout.image_bits)) & np.uint64(255)).astype(np.uint8),
-        distance=distance[keep],
+        distance=np.asarray(distance).astype(np.int64),
     )
 
 
