@@ -842,6 +842,45 @@ def test_refresh_parses_the_manifest_only_when_its_text_changed(tmp_path: Path, 
     index.close()
 
 
+def test_the_generation_is_read_from_the_text_as_parsing_gives_it(tmp_path: Path) -> None:
+    """A written manifest (with files retired by merges) parses back to itself, and its generation
+    read from the text alone is the parsed one; a manifest laid out otherwise (an older writer's
+    indented JSON) gives None, so that callers parse it."""
+    directory = tmp_path / "ix"
+    with Index.create(directory, IndexConfig(keypoints=None)) as index:
+        for k in range(6):
+            index.add(KODAK[k : k + 1], workers=1)  # merges retire the one-image segments
+    manifest = mf.read(directory)
+    assert manifest.retired and manifest.generation > 6
+    text = (directory / mf.MANIFEST).read_text()
+    assert mf.parse(text, directory / mf.MANIFEST) == manifest
+    assert mf.generation_of(text) == manifest.generation
+    indented = json.dumps(manifest.to_dict(), indent=1, sort_keys=True)
+    assert mf.generation_of(indented) is None
+    assert mf.generation_of(json.dumps(manifest.to_dict())) is None  # one line: not ours either
+
+
+def test_the_next_commit_removes_what_a_crashed_writer_left(tmp_path: Path) -> None:
+    """Files no manifest names (a killed writer's segment and temporary files, its temporary
+    manifest) are removed by the next commit; the named ones and a running merger's stay."""
+    directory = tmp_path / "ix"
+    with Index.create(directory, IndexConfig(keypoints=None)) as index:
+        index.add(KODAK[:1], workers=1)
+    segments = directory / mf.SEGMENTS
+    left = [segments / "seg-000999.seg", segments / "seg-000998.seg.tmp-4242", directory / f"{mf.MANIFEST}.tmp-4242"]
+    merging = segments / f"{writer.MERGING_PREFIX}seg-000997.seg"
+    for path in [*left, merging]:
+        path.write_bytes(b"partial")
+    named = mf.read(directory).named()
+    with WriterLock(directory, timeout=0, name=writer.MERGE_LOCK):  # a merger is running
+        with Index.open(directory) as index:
+            index.add(KODAK[1:2], workers=1, merge=False)
+    assert not any(p.exists() for p in left)
+    assert merging.exists() and named <= {p.name for p in segments.iterdir()}
+    with Index.open(directory) as index:
+        assert len(index) == 2
+
+
 def _local_segments(directory: Path, config: IndexConfig | None = None) -> tuple[Index, list]:
     """A local index of KODAK[:12] in three segments, two images removed."""
     index = Index.create(directory, config or IndexConfig())

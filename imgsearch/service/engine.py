@@ -14,7 +14,7 @@ Queries never wait for a write and writes never wait for queries:
   running on must not be refreshed. :class:`Snapshots` keeps the newest one for new queries and
   brings a spare up to date when the manifest's generation moved: one no query holds any more, or
   a new one (opening costs the manifest and a map of each segment, under 1 ms at 800 images). A
-  query reads the manifest's generation first (about 60 µs), so an image is visible to every query
+  query reads the manifest's generation first (its text, not parsed: :func:`imgsearch.store.manifest.generation_of`), so an image is visible to every query
   that starts after its commit, in this process or another.
 * **Writes** go through one more Index of the folder, which only the writer's threads touch, under
   the index's writer lock (one writer at a time, across the worker processes too).
@@ -106,7 +106,10 @@ class Snapshots:
 
     def _catch_up(self) -> None:
         """Publish a snapshot of the manifest on disk if it is newer than the current one."""
-        on_disk = mf.read(self.directory).generation
+        text = mf.read_text(self.directory)
+        on_disk = mf.generation_of(text)
+        if on_disk is None:
+            on_disk = mf.parse(text, self.directory / mf.MANIFEST).generation
         if on_disk == self.generation:
             return
         with self._refreshing:
