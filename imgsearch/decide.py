@@ -50,6 +50,7 @@ import cv2
 import numpy as np
 
 from . import agreement as agr
+from .arrays import count_distinct, distinct
 from .config import SearchConfig
 
 SHARED_RADIUS = 0.045  # of the query's long side: an inlier this close to another picture's is shared
@@ -137,9 +138,9 @@ def shared_keypoints(
     count = np.zeros(len(query_xy), np.int64)
     for g in np.unique(group):
         inliers = np.concatenate(
-            [np.unique(f.inlier_pairs[:, 0]) for f, h in zip(fits, group, strict=True) if h == g]
+            [distinct(f.inlier_pairs[:, 0]) for f, h in zip(fits, group, strict=True) if h == g]
         )
-        count += near(query_xy, query_xy[np.unique(inliers)], radius)
+        count += near(query_xy, query_xy[distinct(inliers)], radius)
     return count >= 2
 
 
@@ -193,16 +194,16 @@ def decide(
     for c, fit in enumerate(fits):
         others = [f for f, g in zip(fits, group, strict=True) if g != group[c]]
         shared_xy = np.concatenate(
-            [known, *(query_xy[np.unique(f.inlier_pairs[:, 0])].astype(np.float64) for f in others)]
+            [known, *(query_xy[distinct(f.inlier_pairs[:, 0])].astype(np.float64) for f in others)]
         )
         pairs = fit.inlier_pairs
         ambiguous = 0
         if cfg.distinct_ratio > 0 and query_descriptors is not None and fit.matched is not None:
             apart = RIVAL_RADIUS * max(query.shape)
             keep = unambiguous(fit, query_descriptors, query_xy, apart, cfg.distinct_ratio)
-            ambiguous = len(np.unique(pairs[~keep, 0]))
+            ambiguous = count_distinct(pairs[~keep, 0])
             pairs = pairs[keep]
-        own_kp = np.unique(pairs[:, 0])
+        own_kp = distinct(pairs[:, 0])
         own = int(np.count_nonzero(~near(query_xy[own_kp], shared_xy, radius)))
         if own < cfg.min_own_inliers:
             repeated = f", {ambiguous} on a pattern the query repeats" if ambiguous else ""

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import agreement, decide, hashing, verify, votes
 from . import passes as ps
+from .arrays import count_distinct
 from .config import IndexConfig, SearchConfig
 from .keypoints import descriptor_kind, downscale, mirror_equivariant
 from .passes import QueryPass
@@ -249,7 +250,7 @@ class LocalIndex:
                 break  # candidates come by votes: the rest have fewer
             if not is_hint and shared.any():
                 mine = hit_kp[hit_image == image]
-                own_votes = len(np.unique(mine[~shared[mine]]))
+                own_votes = count_distinct(mine[~shared[mine]])
                 if own_votes < min_votes:
                     reason = (
                         f"{n_votes} votes, {own_votes} from outside a region other indexed pictures "
@@ -336,7 +337,7 @@ class LocalIndex:
             return f"{len(pairs)} correspondences < min_inliers {cfg.min_inliers}"
         q, r = qp.rows[pairs[:, 0]], rows[pairs[:, 1]]
         pairs = pairs[verify.consistent_angles(r[:, 3] - q[:, 3])]
-        n_distinct = len(np.unique(pairs[:, 0]))
+        n_distinct = count_distinct(pairs[:, 0])
         if n_distinct < cfg.min_inliers:
             return f"{n_distinct} orientation-consistent correspondences < min_inliers {cfg.min_inliers}"
         fit = verify.fit_transform(qp.rows[:, :2], rows[:, :2], pairs, cfg)

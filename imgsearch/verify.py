@@ -23,6 +23,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .arrays import count_distinct, distinct
 from .config import SearchConfig
 
 ANGLE_BINS = 36  # 10° bins for the orientation-consistency histogram
@@ -62,7 +63,7 @@ def fit_transform(
     fit = _ransac("similarity", src, dst, pairs, cfg)
     model, inlier_pairs, inliers = (None, pairs[:0], 0) if fit is None else fit
     kind, affine_note = "similarity", ""
-    n_distinct = len(np.unique(pairs[:, 0]))
+    n_distinct = count_distinct(pairs[:, 0])
     needed = max(inliers, cfg.min_inliers) + AFFINE_EXTRA_INLIERS
     if n_distinct - inliers >= AFFINE_EXTRA_INLIERS and n_distinct >= needed:
         # A sheared, stretched or slanted copy: a similarity fits a band of it, an affine map all of it.
@@ -101,7 +102,7 @@ def _ransac(
     if model is None:
         return None
     inlier_pairs = pairs[mask.ravel().astype(bool)]
-    inliers = min(len(np.unique(inlier_pairs[:, 0])), len(np.unique(inlier_pairs[:, 1])))
+    inliers = min(count_distinct(inlier_pairs[:, 0]), count_distinct(inlier_pairs[:, 1]))
     return model, inlier_pairs, inliers
 
 
@@ -169,7 +170,7 @@ def unique_pairs(pairs: np.ndarray) -> np.ndarray:
     if pairs.min() < 0:
         raise ValueError("unique_pairs takes non-negative integers")
     base = int(pairs[:, 1].max()) + 1
-    keys = np.unique(pairs[:, 0] * base + pairs[:, 1])
+    keys = distinct(pairs[:, 0] * base + pairs[:, 1])
     return np.column_stack([keys // base, keys % base])
 
 

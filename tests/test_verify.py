@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import kodak_gray
 
-from imgsearch import KeypointConfig, SearchConfig
+from imgsearch import KeypointConfig, SearchConfig, arrays
 from imgsearch import keypoints as kp_mod
 from imgsearch.verify import (
     AFFINE_EXTRA_INLIERS,
@@ -129,3 +129,16 @@ def test_unique_pairs_equals_numpy_unique_rows() -> None:
     for n, hi in [(0, 5), (1, 5), (500, 7), (5000, 300_000)]:
         pairs = np.column_stack([rng.integers(0, 400, n), rng.integers(0, hi, n)])
         np.testing.assert_array_equal(unique_pairs(pairs), np.unique(pairs.reshape(-1, 2), axis=0))
+
+
+def test_distinct_values_by_sorting_equal_numpys_unique() -> None:
+    """imgsearch.arrays against np.unique, the slow reference: random integers of several sizes
+    and ranges (many repeats, none), empty and single arrays."""
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 5, 50, 5000):
+        for high in (3, 10 * n + 1, 2**40):
+            values = rng.integers(0, high, n, dtype=np.int64)
+            assert np.array_equal(arrays.distinct(values), np.unique(values))
+            assert arrays.count_distinct(values) == len(np.unique(values))
+    pairs = rng.integers(0, 20, (300, 2))
+    assert np.array_equal(unique_pairs(pairs), np.unique(pairs, axis=0))
