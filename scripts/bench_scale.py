@@ -367,7 +367,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def segment_sizes(gap: int) -> list[int]:
     """How ``gap`` synthetic images are written: TIER_SIZE segments when it is below MERGE_GAP
-    (one tier: the next ``Index.add`` merges them), else segments of about SEGMENT_IMAGES."""
+    (one tier: the next ``Index.add`` merges them as the policy says, four at once or two by
+    two below SMALL_TIER_IMAGES), else segments of about SEGMENT_IMAGES."""
     from imgsearch.store.writer import TIER_SIZE
 
     k = -(-gap // SEGMENT_IMAGES) if gap >= MERGE_GAP else min(TIER_SIZE, gap)

@@ -438,7 +438,7 @@ def test_segments_merge_to_the_answers_of_one(tmp_path: Path) -> None:
     one = Index.create(tmp_path / "one", IndexConfig())
     one.add(KODAK, workers=1)
     many = Index.create(tmp_path / "many", IndexConfig())
-    many.add(KODAK, workers=1, checkpoint=10)  # 10, 10, 4: no tier holds 4 segments yet
+    many.add(KODAK, workers=1, checkpoint=10, merge=False)  # 10, 10, 4
     assert one.info()["segments"] == 1 and many.info()["segments"] == 3
     expected = [_key(r) for r in one.query_many(queries)]
     assert [_key(r) for r in many.query_many(queries)] == expected
@@ -453,7 +453,7 @@ def test_segments_merge_to_the_answers_of_one(tmp_path: Path) -> None:
     many.close()
 
 
-def test_the_tiered_policy_merges_four_segments_of_one_size() -> None:
+def test_the_tiered_policy_merges_four_segments_of_one_size_two_of_small_tiers() -> None:
     from imgsearch.store.writer import plan_merges
 
     def entry(name: str, images: int, deleted: int = 0) -> mf.SegmentEntry:
@@ -462,6 +462,11 @@ def test_the_tiered_policy_merges_four_segments_of_one_size() -> None:
     small = [entry(f"s{i}", 5) for i in range(3)]
     assert plan_merges(small, None) == []
     assert plan_merges([*small, entry("s3", 7)], None) == ["s0", "s1", "s2", "s3"]
+    # From 10 images up to writer.SMALL_TIER_IMAGES, two of a tier are merged; none across tiers.
+    assert plan_merges([entry("a", 40), entry("b", 400), entry("c", 4000), *small], None) == []
+    assert plan_merges([entry("a", 40), entry("b", 400), entry("c", 99)], None) == ["a", "c"]
+    assert plan_merges([entry("a", 4000), entry("b", 9000), entry("c", 20_000)], None) == ["a", "b"]
+    assert plan_merges([entry(f"l{i}", 20_000) for i in range(3)], None) == []
     big = [entry(f"b{i}", 50_000) for i in range(4)]
     assert plan_merges(big, 100_000) == []  # over the automatic bound: left to compact
     assert plan_merges([*big, entry("empty", 5, 5), *small, entry("s3", 7)], 100_000) == ["empty", "s0", "s1", "s2", "s3"]
