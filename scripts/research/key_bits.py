@@ -93,6 +93,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     d["sample"] = rng.choice(len(q), 5000, replace=False)
     print(f"{len(q)} true pairs, {len(d['near'])} within {RADIUS} bits; {len(rows)} voting rows")
+    for w in (16, 22):  # how often two voting rows share a key, against uniform codes
+        _, c = np.unique(keys(d["rbits"], list(P.RELIABLE_ORDER), w), return_counts=True)
+        n = float(len(rows))
+        print(f"  pairs of rows sharing their first {w} key bits: {(c * (c - 1.0)).sum() / (n * (n - 1)) * 2**w:.1f}x uniform")
     w0 = P.key_width(len(rows) // 240)
     current = list(P.RELIABLE_ORDER)
     for w in (w0, w0 + 2):
