@@ -78,7 +78,7 @@ def serve(
 
     err.print(f"serving {index} on http://{host}:{port} ({workers} worker(s)); API page at /docs", highlight=False)
     try:
-        uvicorn.run(
+        uvicorn.run(  # http and loop "auto": httptools and uvloop, dependencies for their speed
             "imgsearch.service.app:serve_app",
             factory=True,
             host=host,
