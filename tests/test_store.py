@@ -428,8 +428,8 @@ def _key(result) -> list[tuple]:
 
 
 def test_segments_merge_to_the_answers_of_one(tmp_path: Path) -> None:
-    """An index built in segments of 10 images answers as one built in one segment; merging them,
-    tiered or whole, changes no answer; removed images are dropped by the merge."""
+    """An index built in segments of 10 images answers as one built in one segment; merging them
+    whole (compact) changes no answer; removed images are dropped by the merge."""
     queries = []
     for i in range(0, 24, 3):
         rgb = kodak_rgb(i)
@@ -863,6 +863,10 @@ def test_the_generation_is_read_from_the_text_as_parsing_gives_it(tmp_path: Path
     indented = json.dumps(manifest.to_dict(), indent=1, sort_keys=True)
     assert mf.generation_of(indented) is None
     assert mf.generation_of(json.dumps(manifest.to_dict())) is None  # one line: not ours either
+    for cut in (text.index('"generation"') + 16, text.index('"libraries"'), len(text) - 2):
+        assert mf.generation_of(text[:cut]) is None  # cut short: parse it (and fail)
+    decoy = dataclasses.replace(manifest, retired=(('\n"generation": 99,\n', 1.0),), generation=7)
+    assert mf.generation_of(mf.to_text(decoy)) == 7  # a value holding the key's text does not count
 
 
 def test_the_next_commit_removes_what_a_crashed_writer_left(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ Queries never wait for a write and writes never wait for queries:
   running on must not be refreshed. :class:`Snapshots` keeps the newest one for new queries and
   brings a spare up to date when the manifest's generation moved: one no query holds any more, or
   a new one (opening costs the manifest and a map of each segment, under 1 ms at 800 images). A
-  query reads the manifest's generation first (its text, not parsed: :func:`imgsearch.store.manifest.generation_of`), so an image is visible to every query
-  that starts after its commit, in this process or another.
+  query reads the manifest's generation first (from its text, not parsed:
+  :func:`imgsearch.store.manifest.generation_of`), so an image is visible to every query that
+  starts after its commit, in this process or another.
 * **Writes** go through one more Index of the folder, which only the writer's threads touch, under
   the index's writer lock (one writer at a time, across the worker processes too).
   An upload's features are extracted in a process of the worker's own (:class:`Extractor`),

@@ -1,13 +1,18 @@
 """The manifest: which segments make the index now, replaced atomically at every commit.
 
-``<index>/manifest.json``::
+``<index>/manifest.json``, one top-level key a line in sorted order (:func:`to_text`; a service
+reads the ``generation`` line alone, :func:`generation_of`)::
 
-    {"format": "imgsearch-index", "format_version": 8, "generation": 12,
-     "config": {...IndexConfig...},
-     "libraries": {"imgsearch": "...", "opencv": "...", "numpy": "..."},
-     "segments": [{"name": "seg-000003", "images": 2000, "keypoints": 791233, "bytes": 1.2e8,
-                   "deleted": 4, "tombstones": "seg-000003.del-000012"}, ...],
-     "next_segment": 5}
+    {
+    "config": {...IndexConfig...},
+    "format": "imgsearch-index",
+    "format_version": 8,
+    "generation": 12,
+    "libraries": {"imgsearch": "...", "numpy": "...", "opencv": "..."},
+    "next_segment": 5,
+    "retired": [["seg-000001.seg", 1765040000.0], ...],
+    "segments": [{"bytes": 126000000, "deleted": 4, "images": 2000, "keypoints": 791233, "name": "seg-000003.seg", "tombstones": "seg-000003.del-000012"}, ...]
+    }
 
 A commit writes ``manifest.json.tmp-<pid>``, flushes it, renames it over ``manifest.json`` and
 flushes the folder: a reader sees the old manifest or the new one, never a mix, and every file a
@@ -182,12 +187,14 @@ def to_text(manifest: Manifest) -> str:
 
 def generation_of(text: str) -> int | None:
     """The ``generation`` of a manifest's text as :func:`to_text` wrote it, read without parsing
-    the rest (its own line, ``"generation": N``); None when no such line is found (a manifest
-    written otherwise: parse it)."""
-    at = text.find('\n"generation": ')
-    if at < 0:
+    the rest (its own line, ``"generation": N,``); None when the text is not a whole manifest
+    laid out so (an older writer's, or cut short): parse it, which says what is wrong."""
+    if not text.endswith("\n}\n"):
         return None
-    end = text.find(",", at)
+    at = text.find('\n"generation": ')
+    end = text.find(",\n", at)
+    if at < 0 or end < 0:
+        return None
     try:
         return int(text[at + 15 : end])
     except ValueError:

@@ -38,9 +38,11 @@ TIER_SIZE = 4  # a tier of this many segments of one order of magnitude is merge
 # Tiers of 10 to SMALL_TIER_IMAGES live images merge at SMALL_TIER_SIZE segments: a query pays
 # about as much for a segment of 50 images as for one of 5,000 (each pass probes each segment's
 # postings; segments under about 13 images are read row by row, cheaply, so their tier keeps
-# TIER_SIZE), and such merges cost little. 500 photos, then 400 added one by one: segments 4.1 on
-# average (at most 7) -> 2.75 (4), new images p50 44.1 -> 39.6 ms, an add (extraction and merges
-# included) 27.4 -> 31.4 ms (scripts/research/tail_segments.py).
+# TIER_SIZE). 500 photos, then 400 added one by one: segments 4.1 on average (at most 7) -> 2.75
+# (4), new images p50 44.1 -> 39.6 ms, an add (extraction and merges included) 27.4 -> 31.4 ms.
+# The price is merge work: one-image adds up to 10,000 images rewrite each image 19.3 times
+# instead of 9.4 (at most 6 segments instead of 12), about 7 % of a core at nine uploads a second
+# (scripts/research/tail_segments.py, and its --simulate).
 SMALL_TIER_IMAGES = 10_000
 SMALL_TIER_SIZE = 2
 AUTO_MERGE_MAX_IMAGES = 200_000  # merges after a commit stay below this; larger ones: compact

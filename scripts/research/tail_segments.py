@@ -7,8 +7,12 @@ four segments (the policy before) and at two (:data:`imgsearch.store.writer.SMAL
 Every ``--every`` adds it records the number of segments and queries ``--queries`` photos never
 indexed on both (one core, the two alternated), and prints the segments and the p50 per
 checkpoint, then their means and the mean time of an add (its extraction and merges included).
+``--simulate N`` runs the two policies' merge plans (:func:`imgsearch.store.writer.plan_merges`)
+over N one-image adds instead, no image read: the most segments, and how many times an image is
+written (by its add and by the merges) on average.
 
     .venv/bin/python scripts/research/tail_segments.py
+    .venv/bin/python scripts/research/tail_segments.py --simulate 10000
 """
 
 from __future__ import annotations
@@ -37,7 +41,14 @@ def main() -> None:
     parser.add_argument("--adds", type=int, default=300)
     parser.add_argument("--every", type=int, default=25)
     parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--simulate", type=int, default=0, help="simulate this many one-image adds instead")
     args = parser.parse_args()
+    if args.simulate:
+        for size in (4, 2):
+            most, written = simulate(args.simulate, size)
+            print(f"{size} a small tier: {args.simulate} one-image adds, at most {most} segments, "
+                  f"each image written {written:.1f} times")
+        return
     photos = workload.list_images(args.photos)
     added = photos[args.indexed : args.indexed + args.adds]
     queries = [Path(p).read_bytes() for p in photos[args.indexed + args.adds :][: args.queries]]
@@ -80,6 +91,26 @@ def main() -> None:
         print(f"{name}: segments mean {statistics.mean(r[1][name] for r in rows):.2f}, max "
               f"{max(r[1][name] for r in rows)}; new-image p50 mean {statistics.mean(r[2][name] for r in rows):.1f} ms; "
               f"an add {adding[name] * 1e3 / args.adds:.1f} ms (extraction and merges included)")
+
+
+def simulate(adds: int, small_tier_size: int) -> tuple[int, float]:
+    """The most segments and the writes per image of ``adds`` one-image adds, each followed by the
+    merges the policy plans (as ``writer.merge_pending`` runs them), with ``small_tier_size``."""
+    writer.SMALL_TIER_SIZE = small_tier_size
+    segments: list[mf.SegmentEntry] = []
+    made, written, most = 0, 0, 0
+    for _ in range(adds):
+        made += 1
+        segments.append(mf.SegmentEntry(f"s{made}", 1, 1, 1))
+        written += 1
+        while len(plan := writer.plan_merges(segments, writer.AUTO_MERGE_MAX_IMAGES)) >= 2:
+            chosen = [s for s in segments if s.name in plan]
+            made += 1
+            merged = mf.SegmentEntry(f"s{made}", sum(s.live for s in chosen), 1, 1)
+            segments = [s for s in segments if s.name not in plan] + [merged]
+            written += merged.images
+        most = max(most, len(segments))
+    return most, written / adds
 
 
 if __name__ == "__main__":
