@@ -24,7 +24,4 @@ def distinct(values: np.ndarray) -> np.ndarray:
 
 def count_distinct(values: np.ndarray) -> int:
     """``len(np.unique(values))``, by a sort."""
-    ordered = np.sort(np.asarray(values).ravel())
-    if len(ordered) < 2:
-        return len(ordered)
-    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
+    return len(distinct(values))
