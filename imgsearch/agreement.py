@@ -89,6 +89,8 @@ def fill_mask(gray: np.ndarray) -> np.ndarray:
     f = gray.astype(np.float32)
     mean = cv2.blur(f, (5, 5))
     flat = (cv2.blur(f * f, (5, 5)) - mean * mean < _FLAT_VARIANCE).astype(np.uint8)
+    if not (flat[0].any() or flat[-1].any() or flat[:, 0].any() or flat[:, -1].any()):
+        return np.zeros(gray.shape, bool)  # no flat pixel on the edge: no fill (most queries)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(flat, connectivity=4)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     keep = np.zeros(n, bool)

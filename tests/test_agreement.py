@@ -164,3 +164,44 @@ def test_a_photo_seen_as_itself_is_seen_almost_everywhere() -> None:
         result = agr.agreement(small, agr.fill_mask(small), rows, np.eye(2, 3), desc, hashes, limit=None)
         assert result.count(agr.UNSEEN) <= 0.3 * len(rows), (i, result.count(agr.UNSEEN))
         assert result.fraction() >= 0.97, (i, result.fraction())
+
+
+def _slow_fill(gray: np.ndarray) -> np.ndarray:
+    """Reference for fill_mask: flood each flat pixel of the edge, one at a time, through 4-connected
+    flat pixels (OpenCV's floodFill), keeping the regions of at least 0.2 % of the image."""
+    f = gray.astype(np.float32)
+    mean = cv2.blur(f, (5, 5))
+    flat = cv2.blur(f * f, (5, 5)) - mean * mean < agr._FLAT_VARIANCE
+    h, w = gray.shape
+    out = np.zeros((h, w), bool)
+    done = np.zeros((h, w), bool)
+    edge = [(0, x) for x in range(w)] + [(h - 1, x) for x in range(w)]
+    edge += [(y, 0) for y in range(h)] + [(y, w - 1) for y in range(h)]
+    for y, x in edge:
+        if not flat[y, x] or done[y, x]:
+            continue
+        mask = np.zeros((h + 2, w + 2), np.uint8)
+        cv2.floodFill(flat.astype(np.uint8), mask, (x, y), 2, 0, 0, 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+        region = mask[1:-1, 1:-1].astype(bool)
+        done |= region
+        if region.sum() >= agr._FILL_MIN_AREA * gray.size:
+            out |= region
+    return out
+
+
+@pytest.mark.parametrize("kind", ["plain", "padded", "rotated", "flat corner inside"])
+def test_fill_mask_matches_a_flood_fill_from_the_edge(kind: str) -> None:
+    """Fill is the flat regions touching the edge, whether there are none (the plain photo, where
+    fill_mask stops early) or some (padding, the corners of a rotation); a flat patch inside is not."""
+    gray, _ = kp_mod.downscale(kodak_gray(3), 180)
+    if kind == "padded":
+        gray = cv2.copyMakeBorder(gray, 12, 12, 20, 20, cv2.BORDER_CONSTANT, value=0)
+    elif kind == "rotated":
+        h, w = gray.shape
+        gray = cv2.warpAffine(gray, cv2.getRotationMatrix2D((w / 2, h / 2), 25, 1.0), (w, h))
+    elif kind == "flat corner inside":
+        gray = gray.copy()
+        gray[40:70, 50:90] = 128
+    fill = agr.fill_mask(gray)
+    np.testing.assert_array_equal(fill, _slow_fill(gray))
+    assert fill.any() == (kind in ("padded", "rotated"))
