@@ -38,7 +38,7 @@ from .config import IndexConfig, SearchConfig
 from .keypoints import descriptor_kind, downscale, mirror_equivariant
 from .passes import QueryPass
 from .results import FULL_PASS, MIRRORED_PASS, ZOOMED_PASS, Geometry, Match, Rejection
-from .store import postings
+from .store import postings, scan
 from .store.reader import IndexReader
 
 SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keypoint-image pixels
@@ -420,7 +420,7 @@ def hash_pairs(qp: QueryPass, stored: np.ndarray, radius: int) -> np.ndarray:
     s = postings.codes_of(stored.reshape(-1, 8))
     if len(q) == 0 or len(s) == 0:
         return np.zeros((0, 2), np.int64)
-    qi, si = np.nonzero(np.bitwise_count(q[:, None] ^ s[None, :]) <= radius)
+    qi, si = scan.pairs_within(q, s, radius)
     q_scales = len(qp.hashes) // len(qp.lookup)
     pairs = np.column_stack([qp.lookup[qi // q_scales], si // stored.shape[1]])
     return verify.unique_pairs(pairs)

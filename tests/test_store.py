@@ -27,7 +27,7 @@ from imgsearch import ConfigError, Index, IndexConfig, IndexFormatError, hashing
 from imgsearch.config import KeypointConfig
 from imgsearch.errors import IndexLockedError, IndexNotFoundError, IndexWriteError
 from imgsearch.extract import extract_file
-from imgsearch.store import container, postings, writer
+from imgsearch.store import container, postings, scan, writer
 from imgsearch.store import manifest as mf
 from imgsearch.store.container import DamagedFileError
 from imgsearch.store.lock import WriterLock
@@ -1019,3 +1019,37 @@ def test_postings_build_matches_a_slow_reference() -> None:
     assert words.tolist() == [w for _, _, w in rows]
     counts = np.bincount([k for k, _, _ in rows], minlength=1 << layout.width)
     assert starts.tolist() == [0, *np.cumsum(counts).tolist()]
+
+
+@pytest.mark.parametrize("min_capacity", [scan.MIN_CAPACITY, 0])
+def test_pairs_within_equals_the_pairwise_matrix(min_capacity, monkeypatch) -> None:
+    """The compiled pairs of two code sets equal np.nonzero of their distance matrix, in its order,
+    also when the first output buffers are too small (``MIN_CAPACITY`` 0: the scan runs again)."""
+    monkeypatch.setattr(scan, "MIN_CAPACITY", min_capacity)
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 2**63, 300, dtype=np.int64).astype(np.uint64)
+    b = rng.integers(0, 2**63, 500, dtype=np.int64).astype(np.uint64)
+    b[:200] = a[rng.integers(0, 300, 200)] ^ (np.uint64(1) << rng.integers(0, 64, 200).astype(np.uint64))
+    b[200:260] = a[0]  # one code repeated: 60 pairs of one row
+    for radius in (0, 1, 8, 64):
+        got = scan.pairs_within(a, b, radius)
+        expected = np.nonzero(np.bitwise_count(a[:, None] ^ b[None, :]) <= radius)
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(g, e)
+    assert len(scan.pairs_within(a, b, 64)[0]) == 300 * 500
+    assert [len(x) for x in scan.pairs_within(a[:0], b, 8)] == [0, 0]
+
+
+def test_probe_scans_again_when_its_first_buffers_are_full(hashes_of_photos, monkeypatch) -> None:
+    """A probe finding more rows than its first buffers hold (none, with ``MIN_CAPACITY`` 0) gives
+    the same pairs as with room."""
+    codes, images, query, margins = hashes_of_photos
+    layout = postings.Layout.for_images(3000)
+    words, starts = postings.build(codes, images, np.zeros(len(codes), np.uint8), layout)
+    roomy = postings.probe(words, starts, layout, query, margins, 8, 32, width=22)
+    monkeypatch.setattr(scan, "MIN_CAPACITY", 0)
+    monkeypatch.setattr(postings, "ROWS_PER_PROBE", 0.0)
+    assert len(roomy.query) > 20
+    again = postings.probe(words, starts, layout, query, margins, 8, 32, width=22)
+    for field in ("query", "image", "geometry", "distance"):
+        np.testing.assert_array_equal(getattr(roomy, field), getattr(again, field))
