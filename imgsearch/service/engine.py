@@ -52,6 +52,7 @@ from ..errors import ImageReadError
 from ..index import Index, describe
 from ..results import QueryResult
 from ..store import manifest as mf
+from ..store import scan
 
 T = TypeVar("T")
 _log = logging.getLogger("imgsearch")
@@ -239,6 +240,7 @@ class Engine:
         # Two: one extracts the next upload while the other holds the writer lock to commit.
         self._writes = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-write")
         self.merger = Merger(self.writer)
+        scan.warm_up()  # the compiled probe, before the first query needs it
 
     def close(self) -> None:
         self.merger.close()

@@ -94,6 +94,20 @@ def pairs_within(a: np.ndarray, b: np.ndarray, radius: int) -> tuple[np.ndarray,
         capacity = n
 
 
+def warm_up() -> None:
+    """Compile the kernels (or load them from numba's cache) for the arrays an index maps (read-only
+    words and starts): a service calls this before its first request, which would pay it (about a
+    second when nothing is cached)."""
+    words = np.zeros(4, np.uint64)
+    words.flags.writeable = False
+    codes = np.zeros(1, np.uint64)
+    for dtype in (np.uint32, np.uint64):
+        starts = np.array([0, 2, 4], dtype)
+        starts.flags.writeable = False
+        scan(words, starts, codes, np.zeros(1, np.int64), np.zeros(1, np.int64), 1, 0, 8, 8, 8, True)
+    pairs_within(codes, codes, 8)
+
+
 def _kernel(name: str) -> Callable[..., int]:
     with _lock:
         if not _compiled:
