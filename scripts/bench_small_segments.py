@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from imgsearch import Index, IndexConfig
-    from imgsearch.store import postings
+    from imgsearch.store import postings, scan
 
     photos = workload.list_images(args.folder, None)
     indexed = photos[: args.indexed]
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 index.add([path], workers=1, merge=False)
         index = Index.open(Path(tmp) / "ix")
         segments = len(index.reader.parts)
+        scan.warm_up()  # compiled, as in a service: the small segments' way is ROWS_PER_PROBE's
         index.query_many(new[:3])
         p50: dict[str, list[float]] = {w: [] for w in ways}
         answers: dict[str, list] = {}

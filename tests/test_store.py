@@ -154,6 +154,7 @@ def test_postings_probe_equals_a_brute_force_search(
     written before buckets were ordered; or, in a segment with fewer rows than probes, each row
     matched to the probes with numpy) returns exactly the pairs a brute-force scan of every row does."""
     monkeypatch.setattr(postings, "ROWS_PER_PROBE", by_rows)
+    monkeypatch.setattr(postings, "NUMPY_ROWS", 0)  # the compiled scan unless by_rows
     codes, images, query, margins = hashes_of_photos
     rng = np.random.default_rng(7)
     geometry = rng.integers(0, 256, len(codes)).astype(np.uint8)
@@ -1021,10 +1022,14 @@ def test_postings_build_matches_a_slow_reference() -> None:
     assert starts.tolist() == [0, *np.cumsum(counts).tolist()]
 
 
-@pytest.mark.parametrize("min_capacity", [scan.MIN_CAPACITY, 0])
-def test_pairs_within_equals_the_pairwise_matrix(min_capacity, monkeypatch) -> None:
+@pytest.mark.parametrize(("compiled", "min_capacity"), [(True, scan.MIN_CAPACITY), (True, 0), (False, 0)])
+def test_pairs_within_equals_the_pairwise_matrix(compiled, min_capacity, monkeypatch) -> None:
     """The compiled pairs of two code sets equal np.nonzero of their distance matrix, in its order,
-    also when the first output buffers are too small (``MIN_CAPACITY`` 0: the scan runs again)."""
+    also when the first output buffers are too small (``MIN_CAPACITY`` 0: the scan runs again);
+    before the kernels are loaded, that numpy expression gives them."""
+    scan.warm_up()
+    if not compiled:
+        monkeypatch.setattr(scan, "loaded", lambda: False)
     monkeypatch.setattr(scan, "MIN_CAPACITY", min_capacity)
     rng = np.random.default_rng(3)
     a = rng.integers(0, 2**63, 300, dtype=np.int64).astype(np.uint64)
@@ -1049,7 +1054,27 @@ def test_probe_scans_again_when_its_first_buffers_are_full(hashes_of_photos, mon
     roomy = postings.probe(words, starts, layout, query, margins, 8, 32, width=22)
     monkeypatch.setattr(scan, "MIN_CAPACITY", 0)
     monkeypatch.setattr(postings, "ROWS_PER_PROBE", 0.0)
+    monkeypatch.setattr(postings, "NUMPY_ROWS", 0)
     assert len(roomy.query) > 20
     again = postings.probe(words, starts, layout, query, margins, 8, 32, width=22)
     for field in ("query", "image", "geometry", "distance"):
         np.testing.assert_array_equal(getattr(roomy, field), getattr(again, field))
+
+
+def test_a_small_index_is_queried_without_loading_numba(tmp_path) -> None:
+    """A one-off query of a small index matches its segments row by row in numpy: the process never
+    imports numba (about 0.6 s and 150 MB); a service loads it at start (scan.warm_up)."""
+    import subprocess
+    import sys
+
+    with Index.create(tmp_path / "ix", IndexConfig()) as index:
+        assert index.add(KODAK[:20]).ok  # 4,800 voting rows: more than a quarter of the 12,800 probes
+    code = (
+        "import sys; from imgsearch import Index; "
+        f"r = Index.open({str(tmp_path / 'ix')!r}).query_many([{str(KODAK[2])!r}])[0]; "
+        "assert r.matches and r.matches[0].tier == 'exact', r; "
+        "r = Index.open(" + repr(str(tmp_path / "ix")) + ").query_many([" + repr(str(KODAK[2])) + "], tiers=('local',))[0]; "
+        "assert r.matches, r; print('numba' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -60,6 +60,10 @@ MAX_IMAGES = 1 << 21  # rows of one segment (a compacted million fits twice)
 # one-image segments: new images p50 44.3 ms probe by probe, 37.2 ms this way
 # (scripts/bench_small_segments.py).
 ROWS_PER_PROBE = 0.25
+# Until a process has loaded the compiled scan (numba: about 0.6 s and 150 MB the first time), a
+# segment of up to this many rows (about 400 images) is matched row by row too: a one-off query of
+# a small index answers without loading it. The answers are the same either way (tested).
+NUMPY_ROWS = 100_000
 
 assert sorted(RELIABLE_ORDER) == list(range(64))
 
@@ -293,7 +297,7 @@ def probe(
         raise ValueError(f"probes at {plan.width} bits on a segment keyed on {w}")
     if len(plan.q) == 0 or len(words) == 0:
         return _no_hits()
-    if len(words) <= ROWS_PER_PROBE * plan.masks.size:
+    if len(words) <= ROWS_PER_PROBE * plan.masks.size or (len(words) <= NUMPY_ROWS and not scan.loaded()):
         return _by_rows(words, starts, layout, plan, radius)
     order, keys = plan.sorted_fine()
     query_of = plan.fine_keys()[0][order]
