@@ -288,10 +288,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def in_process(index_dir: Path, images: list[bytes]) -> list[float]:
-    """``elapsed_ms`` of each query, one thread, after one warm-up query."""
+    """``elapsed_ms`` of each query, one thread, after one warm-up query and the compiled scans
+    loaded (as ``imgsearch serve`` loads them before its first request)."""
     from imgsearch import Index
+    from imgsearch.store import scan
 
     with Index.open(index_dir) as index:
+        scan.warm_up()
         index.query_many(images[:1])
         return [r.elapsed_ms for r in index.query_many(images)]
 
