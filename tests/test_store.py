@@ -161,17 +161,19 @@ def test_postings_probe_equals_a_brute_force_search(
     layout = dataclasses.replace(postings.Layout.for_images(images_in_segment), ordered=ordered)
     words, starts = postings.build(codes, images, geometry, layout)
     at = layout.width if width is None else width
+    mapped_words, wide_starts = words.copy(), starts.astype(np.uint64)  # as mapped: read-only
+    mapped_words.flags.writeable = False
     for radius, probes in ((8, 32), (5, 7)):
         hits = postings.probe(words, starts, layout, query, margins, radius, probes, width=width)
         got = sorted(zip(hits.query.tolist(), hits.image.tolist(), hits.geometry.tolist(), hits.distance.tolist(), strict=True))
         assert got == _probe_by_brute_force(codes, images, geometry, layout, query, margins, radius, probes, at)
         assert len(got) > 20
-        if width is None and by_rows:  # row by row, the pairs even come in the probe-by-probe order
-            monkeypatch.setattr(postings, "ROWS_PER_PROBE", 0.0)
-            other = postings.probe(words, starts, layout, query, margins, radius, probes, width=width)
-            monkeypatch.setattr(postings, "ROWS_PER_PROBE", by_rows)
-            for field in ("query", "image", "geometry", "distance"):
-                np.testing.assert_array_equal(getattr(hits, field), getattr(other, field))
+        # Row by row or compiled, on read-only words and 64-bit starts: the same pairs in the same order.
+        monkeypatch.setattr(postings, "ROWS_PER_PROBE", 1.0 - by_rows)
+        other = postings.probe(mapped_words, wide_starts, layout, query, margins, radius, probes, width=width)
+        monkeypatch.setattr(postings, "ROWS_PER_PROBE", by_rows)
+        for field in ("query", "image", "geometry", "distance"):
+            np.testing.assert_array_equal(getattr(hits, field), getattr(other, field))
 
 
 def test_postings_keep_every_bit_but_the_dc_one() -> None:
@@ -1022,40 +1024,42 @@ def test_postings_build_matches_a_slow_reference() -> None:
     assert starts.tolist() == [0, *np.cumsum(counts).tolist()]
 
 
-@pytest.mark.parametrize(("compiled", "min_capacity"), [(True, scan.MIN_CAPACITY), (True, 0), (False, 0)])
-def test_pairs_within_equals_the_pairwise_matrix(compiled, min_capacity, monkeypatch) -> None:
-    """The compiled pairs of two code sets equal np.nonzero of their distance matrix, in its order,
-    also when the first output buffers are too small (``MIN_CAPACITY`` 0: the scan runs again);
-    before the kernels are loaded, that numpy expression gives them."""
+@pytest.mark.parametrize(("compiled", "room"), [(True, True), (True, False), (False, True)])
+def test_pairs_within_equals_a_pair_by_pair_reference(compiled, room, monkeypatch) -> None:
+    """The pairs of two code sets within a radius, compiled (also when its first buffers hold none
+    and it scans again) or in numpy before the kernels are loaded, equal a pair-by-pair reference
+    (Python's int.bit_count), in row-major order."""
     scan.warm_up()
     if not compiled:
         monkeypatch.setattr(scan, "loaded", lambda: False)
-    monkeypatch.setattr(scan, "MIN_CAPACITY", min_capacity)
+    if not room:
+        monkeypatch.setattr(scan, "_first_capacity", lambda estimate: 0)
     rng = np.random.default_rng(3)
-    a = rng.integers(0, 2**63, 300, dtype=np.int64).astype(np.uint64)
-    b = rng.integers(0, 2**63, 500, dtype=np.int64).astype(np.uint64)
-    b[:200] = a[rng.integers(0, 300, 200)] ^ (np.uint64(1) << rng.integers(0, 64, 200).astype(np.uint64))
-    b[200:260] = a[0]  # one code repeated: 60 pairs of one row
+    a = rng.integers(0, 2**63, 90, dtype=np.int64).astype(np.uint64) | np.uint64(1 << 63)
+    b = rng.integers(0, 2**63, 150, dtype=np.int64).astype(np.uint64)
+    b[:60] = a[rng.integers(0, 90, 60)] ^ (np.uint64(1) << rng.integers(0, 64, 60).astype(np.uint64))
+    b[60:80] = a[0]  # one code repeated: 20 pairs of one row
     for radius in (0, 1, 8, 64):
-        got = scan.pairs_within(a, b, radius)
-        expected = np.nonzero(np.bitwise_count(a[:, None] ^ b[None, :]) <= radius)
-        for g, e in zip(got, expected, strict=True):
-            np.testing.assert_array_equal(g, e)
-    assert len(scan.pairs_within(a, b, 64)[0]) == 300 * 500
+        i, j = scan.pairs_within(a, b, radius)
+        assert i.dtype == j.dtype == np.int64
+        expected = [(x, y) for x in range(len(a)) for y in range(len(b)) if (int(a[x]) ^ int(b[y])).bit_count() <= radius]
+        assert list(zip(i.tolist(), j.tolist(), strict=True)) == expected
+    assert len(scan.pairs_within(a, b, 64)[0]) == 90 * 150
     assert [len(x) for x in scan.pairs_within(a[:0], b, 8)] == [0, 0]
 
 
 def test_probe_scans_again_when_its_first_buffers_are_full(hashes_of_photos, monkeypatch) -> None:
-    """A probe finding more rows than its first buffers hold (none, with ``MIN_CAPACITY`` 0) gives
-    the same pairs as with room."""
+    """A compiled probe finding more rows than its first buffers hold (none) gives the same pairs,
+    in the same order, as with room for them."""
+    scan.warm_up()
+    monkeypatch.setattr(postings, "ROWS_PER_PROBE", 0.0)
+    monkeypatch.setattr(postings, "NUMPY_ROWS", 0)
     codes, images, query, margins = hashes_of_photos
     layout = postings.Layout.for_images(3000)
     words, starts = postings.build(codes, images, np.zeros(len(codes), np.uint8), layout)
     roomy = postings.probe(words, starts, layout, query, margins, 8, 32, width=22)
-    monkeypatch.setattr(scan, "MIN_CAPACITY", 0)
-    monkeypatch.setattr(postings, "ROWS_PER_PROBE", 0.0)
-    monkeypatch.setattr(postings, "NUMPY_ROWS", 0)
     assert len(roomy.query) > 20
+    monkeypatch.setattr(scan, "_first_capacity", lambda estimate: 0)
     again = postings.probe(words, starts, layout, query, margins, 8, 32, width=22)
     for field in ("query", "image", "geometry", "distance"):
         np.testing.assert_array_equal(getattr(roomy, field), getattr(again, field))
@@ -1078,3 +1082,16 @@ def test_a_small_index_is_queried_without_loading_numba(tmp_path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_bucket_directory_that_does_not_fit_its_layout_is_refused(tmp_path) -> None:
+    """The compiled scan reads postings without bounds checks, so a segment whose bucket directory
+    does not fit its layout (a writer's bug: its checksum holds) is a DamagedFileError naming it."""
+    with Index.create(tmp_path / "ix", IndexConfig()) as index:
+        assert index.add(KODAK[:3]).ok
+        segment = index.reader.parts[0].segment
+        words, starts = segment.postings()
+        assert len(starts) == (1 << segment.layout.width) + 1 and int(starts[-1]) == len(words)
+        segment.layout = dataclasses.replace(segment.layout, width=segment.layout.width + 1)
+        with pytest.raises(container.DamagedFileError, match="bucket directory"):
+            segment.postings()

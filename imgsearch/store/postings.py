@@ -285,8 +285,10 @@ def probe(
     ``width`` bits are the probe's (they are the leading bits of the stored code), reading only
     their run of an ordered bucket: exactly the rows a segment keyed on ``width`` bits would give,
     so an index probed at one width answers alike however its images are split into segments.
-    Each (query hash, row) pair comes once, probe by probe in the order of their keys
-    (:func:`imgsearch.store.scan.scan`), or, in a segment with fewer rows than probes, row by row.
+    Each (query hash, row) pair comes once, probe by probe in the order of their keys, rows
+    ascending (:func:`imgsearch.store.scan.scan`); a segment with at most :data:`ROWS_PER_PROBE`
+    rows a probe (or :data:`NUMPY_ROWS` rows, until the process has loaded the compiled scan) is
+    matched row by row in numpy, the pairs in the same order.
     A :class:`Plan` of these codes, margins, probes and width, made once for several segments,
     may be given instead of recomputing it.
     """

@@ -63,7 +63,7 @@ def scan(
     codes = np.ascontiguousarray(codes, np.uint64)
     probe_query = np.ascontiguousarray(probe_query, np.int64)
     keys = np.ascontiguousarray(keys, np.int64)
-    capacity = max(MIN_CAPACITY, 2 * len(keys) if MIN_CAPACITY else 0)
+    capacity = _first_capacity(2 * len(keys))
     while True:
         probe = np.empty(capacity, np.int64)
         position = np.empty(capacity, np.int64)
@@ -88,7 +88,7 @@ def pairs_within(a: np.ndarray, b: np.ndarray, radius: int) -> tuple[np.ndarray,
         i, j = np.nonzero(np.bitwise_count(a[:, None] ^ b[None, :]) <= radius)
         return i.astype(np.int64), j.astype(np.int64)
     kernel = _kernel("pairs")
-    capacity = max(MIN_CAPACITY, len(a) + len(b) if MIN_CAPACITY else 0)
+    capacity = _first_capacity(len(a) + len(b))
     while True:
         first = np.empty(capacity, np.int64)
         second = np.empty(capacity, np.int64)
@@ -100,8 +100,8 @@ def pairs_within(a: np.ndarray, b: np.ndarray, radius: int) -> tuple[np.ndarray,
 
 def warm_up() -> None:
     """Compile the kernels (or load them from numba's cache) for the arrays an index maps (read-only
-    words and starts): a service calls this before its first request, which would pay it (about a
-    second when nothing is cached)."""
+    words and starts): a service calls this before its first request, which would pay it (about 2 s
+    when nothing is cached, a fraction of a second to load them)."""
     words = np.zeros(4, np.uint64)
     words.flags.writeable = False
     codes = np.zeros(1, np.uint64)
@@ -110,6 +110,11 @@ def warm_up() -> None:
         starts.flags.writeable = False
         scan(words, starts, codes, np.zeros(1, np.int64), np.zeros(1, np.int64), 1, 0, 8, 8, 8, True)
     pairs_within(codes, codes, 8)
+
+
+def _first_capacity(estimate: int) -> int:
+    """Results a scan makes room for at first (at most two runs: the second has room for all)."""
+    return max(MIN_CAPACITY, estimate)
 
 
 def loaded() -> bool:

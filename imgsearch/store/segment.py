@@ -420,8 +420,16 @@ class Segment:
         return {name: whole[name][:end] for name in fields}
 
     def postings(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(words, starts)`` of the patch-hash postings (checked at the first use)."""
-        return self.file.read("post_words"), self.file.read("post_starts")
+        """``(words, starts)`` of the patch-hash postings (checked at the first use, and the bucket
+        directory against the layout: the compiled scan reads them without bounds checks)."""
+        words, starts = self.file.read("post_words"), self.file.read("post_starts")
+        if len(starts) != (1 << self.layout.width) + 1 or (len(starts) and int(starts[-1]) != len(words)):
+            raise DamagedFileError(
+                f"{self.path}: the postings' bucket directory ({len(starts)} entries ending at "
+                f"{int(starts[-1]) if len(starts) else None}) does not fit {len(words)} words keyed on "
+                f"{self.layout.width} bits"
+            )
+        return words, starts
 
     def batch(self, rows: np.ndarray) -> Batch:
         """The images at ``rows`` as a :class:`Batch` (to write them again, merged)."""
