@@ -64,6 +64,9 @@ def scan(
             lo = first_at_least(words, lo, hi, part << part_at)
             if (key & part_mask) != part_mask:  # else the run ends with the bucket
                 hi = first_at_least(words, lo, hi, (part + one) << part_at)
+        # One word to compare the rows' stored codes with: the query's code bits after the key,
+        # and above them as many ones as the probe flipped key bits (code_bits + flips <= 64), so
+        # that one popcount is the distance over the key and the stored bits.
         code = codes[probe_query[p]]
         flips = popcount((code >> key_at) ^ np.uint64(bucket))
         mine = (code << np.uint64(width)) >> np.uint64(64 - code_bits)
