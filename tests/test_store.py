@@ -1095,3 +1095,24 @@ def test_a_bucket_directory_that_does_not_fit_its_layout_is_refused(tmp_path) ->
         segment.layout = dataclasses.replace(segment.layout, width=segment.layout.width + 1)
         with pytest.raises(container.DamagedFileError, match="bucket directory"):
             segment.postings()
+
+
+def test_plan_flips_the_least_confident_key_bits_of_a_stable_argsort() -> None:
+    """The probes' masks flip, per query hash, the PROBE_BITS key bits of smallest margin, ties to
+    the more reliable bit: what a stable argsort of the margins gives (ties and zeros included)."""
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 2**63, 300, dtype=np.int64).astype(np.uint64)
+    margins = np.abs(rng.normal(0, 1, (300, 64))).astype(np.float32)
+    margins[:, 7] = margins[:, 3]
+    margins[:20] = 0.0
+    margins[20:40] = np.round(margins[20:40], 1)  # many ties
+    for width in (12, 17, 22, 28):
+        plan = postings.Plan(codes, margins, width)
+        least = np.argsort(margins[:, np.array(postings.RELIABLE_ORDER[:width])], axis=1, kind="stable")
+        least = least[:, : postings.PROBE_BITS]
+        template = np.array(postings.PROBE_MASKS, np.int64)
+        for q in (0, 25, 33, 299):
+            expected = [
+                sum(1 << (63 - int(least[q, r])) for r in range(postings.PROBE_BITS) if t >> r & 1) for t in template
+            ]
+            assert plan.masks[q].tolist() == expected

@@ -235,7 +235,12 @@ class Plan:
         # The PROBE_BITS least confident key bits of each query hash, as positions in reordered codes.
         key_margins = np.asarray(margins)[:, np.array(RELIABLE_ORDER[:width])]
         m = min(PROBE_BITS, width)
-        least = np.argsort(key_margins, axis=1, kind="stable")[:, :m]  # (Q, m) reordered positions
+        # The stable argsort of each row, by one sort of (margin's bits << 5 | position): margins
+        # (bit_margins) are non-negative float32, whose bit patterns sort as their values, and
+        # widths fit 5 bits (0.06 ms for 400 hashes at 22 bits against 0.2).
+        packed = np.asarray(key_margins, np.float32).view(np.int32).astype(np.int64) << 5
+        packed |= np.arange(width, dtype=np.int64)
+        least = np.sort(packed, axis=1)[:, :m] & 31  # (Q, m) reordered positions
         bit_value = np.uint64(1) << (np.uint64(63) - least.astype(np.uint64))  # (Q, m)
         template = np.array([t for t in PROBE_MASKS[:probes] if t < (1 << m)], np.int64)
         self.masks = np.zeros((nq, len(template)), np.uint64)  # (Q, T): the bits each probe flips
