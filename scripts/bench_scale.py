@@ -218,6 +218,24 @@ def status() -> dict[str, int]:
     return {r[0].rstrip(":"): int(r[1]) * 1024 for r in rows}
 
 
+def resident(index) -> dict[str, int]:
+    """Bytes of each segment array (summed over segments) whose pages this process has mapped in
+    (``/proc/self/pagemap``'s present bit): what the steady RSS of the mapped files is made of."""
+    out: dict[str, int] = {}
+    with open("/proc/self/pagemap", "rb") as pagemap:
+        for part in index.reader.parts:
+            c = part.segment.file
+            base = np.frombuffer(c._map, np.uint8).ctypes.data + c._start
+            for name, e in c._table.items():
+                if not e["nbytes"]:
+                    continue
+                first, last = (base + e["offset"]) // 4096, (base + e["offset"] + e["nbytes"] - 1) // 4096
+                pagemap.seek(first * 8)
+                entries = np.frombuffer(pagemap.read((last - first + 1) * 8), np.uint64)
+                out[name] = out.get(name, 0) + int(np.count_nonzero(entries >> np.uint64(63))) * 4096
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def child(spec_path: str) -> None:
     """The query child: open, RAM, queries (copies then new images), optional profile; JSON out."""
     spec = json.loads(Path(spec_path).read_text())
@@ -236,6 +254,7 @@ def child(spec_path: str) -> None:
     copies, out["copies_ms"], out["copies_cpu_ms"] = _queries(index, [p for p, _ in spec["copies"]])
     new, out["new_ms"], out["new_cpu_ms"] = _queries(index, spec["new"])
     out["after_queries"] = status()
+    out["resident"] = resident(index)
     out["hits"] = [bool(r.matches) and r.matches[0].path == os.path.realpath(e)
                    for r, (_, e) in zip(copies, spec["copies"], strict=True)]  # fmt: skip
     out["misses"] = {
@@ -328,6 +347,9 @@ def print_table(rows: list[dict], console: Console, caption: str) -> None:
                   f"{r['disk_kb']:.1f}", f"{r['copies_p50']:.1f} / {r['copies_p95']:.1f} ({r['copies_cpu_p50']:.1f})",
                   f"{r['new_p50']:.1f} / {r['new_p95']:.1f} ({r['new_cpu_p50']:.1f})", f"{r['hit1']:.1%}", f"{r['new_fitted']:.1f}")  # fmt: skip
     console.print(t)
+    for r in rows:
+        top = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in list(r.get("resident", {}).items())[:6])
+        console.print(f"at {r['n']:,}: the index's mapped pages resident after the queries, MB: {top}")
 
 
 def plot(rows: list[dict], path: Path) -> None:

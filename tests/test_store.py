@@ -74,6 +74,42 @@ def test_container_round_trip_and_damage(tmp_path: Path) -> None:
         container.Container(path)
 
 
+def _mapped_pages(c: container.Container, name: str) -> int:
+    """Pages of array ``name`` that this process has mapped in (``/proc/self/pagemap``)."""
+    e = c._table[name]
+    start = np.frombuffer(c._map, np.uint8).ctypes.data + c._start + e["offset"]
+    first, last = start // 4096, (start + e["nbytes"] - 1) // 4096
+    with open("/proc/self/pagemap", "rb") as pagemap:
+        pagemap.seek(first * 8)
+        entries = np.frombuffer(pagemap.read((last - first + 1) * 8), np.uint64)
+    return int(np.count_nonzero(entries >> np.uint64(63)))
+
+
+def test_container_rows_read_without_mapping(tmp_path: Path) -> None:
+    """``rows`` gives the rows of the mapped array, clipped to it, and leaves the mapping
+    untouched (what a query reads of one image's keypoints stays out of its resident memory)."""
+    rng = np.random.default_rng(1)
+    arrays = {"head": rng.integers(0, 255, 100_000, dtype=np.uint8), "d": rng.integers(0, 255, (3000, 128), dtype=np.uint8),
+              "k": rng.random((3000, 5)).astype(np.float32)}  # fmt: skip
+    path = tmp_path / "r.seg"
+    container.write(path, arrays, {})
+    c = container.Container(path)
+    linux = Path("/proc/self/pagemap").exists()
+    before = _mapped_pages(c, "d") if linux else 0
+    for lo, hi in ((0, 1), (1000, 1400), (2990, 3000), (2990, 3100), (5, 5)):
+        got = c.rows("d", lo, hi)
+        np.testing.assert_array_equal(got, arrays["d"][lo:hi])
+        assert got.dtype == np.uint8 and got.shape == arrays["d"][lo:hi].shape
+    np.testing.assert_array_equal(c.rows("k", 7, 9), arrays["k"][7:9])
+    if linux:
+        assert _mapped_pages(c, "d") == before
+        np.asarray(c.array("d")[1000:1400]).sum()  # the mapping, for contrast, maps what it reads
+        assert _mapped_pages(c, "d") >= before + 400 * 128 // 4096
+    c.close()
+    with pytest.raises(ValueError, match="closed"):
+        c.rows("d", 0, 1)
+
+
 def struct_len(data: bytearray) -> int:
     """Header length of a container's bytes."""
     return int.from_bytes(data[12:16], "little")

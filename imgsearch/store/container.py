@@ -1,4 +1,5 @@
-"""One immutable file of named numpy arrays, each with a CRC-32, read by memory-mapping.
+"""One immutable file of named numpy arrays, each with a CRC-32, read by memory-mapping (or, for
+a few rows at a time, by ``pread``: :meth:`Container.rows`).
 
 Layout (little-endian)::
 
@@ -28,6 +29,7 @@ import math
 import mmap
 import os
 import struct
+import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -155,15 +157,25 @@ class Container:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         try:
-            with open(self.path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size < _PREFIX.size:
-                    raise DamagedFileError(f"{self.path}: truncated ({size} bytes)")
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             raise
         except OSError as exc:
             raise DamagedFileError(f"{self.path}: cannot be read ({exc.strerror})") from None
+        # Kept open for :meth:`rows`, which reads without mapping; closed by close() or with the object.
+        self._fd = fd
+        self._close_fd = weakref.finalize(self, os.close, fd)
+        try:
+            size = os.fstat(fd).st_size
+            if size < _PREFIX.size:
+                raise DamagedFileError(f"{self.path}: truncated ({size} bytes)")
+            self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            self._close_fd()
+            raise DamagedFileError(f"{self.path}: cannot be read ({exc.strerror})") from None
+        except DamagedFileError:
+            self._close_fd()
+            raise
         magic, version, length, header_crc = _PREFIX.unpack_from(self._map, 0)
         if magic != MAGIC:
             raise DamagedFileError(f"{self.path}: not an imgsearch segment (magic {magic!r})")
@@ -205,6 +217,26 @@ class Container:
         )
         return out.reshape(e["shape"])
 
+    def rows(self, name: str, lo: int, hi: int) -> np.ndarray:
+        """A copy of rows ``lo:hi`` of array ``name``, read from the file without mapping it (not
+        checked: the caller checks them, as :meth:`Segment.read_local` does).
+
+        What a query reads of one image's keypoints is small and read once; through the mapping,
+        each fault would also map the neighbouring pages the kernel holds (64 KB around it), and the
+        process would keep them: at a million images, 2.3 GB of resident memory after 474 queries
+        (``scripts/bench_scale.py``'s ``resident``) for about 50 KB a candidate needed."""
+        if not self._close_fd.alive:
+            raise ValueError(f"{self.path}: closed")
+        e = self._table[name]
+        dtype, shape = np.dtype(e["dtype"]), tuple(e["shape"])
+        row_bytes = dtype.itemsize * math.prod(shape[1:])
+        lo, hi = max(0, lo), min(hi, shape[0] if shape else 0)
+        count = max(0, hi - lo) * row_bytes
+        data = os.pread(self._fd, count, self._start + e["offset"] + lo * row_bytes) if count else b""
+        if len(data) != count:
+            raise DamagedFileError(f"{self.path}: truncated (array {name!r} ends early)")
+        return np.frombuffer(data, dtype).reshape((max(0, hi - lo), *shape[1:]))
+
     def read(self, name: str) -> np.ndarray:
         """Array ``name`` checked against its CRC-32 the first time (a view of the file)."""
         out = self.array(name)
@@ -227,6 +259,7 @@ class Container:
         self._checked.add(name)
 
     def close(self) -> None:
+        self._close_fd()
         try:
             self._map.close()
         except BufferError:  # views still exported: the mapping goes with the last of them

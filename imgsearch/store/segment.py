@@ -14,8 +14,9 @@ Arrays (``n`` images, ``m`` keypoints, ``v`` voting rows; every one checksummed,
     post_words (v,) uint64; post_starts (2**w + 1,) uint32   the patch-hash postings (postings.py)
 
 The image columns and the postings are read from the mapped file whole (checked once); the
-keypoint arrays of one image at a time, checked against its ``kp_crc`` at every read, so a damaged
-byte names the segment instead of turning into a wrong match.
+keypoint arrays of one image at a time, copied from the file rather than mapped (what a query
+reads of them stays out of its resident memory), and checked against its ``kp_crc`` at every read,
+so a damaged byte names the segment instead of turning into a wrong match.
 """
 
 from __future__ import annotations
@@ -411,7 +412,7 @@ class Segment:
         if self._kp_offsets is None:
             raise ValueError(f"{self.path}: a segment without keypoints")
         lo, hi = int(self._kp_offsets[row]), int(self._kp_offsets[row + 1])
-        whole = {name: self.file.array(name)[lo:hi] for name in LOCAL_FIELDS}
+        whole = {name: self.file.rows(name, lo, hi) for name in LOCAL_FIELDS}
         if _local_crc(*(whole[f] for f in LOCAL_FIELDS)) != int(self.file.read("kp_crc")[row]):
             raise DamagedFileError(
                 f"{self.path}: the keypoints of image {row} are damaged (checksum mismatch)"
