@@ -149,10 +149,9 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     coeffs = hashing.phash_coefficients(q.decoded(index.config.decode_side))
     flat = hashing.is_flat(coeffs)
     variants = hashing.threshold_bits(hashing.variant_coefficients(coeffs))
-    variant_of, dist, ids = index.reader.global_search(variants, radius)
     direct = len(hashing.DIHEDRAL_NAMES)  # variants from here on are of the negative
-    keep = (variant_of < direct) | (dist <= cfg.global_max_distance)
-    ids, dist, variant_of = ids[keep], dist[keep], variant_of[keep]
+    radii = np.where(np.arange(len(variants)) < direct, radius, min(radius, cfg.global_max_distance))
+    variant_of, dist, ids = index.reader.global_search(variants, radii)
     if len(ids) == 0:
         return [], []
     # Best (smallest) distance per image, ties to the lower variant number (identity first).

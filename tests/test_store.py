@@ -660,6 +660,75 @@ def test_two_handles_lose_no_write(tmp_path: Path) -> None:
 # -- exact and global tiers ------------------------------------------------------------------------
 
 
+def _clustered_codes(n: int, seed: int) -> np.ndarray:
+    """``(n, 8)`` uint8 codes as bench_scale's synthetic global hashes: 8-16 bits flipped from one of
+    a few dozen sources (skewed buckets), a few exact repeats among them."""
+    rng = np.random.default_rng(seed)
+    sources = rng.integers(0, 2**63, 40, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 40, dtype=np.uint64)
+    codes = sources[rng.integers(0, len(sources), n)]
+    for _ in range(16):
+        bit = rng.integers(0, 64, n).astype(np.uint64)
+        codes ^= np.where(rng.random(n) < 0.75, np.uint64(1) << bit, np.uint64(0))
+    codes[: n // 50] = codes[n // 50 : 2 * (n // 50)]  # repeats
+    return codes.view(np.uint8).reshape(n, 8)
+
+
+def _hamming_by_brute_force(codes: np.ndarray, queries: np.ndarray, radii: np.ndarray) -> set[tuple[int, int, int]]:
+    c, q = codes.view(np.uint64).ravel(), queries.view(np.uint64).ravel()
+    d = np.bitwise_count(q[:, None] ^ c[None, :]).astype(np.int64)
+    qi, ci = np.nonzero(d <= radii[:, None])
+    return set(zip(qi.tolist(), d[qi, ci].tolist(), ci.tolist(), strict=True))
+
+
+def test_multi_index_hamming_search_is_exact() -> None:
+    """Multi-index hashing finds exactly the codes within each query's radius (a scan of every code
+    as the reference), the same arrays in the same order as FAISS's flat search, at radii up to
+    past the pigeonhole's 3 bits a substring, with far more results than its first buffer holds."""
+    from imgsearch.store import hamming
+
+    codes = _clustered_codes(6000, 0)
+    rng = np.random.default_rng(1)
+    queries = np.concatenate([codes[rng.integers(0, len(codes), 30)], _clustered_codes(30, 2)])
+    radii = rng.choice([0, 3, 4, 8, 12, 13, 17], len(queries))
+    flat, multi = hamming.Flat(codes), hamming.MultiIndex(codes)
+    got = multi.search(queries, radii)
+    expected = flat.search(queries, radii)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert set(zip(*(x.tolist() for x in got), strict=True)) == _hamming_by_brute_force(codes, queries, radii)
+    assert len(got[0]) > 500 and len(set(got[0].tolist())) >= 25  # not only the trivial answers
+    wide = np.full(len(queries), 64)  # every code: 360,000 results against a first buffer of 4,096
+    assert len(multi.search(queries, wide)[0]) == len(queries) * len(codes) > scan.MIN_CAPACITY
+    assert all(len(x) == 0 for x in hamming.MultiIndex(codes[:0]).search(queries, radii))
+    assert isinstance(hamming.for_segment(codes), hamming.Flat)
+    assert isinstance(hamming.for_segment(np.zeros((hamming.MULTI_INDEX_MIN, 8), np.uint8)), hamming.MultiIndex)
+
+
+def test_global_tier_answers_alike_by_multi_index(tmp_path: Path, monkeypatch) -> None:
+    """An index whose segments are searched by multi-index answers every query as by FAISS, the
+    global tier's confirmations, its farther candidates (hints of the local tier) and the
+    rejections included."""
+    from imgsearch.store import hamming
+
+    index = Index.create(tmp_path / "ix", IndexConfig())
+    assert index.add(KODAK[:20], workers=1).ok
+    index.close()
+    index = Index.open(tmp_path / "ix")
+    queries = [write_jpeg(tmp_path / f"q{i}.jpg", np.ascontiguousarray(t(kodak_rgb(i))), 80)
+               for i, t in zip(range(0, 24, 3), [lambda a: a, lambda a: a[:, ::-1], lambda a: np.rot90(a), lambda a: rescale(a, 0.6)] * 2, strict=True)]  # fmt: skip
+    queries += KODAK[1:24:4]
+    before = [index.query(q).to_dict(explain=True) for q in queries]
+    monkeypatch.setattr(hamming, "MULTI_INDEX_MIN", 0)
+    with Index.open(index.directory) as again:
+        assert all(isinstance(p.global_search, hamming.MultiIndex) for p in again.reader.parts)
+        after = [again.query(q).to_dict(explain=True) for q in queries]
+    index.close()
+    for a, b in zip(before, after, strict=True):
+        a.pop("elapsed_ms"), b.pop("elapsed_ms"), a.pop("timings_ms", None), b.pop("timings_ms", None)
+        assert a == b
+    assert sum(bool(r["matches"]) for r in before) >= 10
+
+
 def test_exact_tier_needs_no_decoding(global_index: Index, monkeypatch) -> None:
     def no_decode(*args, **kwargs):
         raise AssertionError("the exact tier must not decode the query")

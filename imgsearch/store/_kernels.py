@@ -98,3 +98,58 @@ def pairs(a: Any, b: Any, radius: Any, out_a: Any, out_b: Any) -> Any:
                     out_b[n] = j
                 n += 1
     return n
+
+
+@jit
+def counting_order(keys: Any, buckets: Any, starts: Any, order: Any) -> None:
+    """``order``: positions of ``keys`` (int64 in [0, buckets)) stably by key; ``starts``
+    (buckets + 1,): where each key's run begins (a counting sort)."""
+    for i in range(buckets + 1):
+        starts[i] = 0
+    for i in range(keys.shape[0]):
+        starts[keys[i] + 1] += 1
+    for k in range(buckets):
+        starts[k + 1] += starts[k]
+    fill = starts[:-1].copy()
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        order[fill[k]] = i
+        fill[k] += 1
+
+
+@jit
+def multi_index(
+    codes: Any, ids: Any, starts: Any, masks: Any, upto: Any, queries: Any, radii: Any,
+    out_query: Any, out_distance: Any, out_id: Any,
+) -> Any:  # fmt: skip
+    n = 0
+    capacity = out_id.shape[0]
+    tables = starts.shape[0]
+    sub_bits = np.uint64(64 // tables)
+    sub_mask = np.uint64((1 << (64 // tables)) - 1)
+    for q in range(queries.shape[0]):
+        code = queries[q]
+        radius = radii[q]
+        near = radius // tables  # pigeonhole: a code within radius is within this on some table
+        for t in range(tables):
+            sub = np.int64((code >> (sub_bits * np.uint64(t))) & sub_mask)
+            for m in range(upto[near]):
+                key = sub ^ masks[m]
+                for j in range(starts[t, key], starts[t, key + 1]):
+                    x = codes[t, j] ^ code
+                    d = popcount(x)
+                    if d > radius:
+                        continue
+                    seen = False  # found in an earlier table already?
+                    for u in range(t):
+                        if popcount((x >> (sub_bits * np.uint64(u))) & sub_mask) <= near:
+                            seen = True
+                            break
+                    if seen:
+                        continue
+                    if n < capacity:
+                        out_query[n] = q
+                        out_distance[n] = d
+                        out_id[n] = ids[t, j]
+                    n += 1
+    return n

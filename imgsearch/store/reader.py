@@ -13,12 +13,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from ..config import IndexConfig
+from . import hamming, postings
 from . import manifest as mf
-from . import postings
 from .container import Container, DamagedFileError
 from .segment import Segment
 
@@ -33,7 +32,7 @@ class _Open:
     segment: Segment
     deleted: np.ndarray  # (n,) bool
     base: int  # global id of its row 0
-    global_index: faiss.IndexBinaryFlat
+    global_search: hamming.Flat | hamming.MultiIndex
 
 
 class IndexReader:
@@ -82,14 +81,8 @@ class IndexReader:
         deleted = np.zeros(segment.n, bool)
         if entry.tombstones:
             deleted = read_tombstones(self.directory / mf.SEGMENTS / entry.tombstones, segment.n)
-        if cached is not None:
-            index = cached.global_index
-        else:
-            index = faiss.IndexBinaryFlat(64)
-            hashes = segment.column("global_hash")
-            if len(hashes):
-                index.add(np.ascontiguousarray(hashes))
-        opened = _Open(entry, segment, deleted, 0, index)
+        searcher = cached.global_search if cached is not None else hamming.for_segment(segment.column("global_hash"))
+        opened = _Open(entry, segment, deleted, 0, searcher)
         self._cache[entry.name] = opened
         return opened
 
@@ -143,11 +136,11 @@ class IndexReader:
     def memory(self) -> dict[str, int]:
         """Bytes of what queries read from RAM (the rest of a segment is read per candidate):
         the global hashes copied into FAISS, the postings, and the image columns and paths."""
-        out = {"global hashes (FAISS copy)": 0, "postings: words": 0, "postings: bucket starts": 0}
+        out = {"global hashes (search)": 0, "postings: words": 0, "postings: bucket starts": 0}
         out.update({"image columns": 0, "paths and their keys": 0})
         for o in self.parts:
             seg = o.segment
-            out["global hashes (FAISS copy)"] += int(o.global_index.ntotal) * 8
+            out["global hashes (search)"] += o.global_search.nbytes
             if seg.has_local and seg.n:
                 words, starts = seg.postings()
                 out["postings: words"] += words.nbytes
@@ -208,20 +201,23 @@ class IndexReader:
         return np.concatenate(found) if found else np.zeros(0, np.int64)
 
     # -- searches ---------------------------------------------------------------------------
-    def global_search(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Live images within ``radius`` bits (inclusive) of ``(Q, 8)`` uint8 query hashes, as
-        ``(query, distance, global id)`` int64 arrays."""
+    def global_search(
+        self, queries: np.ndarray, radius: int | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Live images within ``radius`` bits (inclusive; one for all, or ``(Q,)``, one a query) of
+        ``(Q, 8)`` uint8 query hashes, as ``(query, distance, global id)`` int64 arrays, segment by
+        segment, by query then id within one (:mod:`imgsearch.store.hamming`)."""
         found_q, found_d, found_i = [], [], []
         q = np.ascontiguousarray(queries, np.uint8)
+        radii = np.broadcast_to(np.asarray(radius, np.int64), (len(q),))
         for part in self.parts:
-            if part.global_index.ntotal == 0:
+            if part.segment.n == 0:
                 continue
-            lims, dist, ids = part.global_index.range_search(q, radius + 1)
-            query = np.repeat(np.arange(len(q)), np.diff(lims.astype(np.int64)))
+            query, dist, ids = hamming.search(part.global_search, q, radii)
             keep = ~part.deleted[ids]
             found_q.append(query[keep])
-            found_d.append(dist[keep].astype(np.int64))
-            found_i.append(ids[keep].astype(np.int64) + part.base)
+            found_d.append(dist[keep])
+            found_i.append(ids[keep] + part.base)
         if not found_q:
             z = np.zeros(0, np.int64)
             return z, z, z

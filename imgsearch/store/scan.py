@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
@@ -122,10 +123,16 @@ def loaded() -> bool:
     return bool(_compiled)
 
 
-def _kernel(name: str) -> Callable[..., int]:
+def kernels() -> ModuleType:
+    """:mod:`imgsearch.store._kernels`, imported (with numba) at the first call."""
     with _lock:
-        if not _compiled:
-            from . import _kernels  # numba, imported at the first scan
+        from . import _kernels  # numba, imported at the first scan
 
+        if not _compiled:
             _compiled.update(scan=_kernels.scan, pairs=_kernels.pairs)
-        return _compiled[name]
+        return _kernels
+
+
+def _kernel(name: str) -> Callable[..., int]:
+    kernels()
+    return _compiled[name]
