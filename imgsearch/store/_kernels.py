@@ -1,4 +1,5 @@
-"""The numba kernels of :mod:`imgsearch.store.scan` (see it for their arrays and their use).
+"""The numba kernels of :mod:`imgsearch.store.scan` and :mod:`imgsearch.store.hamming` (see them for
+their arrays and their use).
 
 Defined at module level so that numba's on-disk cache finds them again in the next process (a
 kernel made inside a function is a closure, which the cache never matches).

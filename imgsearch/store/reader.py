@@ -135,7 +135,7 @@ class IndexReader:
 
     def memory(self) -> dict[str, int]:
         """Bytes of what queries read from RAM (the rest of a segment is read per candidate):
-        the global hashes copied into FAISS, the postings, and the image columns and paths."""
+        the global hashes' search structures, the postings, and the image columns and paths."""
         out = {"global hashes (search)": 0, "postings: words": 0, "postings: bucket starts": 0}
         out.update({"image columns": 0, "paths and their keys": 0})
         for o in self.parts:

@@ -101,8 +101,8 @@ def pairs_within(a: np.ndarray, b: np.ndarray, radius: int) -> tuple[np.ndarray,
 
 def warm_up() -> None:
     """Compile the kernels (or load them from numba's cache) for the arrays an index maps (read-only
-    words and starts): a service calls this before its first request, which would pay it (about 2 s
-    when nothing is cached, a fraction of a second to load them)."""
+    words and starts) and the global tier's: a service calls this before its first request, which
+    would pay it (about 2 s when nothing is cached, a fraction of a second to load them)."""
     words = np.zeros(4, np.uint64)
     words.flags.writeable = False
     codes = np.zeros(1, np.uint64)
@@ -111,6 +111,12 @@ def warm_up() -> None:
         starts.flags.writeable = False
         scan(words, starts, codes, np.zeros(1, np.int64), np.zeros(1, np.int64), 1, 0, 8, 8, 8, True)
     pairs_within(codes, codes, 8)
+    k = kernels()  # and the global tier's multi-index search (imgsearch.store.hamming)
+    starts, order = np.zeros((1, 3), np.uint32), np.zeros((1, 1), np.uint32)
+    k.counting_order(np.zeros(1, np.int64), 2, starts[0], order[0])
+    out = np.empty(1, np.int64)
+    masks = np.zeros(1, np.int64)
+    k.multi_index(np.zeros((1, 1), np.uint64), order, starts, masks, masks, codes, masks, out, out, out)
 
 
 def _first_capacity(estimate: int) -> int:
