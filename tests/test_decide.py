@@ -13,7 +13,6 @@ from collections import deque
 from pathlib import Path
 
 import cv2
-import faiss
 import numpy as np
 import pytest
 from conftest import KODAK, encode_jpeg, kodak_rgb
@@ -246,13 +245,13 @@ def test_a_global_collision_with_another_photo_is_refused(tmp_path: Path) -> Non
     index = Index.create(tmp_path / "ix", IndexConfig())
     assert index.add([KODAK[0], KODAK[2], KODAK[3]], workers=1).ok
     from imgsearch import hashing, io
+    from imgsearch.store import hamming
 
     forged = hashing.phash(io.read_image(KODAK[1], gray=True))[None, :]
-    (part,) = index.reader.parts  # one segment: its global hashes searched by one FAISS index
+    (part,) = index.reader.parts  # one segment: its global hashes searched by one search
     hashes = np.array(part.segment.column("global_hash"))
     hashes[index.find(KODAK[0])] = forged
-    part.global_index = faiss.IndexBinaryFlat(64)
-    part.global_index.add(hashes)
+    part.global_search = hamming.Flat(hashes)
     query = KODAK[1].read_bytes()
     loose = index.query(query, min_agreement=0.0)
     assert [m.tier for m in loose.matches] == ["global"] and loose.matches[0].distance == 0
