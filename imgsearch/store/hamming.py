@@ -48,7 +48,8 @@ class Flat:
         self.nbytes = len(hashes) * 8  # FAISS's copy
 
     def search(self, queries: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """See :func:`search`."""
+        """Stored codes within ``radii[q]`` bits (inclusive; ``(Q,)`` int64) of ``(Q, 8)`` uint8
+        ``queries[q]``, as ``(query, distance, row)`` int64 arrays, by query then row."""
         if self.index.ntotal == 0 or len(queries) == 0:
             z = np.zeros(0, np.int64)
             return z, z, z
@@ -85,7 +86,7 @@ class MultiIndex:
             return self._tables
 
     def search(self, queries: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """See :func:`search`."""
+        """As :meth:`Flat.search`: the same arrays."""
         if len(self._hashes) == 0 or len(queries) == 0:
             z = np.zeros(0, np.int64)
             return z, z, z
@@ -109,11 +110,3 @@ def for_segment(hashes: np.ndarray) -> Flat | MultiIndex:
     """The search of a segment's ``(n, 8)`` uint8 global hashes: multi-index from
     :data:`MULTI_INDEX_MIN` images, else flat."""
     return MultiIndex(hashes) if len(hashes) >= MULTI_INDEX_MIN else Flat(hashes)
-
-
-def search(
-    searcher: Flat | MultiIndex, queries: np.ndarray, radii: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stored codes within ``radii[q]`` bits (inclusive) of ``(Q, 8)`` uint8 ``queries[q]``, as
-    ``(query, distance, row)`` int64 arrays, by query then row."""
-    return searcher.search(queries, np.ascontiguousarray(radii, np.int64))

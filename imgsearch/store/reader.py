@@ -209,11 +209,11 @@ class IndexReader:
         segment, by query then id within one (:mod:`imgsearch.store.hamming`)."""
         found_q, found_d, found_i = [], [], []
         q = np.ascontiguousarray(queries, np.uint8)
-        radii = np.broadcast_to(np.asarray(radius, np.int64), (len(q),))
+        radii = np.ascontiguousarray(np.broadcast_to(np.asarray(radius, np.int64), (len(q),)))
         for part in self.parts:
             if part.segment.n == 0:
                 continue
-            query, dist, ids = hamming.search(part.global_search, q, radii)
+            query, dist, ids = part.global_search.search(q, radii)
             keep = ~part.deleted[ids]
             found_q.append(query[keep])
             found_d.append(dist[keep])
