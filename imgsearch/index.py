@@ -391,7 +391,8 @@ class Index:
         return self.remove_keys([os.path.realpath(p) for p in paths], timeout=timeout, merge=merge)
 
     def compact(self, *, timeout: float | None = None) -> int:
-        """Merge every segment into one, dropping removed images; returns the segments merged."""
+        """Merge the segments into one (into as few as hold :data:`imgsearch.store.postings.MAX_IMAGES`
+        images each, beyond that), dropping removed images; returns the segments merged."""
         with wr.IndexWriter(self.directory, timeout) as writer:
             merged = writer.compact()
         self.refresh()

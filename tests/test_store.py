@@ -487,6 +487,28 @@ def test_segments_merge_to_the_answers_of_one(tmp_path: Path) -> None:
     many.close()
 
 
+def test_compact_keeps_each_segment_within_what_a_segment_holds(tmp_path: Path, monkeypatch) -> None:
+    """Beyond postings.MAX_IMAGES live images, ``compact`` merges consecutive segments into as few
+    as hold at most that many each (a segment cannot hold more): nothing lost, ids in order, the
+    same answers."""
+    many = Index.create(tmp_path / "many", IndexConfig())
+    many.add(KODAK[:8], workers=1, checkpoint=1, merge=False)  # 8 segments of one image
+    many.remove([KODAK[2]], merge=False)
+    assert many.info()["segments"] == 8
+    queries = [KODAK[i] for i in range(8)] + [rescale(kodak_rgb(5), 0.5)]
+    expected = [_key(r) for r in many.query_many(queries)]
+    paths = list(many.paths)
+    monkeypatch.setattr(postings, "MAX_IMAGES", 3)
+    groups = writer.compact_groups(mf.read(many.directory).segments, 3)
+    assert [len(g) for g in groups] == [4, 3, 1]  # the removed image's segment holds no live one
+    assert many.compact() == 7  # the last, alone and without removed rows, stays as it is
+    live = [e.live for e in mf.read(many.directory).segments]
+    assert live == [3, 3, 1] and many.info()["removed"] == 0
+    assert list(many.paths) == paths and [_key(r) for r in many.query_many(queries)] == expected
+    assert many.compact() == 0  # nothing left to merge
+    many.close()
+
+
 def test_the_tiered_policy_merges_four_segments_of_one_size_two_of_small_tiers() -> None:
     from imgsearch.store.writer import plan_merges
 

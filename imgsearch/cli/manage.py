@@ -63,7 +63,8 @@ def remove(
 
 
 def compact(index: IndexOption = DEFAULT_INDEX, timeout: TimeoutOption = None) -> None:
-    """Merge the index's segments into one and drop removed images (writes a copy of the index)."""
+    """Merge the index's segments into one (at most 2,097,152 images a segment) and drop removed
+    images (writes a copy of the index)."""
     with usage_errors(), Index.open(index) as ix:
         merged = ix.compact(timeout=timeout)
         data = ix.info()

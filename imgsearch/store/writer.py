@@ -28,7 +28,7 @@ import numpy as np
 from .._version import __version__
 from ..config import IndexConfig
 from ..errors import IndexFormatError, IndexLockedError, IndexWriteError
-from . import container
+from . import container, postings
 from . import manifest as mf
 from .lock import WriterLock
 from .reader import read_tombstones
@@ -317,12 +317,30 @@ class IndexWriter:
         return manifest
 
     def compact(self) -> int:
-        """Merge every segment into one (dropping removed rows); returns the segments merged."""
-        names = [e.name for e in self.manifest.segments]
-        if len(names) > 1 or any(e.deleted for e in self.manifest.segments):
-            self.merge(names)  # one segment with removed rows is written again without them
-        return len(names)
+        """Merge the segments into as few as a segment can hold (:func:`compact_groups`), dropping
+        removed rows; returns the segments merged."""
+        merged = 0
+        for group in compact_groups(self.manifest.segments, postings.MAX_IMAGES):
+            if len(group) > 1 or any(e.deleted for e in group):
+                self.merge([e.name for e in group])  # one with removed rows is written again without them
+                merged += len(group)
+        return merged
 
+
+
+def compact_groups(segments: Sequence[mf.SegmentEntry], limit: int) -> list[list[mf.SegmentEntry]]:
+    """The segments, in manifest order, cut into consecutive groups of at most ``limit`` live
+    images each (a segment holds at most :data:`imgsearch.store.postings.MAX_IMAGES`): what
+    ``compact`` merges, one segment a group; ids keep their order."""
+    groups: list[list[mf.SegmentEntry]] = []
+    live = 0
+    for entry in segments:
+        if not groups or live + entry.live > limit:
+            groups.append([])
+            live = 0
+        groups[-1].append(entry)
+        live += entry.live
+    return groups
 
 
 def plan_merges(segments: Sequence[mf.SegmentEntry], max_images: int | None) -> list[str]:
