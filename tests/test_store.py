@@ -487,6 +487,40 @@ def test_segments_merge_to_the_answers_of_one(tmp_path: Path) -> None:
     many.close()
 
 
+def test_readers_of_one_process_share_each_segment_file(tmp_path: Path) -> None:
+    """Two readers of one index hold the same segment objects (postings checked once, one global
+    search); one closing leaves the other answering; a segment closes with its last reader, and a
+    file rewritten under its name is not taken for the old one."""
+    from imgsearch.store.reader import _SHARED
+
+    a = Index.create(tmp_path / "ix", IndexConfig())
+    assert a.add(KODAK[:4], workers=1).ok
+    b = Index.open(tmp_path / "ix")
+    (pa,), (pb,) = a.reader.parts, b.reader.parts
+    assert pa.segment is pb.segment and pa.global_search is pb.global_search
+    assert _SHARED.readers(pa.segment) == 2
+    expected = [m.path for m in a.query(KODAK[1]).matches]
+    assert a.query(KODAK[10]).matches == []  # a new image reads the postings: checked once, for both
+    assert "post_words" in pb.segment.file._checked
+    a.close()
+    assert _SHARED.readers(pb.segment) == 1
+    assert [m.path for m in b.query(KODAK[1]).matches] == expected == [str(KODAK[1].resolve())]
+    segment = pb.segment
+    b.close()
+    assert _SHARED.readers(segment) == 0
+    with pytest.raises(ValueError, match="closed"):
+        segment.file.rows("keypoints", 0, 1)
+    # a new file under the same name (another index made in the same place) is opened anew
+    c = Index.open(tmp_path / "ix")
+    path = c.reader.parts[0].segment.path
+    data = bytearray(path.read_bytes())
+    c.close()
+    os.utime(path, ns=(1, 1))  # another time: another file, as far as the sharing can tell
+    d = Index.open(tmp_path / "ix")
+    assert d.reader.parts[0].segment is not segment and len(d) == 4 and bytes(data) == path.read_bytes()
+    d.close()
+
+
 def test_compact_keeps_each_segment_within_what_a_segment_holds(tmp_path: Path, monkeypatch) -> None:
     """Beyond postings.MAX_IMAGES live images, ``compact`` merges consecutive segments into as few
     as hold at most that many each (a segment cannot hold more): nothing lost, ids in order, the
@@ -740,11 +774,11 @@ def test_global_tier_answers_alike_by_multi_index(tmp_path: Path, monkeypatch) -
                for i, t in zip(range(0, 24, 3), [lambda a: a, lambda a: a[:, ::-1], lambda a: np.rot90(a), lambda a: rescale(a, 0.6)] * 2, strict=True)]  # fmt: skip
     queries += KODAK[1:24:4]
     before = [index.query(q).to_dict(explain=True) for q in queries]
+    index.close()  # its segments too: a process's readers share them, with their search
     monkeypatch.setattr(hamming, "MULTI_INDEX_MIN", 0)
-    with Index.open(index.directory) as again:
+    with Index.open(tmp_path / "ix") as again:
         assert all(isinstance(p.global_search, hamming.MultiIndex) for p in again.reader.parts)
         after = [again.query(q).to_dict(explain=True) for q in queries]
-    index.close()
     for a, b in zip(before, after, strict=True):
         a.pop("elapsed_ms"), b.pop("elapsed_ms"), a.pop("timings_ms", None), b.pop("timings_ms", None)
         assert a == b
