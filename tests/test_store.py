@@ -487,7 +487,7 @@ def test_segments_merge_to_the_answers_of_one(tmp_path: Path) -> None:
     many.close()
 
 
-def test_readers_of_one_process_share_each_segment_file(tmp_path: Path) -> None:
+def test_readers_of_one_process_share_each_segment_file(tmp_path: Path, monkeypatch) -> None:
     """Two readers of one index hold the same segment objects (postings checked once, one global
     search); one closing leaves the other answering; a segment closes with its last reader, and a
     file rewritten under its name is not taken for the old one."""
@@ -510,6 +510,17 @@ def test_readers_of_one_process_share_each_segment_file(tmp_path: Path) -> None:
     assert _SHARED.readers(segment) == 0
     with pytest.raises(ValueError, match="closed"):
         segment.file.rows("keypoints", 0, 1)
+    # warm(): the postings checked and the global search built before any query
+    from imgsearch.store import hamming
+
+    with monkeypatch.context() as patch:
+        patch.setattr(hamming, "MULTI_INDEX_MIN", 0)
+        warm = Index.open(tmp_path / "ix")
+        (part,) = warm.reader.parts
+        assert "post_words" not in part.segment.file._checked and part.global_search._tables is None
+        warm.reader.warm()
+        assert "post_words" in part.segment.file._checked and part.global_search._tables is not None
+        warm.close()
     # a new file under the same name (another index made in the same place) is opened anew
     c = Index.open(tmp_path / "ix")
     path = c.reader.parts[0].segment.path

@@ -241,6 +241,8 @@ class Engine:
         self._writes = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-write")
         self.merger = Merger(self.writer)
         scan.warm_up()  # the compiled probe, before the first query needs it
+        with self.snapshots.lease() as index:  # and the segments' postings and global search,
+            index.reader.warm()  # shared by the worker's snapshots
 
     def close(self) -> None:
         self.merger.close()

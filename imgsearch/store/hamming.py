@@ -47,6 +47,9 @@ class Flat:
             self.index.add(np.ascontiguousarray(hashes, np.uint8))
         self.nbytes = len(hashes) * 8  # FAISS's copy
 
+    def warm(self) -> None:
+        """Nothing to build (FAISS's copy is made with the object)."""
+
     def search(self, queries: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stored codes within ``radii[q]`` bits (inclusive; ``(Q,)`` int64) of ``(Q, 8)`` uint8
         ``queries[q]``, as ``(query, distance, row)`` int64 arrays, by query then row."""
@@ -68,6 +71,11 @@ class MultiIndex:
         self._lock = threading.Lock()
         self._tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.nbytes = len(hashes) * (TABLES * 12) + TABLES * ((1 << _BITS) + 1) * 4
+
+    def warm(self) -> None:
+        """Build the tables now rather than at the first search."""
+        if len(self._hashes):
+            self._built()
 
     def _built(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:

@@ -153,6 +153,14 @@ class IndexReader:
         self._cache[entry.name] = opened
         return opened
 
+    def warm(self) -> None:
+        """Check every segment's postings (CRC-32) and build its global search now, not at the first
+        query that needs them (a service, before its first request: about 2.3 s at a million images)."""
+        for part in self.parts:
+            if part.segment.has_local and part.segment.n:
+                part.segment.postings()
+            part.global_search.warm()
+
     def refresh(self) -> bool:
         """Load a newer manifest if a writer committed one; True if it did."""
         text = mf.read_text(self.directory)
