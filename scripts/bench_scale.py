@@ -16,7 +16,7 @@ At each N of 1k, 10k, 100k, 1M (up to ``--max-images``), timings on one core (``
 add (``Index.add`` of a fresh crop, 5 times, minus its extraction timed apart) and remove
 (``Index.remove`` of those), open (``Index.open`` in a fresh child), ``imgsearch info`` (child wall
 time), RAM (a child opening the index and running the queries: VmRSS after open and after the
-queries, VmHWM), disk per image, query p50/p95 of copies and of new images, hit@1 of the copies.
+queries, VmHWM, and which pages of each array of the index it holds then), disk per image, query p50/p95 of copies and of new images, hit@1 of the copies.
 
     .venv/bin/python scripts/bench_scale.py --json scripts/results/scale.json --plot scripts/results/scale.png
     .venv/bin/python scripts/bench_scale.py --max-images 100000

@@ -3,8 +3,8 @@
 Two ways, the same results (tested against each other and against a scan of every code):
 
 * **Flat** (:class:`Flat`): FAISS's exhaustive binary range search, every stored code compared
-  with every query code. Cheapest for small segments, and what a process that has not loaded
-  numba uses.
+  with every query code. Cheapest for small segments, and it needs no numba (a small index's
+  one-off query does not load it).
 * **Multi-index** (:class:`MultiIndex`, Norouzi et al., "Fast search in Hamming space with
   multi-index hashing", CVPR 2012): the codes in :data:`TABLES` tables, each keyed on one 16-bit
   substring. A code within ``r`` bits of the query is within ``r // 4`` bits of it on some
