@@ -13,7 +13,6 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -37,59 +36,75 @@ class _Open:
     global_search: hamming.Flat | hamming.MultiIndex
 
 
+@dataclass
+class _Held:
+    """One shared segment file, its global search, and how many readers hold it."""
+
+    segment: Segment
+    search: hamming.Flat | hamming.MultiIndex
+    readers: int = 0
+
+
+_Key = tuple[str, int, int, int, int]  # path, device, inode, size, modification time
+
+
 class _SharedSegments:
     """The segment files this process has open, shared by all its readers: a segment's postings
     are checked (CRC-32) and its global search tables built once a process, not once a reader. (A
     service's query snapshots are readers of their own; each new one paid its first query again:
     +45 ms at 32,000 images, and at a million about what ``bench_scale.py``'s first query costs,
-    2.3 s.) Files are immutable and never renamed
-    over, so one is known by its path, inode, size and time; it is closed with its last reader."""
+    2.3 s.) Files are immutable and never renamed over, so one is known by its path, inode, size
+    and time; it is closed with its last reader."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: dict[tuple[str, int, int, int, int], list[Any]] = {}  # key -> [segment, search, readers]
-        self._key_of: dict[int, tuple[str, int, int, int, int]] = {}  # id(segment) -> key
+        self._held: dict[_Key, _Held] = {}
+        self._key_of: dict[int, _Key] = {}  # id(segment) -> its key
 
     def acquire(self, path: Path) -> tuple[Segment, hamming.Flat | hamming.MultiIndex]:
         st = os.stat(path)
         key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
-            shared = self._open.get(key)
-            if shared is not None:
-                shared[2] += 1
-                return shared[0], shared[1]
+            held = self._held.get(key)
+            if held is not None:
+                held.readers += 1
+                return held.segment, held.search
         segment = Segment(path)  # outside the lock: another thread may open it meanwhile
         try:
-            searcher = hamming.for_segment(segment.column("global_hash"))
+            search = hamming.for_segment(segment.column("global_hash"))
         except BaseException:
             segment.close()
             raise
         with self._lock:
-            shared = self._open.setdefault(key, [segment, searcher, 0])
-            shared[2] += 1
-            self._key_of[id(shared[0])] = key
-        if shared[0] is not segment:
+            held = self._held.setdefault(key, _Held(segment, search))
+            held.readers += 1
+            self._key_of[id(held.segment)] = key
+        if held.segment is not segment:
             segment.close()
-        return shared[0], shared[1]
+        return held.segment, held.search
 
     def release(self, segment: Segment) -> None:
         with self._lock:
-            key = self._key_of.get(id(segment))
-            shared = self._open.get(key) if key is not None else None
-            if key is None or shared is None or shared[0] is not segment:
+            key, held = self._find(segment)
+            if held is None:
                 return
-            shared[2] -= 1
-            if shared[2]:
+            held.readers -= 1
+            if held.readers:
                 return
-            del self._open[key], self._key_of[id(segment)]
+            del self._held[key], self._key_of[id(segment)]
         segment.close()
 
     def readers(self, segment: Segment) -> int:
         """How many readers hold ``segment`` (0: not shared, or closed)."""
         with self._lock:
-            key = self._key_of.get(id(segment))
-            shared = self._open.get(key) if key is not None else None
-            return shared[2] if shared is not None and shared[0] is segment else 0
+            held = self._find(segment)[1]
+            return held.readers if held is not None else 0
+
+    def _find(self, segment: Segment) -> tuple[_Key, _Held | None]:
+        """The key and entry of ``segment`` (call with the lock held); ``None`` if not held."""
+        key = self._key_of.get(id(segment), ("", 0, 0, 0, 0))
+        held = self._held.get(key)
+        return key, held if held is not None and held.segment is segment else None
 
 
 _SHARED = _SharedSegments()
