@@ -1288,3 +1288,15 @@ def test_plan_flips_the_least_confident_key_bits_of_a_stable_argsort() -> None:
                 sum(1 << (63 - int(least[q, r])) for r in range(postings.PROBE_BITS) if t >> r & 1) for t in template
             ]
             assert plan.masks[q].tolist() == expected
+
+
+def test_the_scans_memory_hint_compiles_here() -> None:
+    """The compiled scans ask the memory for what they read next (``llvm.prefetch``): this LLVM
+    takes the hint, so they run with it (where one did not, they would run without it, alike)."""
+    scan.warm_up()
+    from imgsearch.store import _kernels
+
+    assert _kernels._prefetch_compiles()
+    values = np.arange(10, dtype=np.uint64)
+    _kernels.prefetch(values, 9)  # a hint: nothing read, nothing changed
+    np.testing.assert_array_equal(values, np.arange(10, dtype=np.uint64))

@@ -11,6 +11,20 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import binding, ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# How many probes ahead the scan asks the memory for a probe's bucket start, and for the first
+# and middle posting words of its bucket. A probe's reads are a few random cache misses (its
+# bucket start, then its words) that the loop waits on one after another; asked for ahead, they
+# overlap. Measured on the probes of 20 new images against the three largest segments of the
+# 32,000-image index (scripts/research/scan_prefetch.py): 8.7 -> 5.8 ms, the same results.
+STARTS_AHEAD = 32
+WORDS_AHEAD = 16
+# How many buckets ahead the multi-index search asks for the codes of a bucket it will read.
+BUCKETS_AHEAD = 8
 
 
 def jit(function: Any) -> Any:
@@ -19,6 +33,51 @@ def jit(function: Any) -> Any:
         return numba.njit(function, cache=True, nogil=True, boundscheck=False)
     except RuntimeError:  # no writable cache directory
         return numba.njit(function, nogil=True, boundscheck=False)
+
+
+@intrinsic
+def _prefetch(typingctx: Any, array: Any, index: Any) -> Any:
+    """``llvm.prefetch`` of ``array[index]`` (read, keep in every cache level): a hint, never a fault."""
+    signature = types.void(array, index)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        arrayty = sig.args[0]
+        ary = context.make_array(arrayty)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, arrayty, ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        # The intrinsic's name follows LLVM's pointer types: opaque from LLVM 15 on.
+        name = "llvm.prefetch.p0" if binding.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), name
+        )
+        builder.call(
+            function,
+            [builder.bitcast(pointer, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)],
+        )
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@jit
+def prefetch(array: Any, index: Any) -> None:
+    _prefetch(array, index)  # type: ignore[call-arg]  # numba passes the typing context
+
+
+def _prefetch_compiles() -> bool:
+    """Whether this LLVM takes the intrinsic (else the scans run without it: the same results)."""
+    try:
+        prefetch(np.zeros(1, np.uint64), 0)
+    except Exception:
+        return False
+    return True
+
+
+if not _prefetch_compiles():
+
+    @jit
+    def prefetch(array: Any, index: Any) -> None:
+        pass
 
 
 @jit
@@ -53,7 +112,16 @@ def scan(
     part_at = np.uint64(low + code_bits - finer)  # the finer bits, at the top of the stored code
     part_mask = (1 << finer) - 1
     key_at = np.uint64(64 - width)
-    for p in range(keys.shape[0]):
+    probes = keys.shape[0]
+    for p in range(probes):
+        if p + STARTS_AHEAD < probes:
+            prefetch(starts, keys[p + STARTS_AHEAD] >> finer)
+        if p + WORDS_AHEAD < probes:
+            ahead = keys[p + WORDS_AHEAD] >> finer
+            first, end = np.int64(starts[ahead]), np.int64(starts[ahead + 1])
+            if end > first:
+                prefetch(words, first)
+                prefetch(words, (first + end) >> 1)  # where its binary search looks first
         key = keys[p]
         bucket = key >> finer
         lo = np.int64(starts[bucket])
@@ -134,10 +202,15 @@ def multi_index(
         near = radius // tables  # pigeonhole: a code within radius is within this on some table
         for t in range(tables):
             sub = np.int64((code >> (sub_bits * np.uint64(t))) & sub_mask)
-            for m in range(upto[near]):
+            table_codes = codes[t]
+            table_starts = starts[t]
+            probes = upto[near]
+            for m in range(probes):
+                if m + BUCKETS_AHEAD < probes:  # the codes of a bucket read later, asked for now
+                    prefetch(table_codes, table_starts[sub ^ masks[m + BUCKETS_AHEAD]])
                 key = sub ^ masks[m]
-                for j in range(starts[t, key], starts[t, key + 1]):
-                    x = codes[t, j] ^ code
+                for j in range(table_starts[key], table_starts[key + 1]):
+                    x = table_codes[j] ^ code
                     d = popcount(x)
                     if d > radius:
                         continue
