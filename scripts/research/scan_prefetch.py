@@ -9,7 +9,9 @@ ahead and for the bucket's first and middle words ``WORDS_AHEAD`` probes ahead.
 This records every call of the scan made by ``--queries`` new-image queries on ``--index``, then
 times the kernel over all of them with the look-ahead distances given (``0,0``: none), alternating
 the variants over ``--rounds`` rounds on one core, and checks that every variant returns the same
-rows in the same order.
+rows in the same order. Then the same queries whole (``Index.query_many``, wall ms), the kernel
+without look-ahead and the default one alternated query by query in the one process (which goes
+first alternates), over ``--rounds`` rounds.
 
     .venv/bin/python scripts/research/scan_prefetch.py INDEX QUERY_DIR --queries 20
     .venv/bin/python scripts/research/scan_prefetch.py KEPT/index KEPT/spec.json   # bench_scale.py --keep
@@ -109,6 +111,24 @@ def main() -> None:
         m = statistics.median(v)
         print(f"| {d[0]} | {d[1]} | {m:.2f} | {m / base:.2f} |")
     print("every variant found the same rows in the same order")
+    whole = {"none": kernels[(0, 0)] if (0, 0) in kernels else variant(0, 0), "default": _kernels.scan}
+    data = [p.read_bytes() for p in paths]
+    wall: dict[str, list[float]] = {name: [] for name in whole}
+    for r in range(args.rounds):
+        for i, d in enumerate(data):
+            for name in list(whole)[:: 1 if (i + r) % 2 == 0 else -1]:
+                scan._compiled["scan"] = whole[name]
+                t = time.perf_counter()
+                index.query_many([d])
+                wall[name].append((time.perf_counter() - t) * 1e3)
+    scan._compiled["scan"] = _kernels.scan
+    ratio = [a / b for a, b in zip(wall["default"], wall["none"], strict=True)]
+    print(
+        f"whole queries, {len(data)} x {args.rounds} rounds: p50 {statistics.median(wall['none']):.2f} ms without "
+        f"look-ahead, {statistics.median(wall['default']):.2f} ms with the default "
+        f"({_kernels.STARTS_AHEAD}:{_kernels.WORDS_AHEAD}); mean ratio {statistics.mean(wall['default']) / statistics.mean(wall['none']):.3f}, "
+        f"median of the per-query ratios {statistics.median(ratio):.3f}"
+    )
 
 
 if __name__ == "__main__":
