@@ -630,6 +630,24 @@ def test_a_merge_overtaken_by_a_compaction_publishes_nothing(tmp_path: Path) -> 
     index.close()
 
 
+def test_a_merger_with_nothing_left_to_merge_returns_without_the_writer_lock(tmp_path: Path) -> None:
+    """Once merge_pending found nothing to merge, it returns at once until the next commit: even
+    while another writer holds the lock (it would wait for it, or fail at timeout 0); after a
+    commit it plans again and merges what the commit made mergeable."""
+    directory = tmp_path / "ix"
+    index = Index.create(directory, GLOBAL_ONLY)
+    index.add(KODAK[:3], workers=1, checkpoint=1, merge=False)  # three segments of one image
+    assert writer.merge_pending(directory) == 0  # a tier of three: nothing to merge
+    with WriterLock(directory, timeout=0):  # held by "another writer"
+        assert writer.merge_pending(directory, timeout=0) == 0  # settled: the lock is not asked for
+    index.add([KODAK[3]], workers=1, merge=False)  # the fourth of the tier: a new manifest
+    with WriterLock(directory, timeout=0), pytest.raises(IndexLockedError):
+        writer.merge_pending(directory, timeout=0)  # not settled any more: it needs the lock
+    assert writer.merge_pending(directory) == 1
+    assert [e.images for e in mf.read(directory).segments] == [4]
+    index.close()
+
+
 def test_one_merger_at_a_time_and_a_dead_mergers_file_is_removed(tmp_path: Path) -> None:
     """A merger finds the MERGE lock held and returns at once; a writer keeps a running merger's
     file and removes a dead one's (killed with -9 between writing and publishing)."""
