@@ -1314,7 +1314,7 @@ def test_the_scans_memory_hint_compiles_here() -> None:
     scan.warm_up()
     from imgsearch.store import _kernels
 
-    assert _kernels._prefetch_compiles()
+    assert _kernels.PREFETCH and _kernels._prefetch_compiles()
     values = np.arange(10, dtype=np.uint64)
     _kernels.prefetch(values, 9)  # a hint: nothing read, nothing changed
     np.testing.assert_array_equal(values, np.arange(10, dtype=np.uint64))

@@ -50,14 +50,13 @@ MERGE_LOCK = "MERGE"  # held by the one process merging outside the writer lock
 MERGING_PREFIX = "merging-"  # a merged segment being written, not yet published
 
 
-# (index folder, max_images) -> the manifest file (inode, time, size) for which plan_merges chose
-# nothing in this process. Until the next commit (a manifest written anew) there is still nothing
-# to merge, and
-# merge_pending returns at once: no writer lock, no parse of the manifest, no garbage collection.
-# A service pokes its merger after every add and most adds leave nothing to merge (four one-image
-# segments make a merge): in a py-spy profile of `imgsearch serve` under queries and ten adds a
-# second, opening the writer for those pokes was a quarter of the merger's CPU.
-# The tier policy's constants are part of the key (tests change them).
+# (index folder, max_images and the tier policy's constants) -> the manifest file (inode, time,
+# size) at which plan_merges chose nothing in this process. Until the next commit writes a new
+# manifest there is still nothing to merge, and merge_pending returns at once: no writer lock, no
+# parse of the manifest, no garbage scan. A service pokes its merger after every add and most adds
+# leave nothing to merge (four one-image segments make a merge): in a py-spy profile of
+# `imgsearch serve` under queries and ten adds a second, opening the writer for those pokes was a
+# quarter of the merger's CPU.
 _SETTLED: dict[tuple[Path, int | None, int, int, int], tuple[int, int, int]] = {}
 
 
