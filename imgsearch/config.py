@@ -158,7 +158,8 @@ class SearchConfig:
         Hamming radius of the patch-hash neighbour search.
     probes : int
         Buckets of the postings each lookup hash reads (:mod:`imgsearch.store.postings`): its own
-        key and its keys with its least confident bits flipped, most likely first; at most 32.
+        key and its keys with its least confident bits flipped, most likely first; at most 64
+        (each probe costs a new image about as much as the next: 32 by default).
     consistent_votes : bool
         Count an image's votes within its best window of orientation and scale differences
         (:mod:`imgsearch.votes`), which keeps chance candidates few in large indexes.
@@ -264,7 +265,7 @@ class SearchConfig:
         object.__setattr__(self, "query_scales", tuple(float(s) for s in self.query_scales))
         _check_scales("SearchConfig", "query_scales", self.query_scales)
         _check_range("SearchConfig", "patch_radius", self.patch_radius, 0, 32)
-        _check_range("SearchConfig", "probes", self.probes, 1, 32)
+        _check_range("SearchConfig", "probes", self.probes, 1, 64)  # postings.PROBE_MASKS
         _check_range("SearchConfig", "ratio", self.ratio, 0.0, 1.0)
         _check_range("SearchConfig", "max_candidates", self.max_candidates, 1, 10_000)
         _check_range("SearchConfig", "min_votes", self.min_votes, 0, 100_000)

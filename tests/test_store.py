@@ -149,7 +149,7 @@ def test_postings_find_a_subset_of_the_exact_search_growing_with_the_probes(hash
     words, starts = postings.build(codes, images, np.zeros(len(codes), np.uint8), layout)
     exact = np.bitwise_count(query[:, None] ^ codes[None, :])  # (Q, V), the slow reference
     previous: set[tuple[int, int]] = set()
-    for probes in (1, 4, 16, 32):
+    for probes in (1, 4, 16, 32, 64):
         hits = postings.probe(words, starts, layout, query, margins, 8, probes)
         found = set(zip(hits.query.tolist(), hits.image.tolist(), strict=True))
         for q, img, d in zip(hits.query, hits.image, hits.distance, strict=True):
@@ -199,7 +199,7 @@ def test_postings_probe_equals_a_brute_force_search(
     at = layout.width if width is None else width
     mapped_words, wide_starts = words.copy(), starts.astype(np.uint64)  # as mapped: read-only
     mapped_words.flags.writeable = False
-    for radius, probes in ((8, 32), (5, 7)):
+    for radius, probes in ((8, 32), (5, 7), (8, 64)):
         hits = postings.probe(words, starts, layout, query, margins, radius, probes, width=width)
         got = sorted(zip(hits.query.tolist(), hits.image.tolist(), hits.geometry.tolist(), hits.distance.tolist(), strict=True))
         assert got == _probe_by_brute_force(codes, images, geometry, layout, query, margins, radius, probes, at)
@@ -1296,11 +1296,11 @@ def test_plan_flips_the_least_confident_key_bits_of_a_stable_argsort() -> None:
     margins[:, 7] = margins[:, 3]
     margins[:20] = 0.0
     margins[20:40] = np.round(margins[20:40], 1)  # many ties
-    for width in (12, 17, 22, 28):
-        plan = postings.Plan(codes, margins, width)
+    for width, probes in ((12, 32), (17, 64), (22, 32), (28, 48)):
+        plan = postings.Plan(codes, margins, width, probes)
         least = np.argsort(margins[:, np.array(postings.RELIABLE_ORDER[:width])], axis=1, kind="stable")
         least = least[:, : postings.PROBE_BITS]
-        template = np.array(postings.PROBE_MASKS, np.int64)
+        template = np.array(postings.PROBE_MASKS[:probes], np.int64)
         for q in (0, 25, 33, 299):
             expected = [
                 sum(1 << (63 - int(least[q, r])) for r in range(postings.PROBE_BITS) if t >> r & 1) for t in template

@@ -43,11 +43,15 @@ RELIABLE_ORDER: tuple[int, ...] = (
 )  # fmt: skip
 # Probes, as sets of the query's least confident key bits to flip (bit r of a mask: the r-th least
 # confident), most likely first: the 32 most probable subsets of the 10 least confident under their
-# mean flip probabilities on those copies (0.31, 0.23, 0.16, 0.12, 0.08, 0.06, 0.04, 0.03, 0.02, 0.01).
+# mean flip probabilities on those copies (0.31, 0.23, 0.16, 0.12, 0.08, 0.06, 0.04, 0.03, 0.02, 0.01),
+# then the next 32 under those probabilities as rounded here (for SearchConfig.probes up to 64).
 PROBE_MASKS: tuple[int, ...] = (
     0, 1, 2, 4, 3, 8, 16, 5, 32, 9, 6, 64, 17, 10, 128, 33, 18, 7, 12, 256, 65, 34, 20, 11, 512, 129,
     66, 36, 19, 24, 13, 257,
+    130, 40, 35, 68, 14, 21, 258, 132, 72, 67, 48, 37, 25, 22, 513, 136, 131, 41, 260, 38, 80, 69,
+    26, 15, 514, 264, 259, 144, 96, 133, 42, 73,
 )  # fmt: skip
+DEFAULT_PROBES = 32  # SearchConfig.probes' default
 PROBE_BITS = 10  # the least confident key bits the probes flip
 GEOMETRY_BITS = 8  # 5 for the keypoint's angle (11.25° bins), 3 for its size (octave bins)
 ANGLE_BINS = 32
@@ -66,6 +70,7 @@ ROWS_PER_PROBE = 0.25
 NUMPY_ROWS = 100_000
 
 assert sorted(RELIABLE_ORDER) == list(range(64))
+assert len(set(PROBE_MASKS)) == len(PROBE_MASKS) == 64 and max(PROBE_MASKS) < 1 << PROBE_BITS
 
 _SHIFTS = np.arange(63, -1, -1, dtype=np.uint64)  # bit b of a code is (code >> (63 - b)) & 1
 
@@ -226,7 +231,7 @@ class Plan:
     the reordered ``(Q,)`` codes, their ``(Q, T)`` masks, and the probes' keys, sorted (computed at
     first use)."""
 
-    def __init__(self, codes: np.ndarray, margins: np.ndarray, width: int, probes: int = len(PROBE_MASKS)):
+    def __init__(self, codes: np.ndarray, margins: np.ndarray, width: int, probes: int = DEFAULT_PROBES):
         if not MIN_WIDTH <= width <= MAX_WIDTH:
             raise ValueError(f"probes at {width} bits: the key width is {MIN_WIDTH} to {MAX_WIDTH}")
         self.width = width
@@ -278,7 +283,7 @@ def probe(
     codes: np.ndarray,
     margins: np.ndarray,
     radius: int,
-    probes: int = len(PROBE_MASKS),
+    probes: int = DEFAULT_PROBES,
     width: int | None = None,
     plan: Plan | None = None,
 ) -> Hits:
