@@ -28,14 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from imgsearch import Index
 
 
-def overrides(entry: str) -> dict[str, int | float]:
-    """``probes=64,min_votes=5`` as keyword overrides (``-``: none)."""
+def overrides(entry: str) -> dict[str, int | float | None]:
+    """``probes=64,min_votes=5`` as keyword overrides (``-``: none; ``None`` for a value)."""
     if entry.strip() in ("", "-"):
         return {}
-    out: dict[str, int | float] = {}
+    out: dict[str, int | float | None] = {}
     for item in entry.split(","):
         key, value = item.split("=")
-        out[key.strip()] = float(value) if "." in value else int(value)
+        out[key.strip()] = None if value == "None" else float(value) if "." in value else int(value)
     return out
 
 
