@@ -51,13 +51,13 @@ MERGING_PREFIX = "merging-"  # a merged segment being written, not yet published
 
 
 # (index folder, max_images and the tier policy's constants) -> the manifest file (inode, time,
-# size) at which plan_merges chose nothing in this process. Until the next commit writes a new
+# size, generation) at which plan_merges chose nothing in this process. Until the next commit writes a new
 # manifest there is still nothing to merge, and merge_pending returns at once: no writer lock, no
 # parse of the manifest, no garbage scan. A service pokes its merger after every add and most adds
 # leave nothing to merge (four one-image segments make a merge): in a py-spy profile of
 # `imgsearch serve` under queries and ten adds a second, opening the writer for those pokes was a
 # quarter of the merger's CPU.
-_SETTLED: dict[tuple[Path, int | None, int, int, int], tuple[int, int, int]] = {}
+_SETTLED: dict[tuple[Path, int | None, int, int, int], tuple[int, int, int, int]] = {}
 
 
 class StaleMergeError(Exception):
@@ -196,14 +196,15 @@ def merge_pending(
             merger.release()
 
 
-def _manifest_stamp(directory: Path) -> tuple[int, int, int] | None:
-    """(inode, mtime ns, size) of the index's manifest file (written anew, renamed over, by every
-    commit), or None when it cannot be read."""
+def _manifest_stamp(directory: Path) -> tuple[int, int, int, int] | None:
+    """(inode, mtime ns, size, generation) of the index's manifest file (written anew, renamed
+    over, by every commit, its generation one more), or None when it cannot be read."""
     try:
         st = os.stat(directory / mf.MANIFEST)
-    except OSError:
+        generation = mf.generation_of(mf.read_text(directory))
+    except (OSError, UnicodeDecodeError, IndexFormatError):
         return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
+    return None if generation is None else (st.st_ino, st.st_mtime_ns, st.st_size, generation)
 
 
 def _deleted(folder: Path, entry: mf.SegmentEntry) -> np.ndarray:
