@@ -29,6 +29,8 @@ from typer.testing import CliRunner
 
 from imgsearch import Index, IndexConfig
 from imgsearch.cli import app as cli
+from imgsearch.errors import ConfigError
+from imgsearch.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "write-token-0123456789abcdef"
@@ -337,6 +339,27 @@ def test_bad_token_settings_stop_the_server_at_once(index_dir: Path, tmp_path: P
     assert result.exit_code == 2 and "at least 16 characters" in result.stderr
     result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "none")])
     assert result.exit_code == 2 and "no index here" in result.stderr
+
+
+def test_search_settings_of_the_server(server: Server, index_dir: Path) -> None:
+    """``--search NAME=VALUE`` sets a SearchConfig field for every query of the server (here: no
+    zoomed pass for a new image, which the default server runs); a wrong one stops it at once."""
+    data = encode_jpeg(kodak_rgb(20))  # never indexed, 256 px: large enough to be zoomed
+    default = upload(server.url + "/v1/query", data, params={"explain": "true"}).json()
+    assert default["matches"] == [] and "zoomed" in default["timings_ms"]
+    fast = Server(index_dir, "--search", "zoom_factor=null")
+    try:
+        body = upload(fast.url + "/v1/query", data, params={"explain": "true", "keypoints": 40}).json()
+        assert body["matches"] == [] and "zoomed" not in body["timings_ms"] and "direct" in body["timings_ms"]
+        copy = encode_jpeg(rescale(kodak_rgb(3), 0.6), 70)
+        assert upload(fast.url + "/v1/query", copy).json()["matches"][0]["path"] == str(INDEXED[3].resolve())
+    finally:
+        fast.stop()
+    for bad, reason in (("nope=1", "unknown SearchConfig fields"), ("probes=99", "probes")):
+        result = CliRunner().invoke(cli, ["serve", "--index", str(index_dir), "--search", bad])
+        assert result.exit_code == 2 and reason in result.stderr, result.stderr
+    with pytest.raises(ConfigError, match="unknown SearchConfig fields"):
+        Settings(index=str(index_dir), search={"nope": 1})
 
 
 # -- limits ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..store import manifest as mf
-from .common import DEFAULT_INDEX, IndexOption, err, usage_errors
+from .common import DEFAULT_INDEX, IndexOption, SearchOption, err, parse_setting, usage_errors
 
 
 def serve(
@@ -43,6 +43,7 @@ def serve(
     log_level: Annotated[
         str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug.")
     ] = "info",
+    search: SearchOption = None,
 ) -> None:
     """Serve the index over HTTP: query, add, remove; OpenAPI page at /docs.
 
@@ -61,6 +62,7 @@ def serve(
             max_body_mb=max_body_mb,
             timeout=timeout,
             query_threads=threads,
+            search=dict(parse_setting(item) for item in search or ()),
         )
         tokens, warnings = Tokens.load(settings)
     for warning in warnings:

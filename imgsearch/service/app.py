@@ -315,7 +315,11 @@ def create_app(settings: Settings, tokens: Tokens | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = await asyncio.to_thread(
-            Engine, settings.index, query_threads=settings.query_threads, timeout=settings.timeout
+            Engine,
+            settings.index,
+            query_threads=settings.query_threads,
+            timeout=settings.timeout,
+            search=settings.search,
         )
         try:
             yield

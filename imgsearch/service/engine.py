@@ -40,7 +40,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -229,11 +229,21 @@ class Extractor:
 class Engine:
     """Queries, adds, removals and lookups of one index folder, with their thread pools."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, query_threads: int, timeout: float) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        query_threads: int,
+        timeout: float,
+        search: Mapping[str, Any] | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.timeout = timeout
         self.snapshots = Snapshots(self.directory)
         self.writer = Index.open(self.directory)
+        # SearchConfig overrides of every query (``imgsearch serve --search``), under a request's own
+        self.search = dict(search or {})
+        self.writer.search_config(**self.search)  # a wrong name or value: ConfigError now
         self.extractor = Extractor()
         self.writer.extract_upload = self.extractor
         self._queries = ThreadPoolExecutor(query_threads, thread_name_prefix="imgsearch-query")
@@ -259,7 +269,7 @@ class Engine:
         """Query encoded images (``names``: what each result's ``query`` says); returns the results
         and the manifest generation searched."""
         with self.snapshots.lease() as index:
-            results = index.query_many(images, top=top, refresh=False, **overrides)
+            results = index.query_many(images, top=top, refresh=False, **{**self.search, **overrides})
             generation = index.reader.manifest.generation
         for result, name in zip(results, names, strict=True):
             result.query = name
@@ -289,7 +299,7 @@ class Engine:
             replace=replace,
             checked_at=checked_at,
             merge=False,
-            **overrides,
+            **{**self.search, **overrides},
         )
         self.merger.poke()
         return done

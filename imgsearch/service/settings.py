@@ -12,9 +12,11 @@ import json
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ..config import SearchConfig
 from ..errors import ConfigError
 
 SETTINGS_VARIABLE = "IMGSEARCH_SERVE_SETTINGS"
@@ -42,6 +44,9 @@ class Settings:
         503 or 504.
     query_threads : int
         Threads running queries in each worker process.
+    search : dict
+        :class:`imgsearch.config.SearchConfig` fields set for every query (``--search NAME=VALUE``),
+        over the index's own; a request's ``keypoints`` still wins.
     """
 
     index: str
@@ -51,6 +56,7 @@ class Settings:
     max_body_mb: float = 50.0
     timeout: float = 30.0
     query_threads: int = 2
+    search: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.index:
@@ -61,6 +67,7 @@ class Settings:
             raise ConfigError(f"--timeout must be in (0, 3600] seconds, got {self.timeout}")
         if not 1 <= self.query_threads <= 64:
             raise ConfigError(f"--threads must be in [1, 64], got {self.query_threads}")
+        SearchConfig().replace(**self.search)  # a wrong name or value: ConfigError before the workers
 
     @property
     def max_body_bytes(self) -> int:
