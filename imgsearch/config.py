@@ -170,6 +170,16 @@ class SearchConfig:
     min_votes : int
         Votes a candidate needs before it is verified; 0 (the default) grows slowly with the
         index: 2 up to 1,000 images, 5 at 32,000, 7 at a million (:func:`imgsearch.votes.votes_needed`).
+    max_rivals : int
+        Before a fitted candidate is called a copy, the images that a good share of its evidence
+        also reached in the pass's lookups (15 % of the query keypoints that voted for it, or of
+        its inlier keypoints, and at least 3: its rivals, :func:`imgsearch.local.rivals`) are
+        fitted too, up to this many, whatever their votes: in a large index another render of a
+        shared template or packaging can fall short of ``min_votes`` or of a place among
+        ``max_candidates``, and only a fitted picture shows the verdict that a region is shared
+        (``min_own_inliers``). Among a million images, new renders of the hard-negative designs
+        matched another render of their design 9 times in 1,734 without it (docs/results.md);
+        copies of a million-image index had no rival. 0 turns it off.
     min_inliers : int
         RANSAC inliers a candidate needs to be called a copy.
     min_coverage : float
@@ -229,6 +239,7 @@ class SearchConfig:
     ratio: float = 0.8
     max_candidates: int = 20
     min_votes: int = 0
+    max_rivals: int = 8
     min_inliers: int = 8
     min_coverage: float = 0.05
     min_own_inliers: int = 8
@@ -269,6 +280,7 @@ class SearchConfig:
         _check_range("SearchConfig", "ratio", self.ratio, 0.0, 1.0)
         _check_range("SearchConfig", "max_candidates", self.max_candidates, 1, 10_000)
         _check_range("SearchConfig", "min_votes", self.min_votes, 0, 100_000)
+        _check_range("SearchConfig", "max_rivals", self.max_rivals, 0, 10_000)
         _check_range("SearchConfig", "min_inliers", self.min_inliers, 3, 100_000)
         _check_range("SearchConfig", "ransac_threshold", self.ransac_threshold, 0.1, 100.0)
         _check_range("SearchConfig", "min_coverage", self.min_coverage, 0.0, 1.0)

@@ -89,6 +89,7 @@ class CandidateFit:
     matched: np.ndarray | None = None
     binary: bool = False
     covers: tuple[float, float] = (1.0, 1.0)  # shares of the query and of the image the inliers' hull covers
+    refused: str | None = None  # why it cannot be a copy whatever the verdict (its inliers still count)
 
 
 class SharedRegion:
@@ -192,6 +193,9 @@ def decide(
     known = np.zeros((0, 2)) if known is None else np.asarray(known, np.float64)
     verdicts = []
     for c, fit in enumerate(fits):
+        if fit.refused is not None:
+            verdicts.append(Verdict(0, None, fit.refused))
+            continue
         others = [f for f, g in zip(fits, group, strict=True) if g != group[c]]
         shared_xy = np.concatenate(
             [known, *(query_xy[distinct(f.inlier_pairs[:, 0])].astype(np.float64) for f in others)]

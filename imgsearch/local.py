@@ -15,7 +15,9 @@ growing slowly with the index, :func:`imgsearch.votes.votes_needed`), at most ``
 them, and the global tier's candidates (``hints``) are fitted one by one (:mod:`imgsearch.verify`) on
 their own stored keypoints: the pairs of patch hashes within ``patch_radius`` and the descriptor
 matches that pass the ratio test within the candidate; then :mod:`imgsearch.decide` judges whether
-each fitted candidate is the query's original or shares a part with it.
+each fitted candidate is the query's original or shares a part with it. Before one is accepted, its
+rivals are fitted too (``max_rivals``): the images its inlier keypoints also reached, whatever their
+votes, so that a region other pictures share is seen as shared however large the index.
 
 Coordinates: keypoint positions are ``(x, y)`` in the keypoint image's pixels (y down). The
 transform maps query keypoint-image pixels to indexed keypoint-image pixels; footprints are reported
@@ -33,7 +35,7 @@ import numpy as np
 
 from . import agreement, decide, hashing, verify, votes
 from . import passes as ps
-from .arrays import count_distinct
+from .arrays import count_distinct, distinct
 from .config import IndexConfig, SearchConfig
 from .keypoints import descriptor_kind, downscale, mirror_equivariant
 from .passes import QueryPass
@@ -52,9 +54,19 @@ ZOOM_MIN_SCALE = 1.0
 # Global matches are confirmed on this many of the image's stored keypoints (the first ones, spread
 # over the image): about 0.5 ms on one core (32 would be as fast: the cost is mostly fixed).
 CONFIRM_KEYPOINTS = 48
+# Before a candidate is accepted, the images that reached a good share of its evidence (this share
+# of the query keypoints that voted for it, or of its inlier keypoints, and at least this many) are
+# fitted too (its rivals), whatever their votes: in a large index, another render of a shared
+# template can be short of the vote floor or of a place among max_candidates, and unfitted it cannot
+# show the verdict that the template is shared (decide.shared_keypoints). A share, not a count: a
+# copy's hundred voters reach a few chance images three times each.
+RIVAL_SHARE = 0.15
+RIVAL_MIN_KEYPOINTS = 3
+RIVAL = "rival of an accepted candidate: "
 # A global match whose keypoints other indexed pictures partly share (a page template's chrome)
 # must agree on at least this many of the rest, its own, to be confirmed.
 GLOBAL_MIN_OWN = 4
+
 
 class LocalIndex:
     """The local tier over an :class:`~imgsearch.store.reader.IndexReader`'s segments."""
@@ -242,6 +254,7 @@ class LocalIndex:
         radius = decide.SHARED_RADIUS * max(qp.shape)
         known = region.points(qp.shape, qp.mirrored)
         shared = decide.near(xy, known, radius)  # (K,) query keypoints in the shared region
+        attempted: set[int] = set()  # images fitted (or whose fit failed)
         for image, is_hint in queue:
             n_votes = votes_of.get(image, 0)
             if not is_hint and n_votes < min_votes:
@@ -258,6 +271,7 @@ class LocalIndex:
                     )
                     rejected.append(self._rejection(path_of(image), qp, reason, n_votes, None))
                     continue
+            attempted.add(image)
             fit = self._fit(image, n_votes, qp, cfg)
             if isinstance(fit, str):
                 rejected.append(self._rejection(path_of(image), qp, fit, n_votes, hinted.get(image)))
@@ -265,9 +279,16 @@ class LocalIndex:
             fits.append(fit)
             if cfg.min_own_inliers > 0:
                 shared |= decide.shared_keypoints(fits, xy, radius, cfg.global_max_distance)
+        verdicts = decide.decide(fits, qp.image, xy, lambda: qp.fill, cfg, known, qp.descriptors)
+        rival_fits = self._fit_rivals(
+            qp, cfg, path_of, fits, verdicts, (hit_kp, hit_image), attempted, rejected
+        )
+        if rival_fits:
+            fits += rival_fits
+            shared |= decide.shared_keypoints(fits, xy, radius, cfg.global_max_distance)
+            verdicts = decide.decide(fits, qp.image, xy, lambda: qp.fill, cfg, known, qp.descriptors)
         region.add(xy[shared & ~decide.near(xy, known, radius)], qp.shape, qp.mirrored)
         matches = []
-        verdicts = decide.decide(fits, qp.image, xy, lambda: qp.fill, cfg, known, qp.descriptors)
         for fit, verdict in zip(fits, verdicts, strict=True):
             if verdict.reason is not None:
                 rejected.append(
@@ -293,6 +314,36 @@ class LocalIndex:
                 )
             )
         return matches, rejected
+
+    def _fit_rivals(
+        self,
+        qp: QueryPass,
+        cfg: SearchConfig,
+        path_of: Callable[[int], str],
+        fits: list[decide.CandidateFit],
+        verdicts: list[decide.Verdict],
+        hits: tuple[np.ndarray, np.ndarray],
+        attempted: set[int],
+        rejected: list[Rejection],
+    ) -> list[decide.CandidateFit]:
+        """Fits of the :func:`rivals` of the ``fits`` the ``verdicts`` accept (none when none is
+        accepted): in a large index they may be short of votes or of a place among the candidates,
+        and unfitted they cannot show the verdict that a region is shared. Rivals that do not fit
+        are added to ``rejected``, saying so."""
+        if cfg.min_own_inliers <= 0 or cfg.max_rivals <= 0:
+            return []
+        accepted = [f for f, v in zip(fits, verdicts, strict=True) if v.reason is None]
+        if not accepted:
+            return []
+        found = []
+        for image, reached in rivals(accepted, *hits, attempted, cfg.max_rivals):
+            fit = self._fit(image, reached, qp, cfg)
+            if isinstance(fit, str):
+                reason = f"{RIVAL}{reached} of its inlier keypoints reach this image; {fit}"
+                rejected.append(self._rejection(path_of(image), qp, reason, reached, None))
+                continue
+            found.append(fit)
+        return found
 
     @staticmethod
     def _rejection(
@@ -348,12 +399,14 @@ class LocalIndex:
         scale = math.sqrt(abs(float(np.linalg.det(model[:, :2]))))
         if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
             return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
+        refused = None
         if qp.zoomed and scale < ZOOM_MIN_SCALE:
-            return f"scale {scale:.3f} < {ZOOM_MIN_SCALE}: not a copy too small at query_side ({inliers} inliers)"
+            refused = f"scale {scale:.3f} < {ZOOM_MIN_SCALE}: not a copy too small at query_side ({inliers} inliers)"
         in_query, in_image = verify.coverage(qp.rows[:, :2], qp.hull_area, rows[:, :2], inlier_pairs)
         coverage = max(in_query, in_image)
-        # A fit short of min_coverage is refused by decide.decide, not here: its inliers still
-        # show the other candidates which region of the query several pictures share.
+        # A fit short of min_coverage, or too large for the zoomed pass, is refused by
+        # decide.decide, not here: its inliers still show the other candidates which region of
+        # the query several pictures share.
         return decide.CandidateFit(
             image=image,
             votes=n_votes,
@@ -372,6 +425,7 @@ class LocalIndex:
             matched=desc,
             binary=self.binary_descriptors,
             covers=(in_query, in_image),
+            refused=refused,
         )
 
     def _geometry(self, model: np.ndarray, scale: float, qp: QueryPass, image: int, kind: str) -> Geometry:
@@ -411,6 +465,32 @@ class _Clock:
         if self.timings is not None:
             self.timings[name] = self.timings.get(name, 0.0) + (now - self.last) * 1e3
         self.last = now
+
+
+def rivals(
+    accepted: Sequence[decide.CandidateFit],
+    hit_kp: np.ndarray,
+    hit_image: np.ndarray,
+    attempted: set[int],
+    limit: int,
+) -> list[tuple[int, int]]:
+    """``(image id, keypoints reached)`` of the images not ``attempted`` that reached a good share
+    of the evidence of one ``accepted`` fit: of the query keypoints whose hashes voted for it, or
+    of its inlier keypoints, at least :data:`RIVAL_SHARE` of either (and
+    :data:`RIVAL_MIN_KEYPOINTS`) also reached the image in the pass's hits (``hit_kp``,
+    ``hit_image``, as :meth:`LocalIndex._hits`). Most reached first (ties to the lower id), at
+    most ``limit``."""
+    found: dict[int, int] = {}
+    for fit in accepted:
+        voters = distinct(hit_kp[hit_image == fit.image])
+        for keypoints in (voters, distinct(fit.inlier_pairs[:, 0])):
+            floor = max(RIVAL_MIN_KEYPOINTS, math.ceil(RIVAL_SHARE * len(keypoints)))
+            reached = np.isin(hit_kp, keypoints)
+            images, n = votes.keypoints_per_image(hit_kp[reached], hit_image[reached])
+            for image, k in zip(images[n >= floor].tolist(), n[n >= floor].tolist(), strict=True):
+                if image not in attempted:
+                    found[image] = max(found.get(image, 0), k)
+    return sorted(found.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
 def hash_pairs(qp: QueryPass, stored: np.ndarray, radius: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import KODAK, encode_jpeg, kodak_rgb
 
-from imgsearch import Index, IndexConfig, decide, search
+from imgsearch import Index, IndexConfig, SearchConfig, decide, local, search
 from imgsearch.decide import same_picture_groups
 from imgsearch.evaluate.negatives import design
 
@@ -191,6 +191,94 @@ def test_shelves_of_one_brand_repeat_patterns_that_prove_nothing(tmp_path: Path)
     assert strict <= old // 2, (strict, old)
     assert refused
     assert found == 24
+
+
+def test_renders_short_of_votes_are_fitted_as_rivals(tmp_path: Path) -> None:
+    """In a large index the other renders of a shared template can be short of the vote floor or
+    of a place among the candidates: emulated here with ``max_candidates=1`` and ``min_votes=7``
+    (a million images' floor). Catalogue sheets of one template, Kodak photos 0-11 indexed and
+    12-23 queried, two designs: without rivals some new sheets match (the test can fail); with
+    them none does, saying why, while crops of indexed sheets are still found."""
+    crowded = {"max_candidates": 1, "min_votes": 7}
+    loose, strict, refused, found = 0, 0, [], 0
+    for seed in (0, 3):
+        shared = design("catalogue_sheet", seed)
+
+        def sheet(i: int, shared=shared) -> np.ndarray:
+            return shared.render([kodak_rgb(i)] * shared.photos, np.random.default_rng(i))
+
+        folder = tmp_path / f"sheet{seed}"
+        folder.mkdir()
+        names = []
+        for i in range(12):
+            names.append(folder / f"{i:04d}.jpg")
+            names[-1].write_bytes(encode_jpeg(sheet(i), 92))
+        index = Index.create(folder / "ix", IndexConfig())
+        assert index.add(names, workers=1).ok
+        queries = [encode_jpeg(sheet(i)) for i in range(12, 24)]
+        loose += sum(bool(r.matches) for r in index.query_many(queries, max_rivals=0, **crowded))
+        for r in index.query_many(queries, **crowded):
+            strict += bool(r.matches)
+            refused += [x.reason for x in r.rejected if SHARED_PART.fullmatch(x.reason)]
+        for i in (1, 6, 11):
+            rgb = sheet(i)
+            h, w = rgb.shape[:2]
+            result = index.query(encode_jpeg(np.ascontiguousarray(rgb[h // 8 :, : w - w // 8]), 85), **crowded)
+            found += bool(result.matches) and result.matches[0].path == str(names[i].resolve())
+        index.close()
+    assert loose > 0, "no sheet matched without rivals: the test cannot fail"
+    assert strict == 0
+    assert refused
+    assert found == 6
+
+
+def test_rivals_match_a_slow_reference() -> None:
+    """Images reaching a share of an accepted fit's voters or inliers, against loops over hits."""
+    rng = np.random.default_rng(3)
+    n_kp, n_images = 120, 300
+    hit_kp = rng.integers(0, n_kp, 4000)
+    hit_image = rng.integers(0, n_images, 4000)
+    fits = []
+    for image in (0, 1):
+        fit = _fit(rng, n_kp, 200, 16, 30)
+        fit.image = image
+        fits.append(fit)
+    for image, k in ((7, 12), (8, 5), (9, 9)):  # images that some of the first fit's inliers reach
+        hit_kp = np.concatenate([hit_kp, rng.choice(fits[0].inlier_pairs[:, 0], k, replace=False)])
+        hit_image = np.concatenate([hit_image, np.full(k, image)])
+    attempted = {0, 1, 5}
+    fast = local.rivals(fits, hit_kp, hit_image, attempted, 10_000)
+    slow: dict[int, int] = {}
+    for fit in fits:
+        voters = {int(k) for k, i in zip(hit_kp, hit_image, strict=True) if i == fit.image}
+        for keypoints in (voters, {int(k) for k in fit.inlier_pairs[:, 0]}):
+            floor = max(local.RIVAL_MIN_KEYPOINTS, int(np.ceil(local.RIVAL_SHARE * len(keypoints))))
+            for image in range(n_images):
+                reached = {int(k) for k, i in zip(hit_kp, hit_image, strict=True) if i == image and k in keypoints}
+                if len(reached) >= floor and image not in attempted:
+                    slow[image] = max(slow.get(image, 0), len(reached))
+    assert fast == sorted(slow.items(), key=lambda item: (-item[1], item[0]))
+    assert 0 < len(fast) < n_images - len(attempted)
+    assert local.rivals(fits, hit_kp, hit_image, attempted, 3) == fast[:3]
+
+
+def test_a_refused_fit_still_shows_a_shared_region() -> None:
+    """A fit the pass refuses whatever its verdict (too large for the zoomed pass) is turned
+    down for that reason, and its inliers still make another picture's inliers there not its own."""
+    rng = np.random.default_rng(4)
+    n_query = 60
+    query_xy = rng.uniform(0, 180, (n_query, 2))
+    a, b = _fit(rng, n_query, 80, 16, 20), _fit(rng, n_query, 80, 16, 20)
+    b.inlier_pairs = a.inlier_pairs.copy()  # the same query keypoints: a region both pictures share
+    b.global_hash = np.full(8, 255, np.uint8)  # another picture
+    cfg = SearchConfig(distinct_ratio=0.0, min_agreement=0.0)
+    image = np.zeros((180, 180), np.uint8)
+    alone = decide.decide([a], image, query_xy, lambda: np.zeros_like(image, bool), cfg)
+    assert alone[0].reason is None and alone[0].own_inliers == 20
+    b.refused = "scale 0.9 < 1.0: not a copy too small at query_side (20 inliers)"
+    both = decide.decide([a, b], image, query_xy, lambda: np.zeros_like(image, bool), cfg)
+    assert both[1].reason == b.refused
+    assert both[0].own_inliers == 0 and "min_own_inliers" in (both[0].reason or "")
 
 
 def test_a_copy_of_a_marked_photo_is_found_and_only_its_original(tmp_path: Path) -> None:
