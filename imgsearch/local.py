@@ -339,7 +339,7 @@ class LocalIndex:
         for image, reached in rivals(accepted, *hits, attempted, cfg.max_rivals):
             fit = self._fit(image, reached, qp, cfg)
             if isinstance(fit, str):
-                reason = f"{RIVAL}{reached} of its inlier keypoints reach this image; {fit}"
+                reason = f"{RIVAL}{reached} of its voting or inlier keypoints reach this image; {fit}"
                 rejected.append(self._rejection(path_of(image), qp, reason, reached, None))
                 continue
             found.append(fit)
