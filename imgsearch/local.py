@@ -61,7 +61,7 @@ CONFIRM_KEYPOINTS = 48
 # show the verdict that the template is shared (decide.shared_keypoints). A share, not a count: a
 # copy's hundred voters reach a few chance images three times each.
 RIVAL_SHARE = 0.15
-RIVAL_MIN_KEYPOINTS = 3
+RIVAL_MIN_KEYPOINTS = 2
 RIVAL = "rival of an accepted candidate: "
 # A global match whose keypoints other indexed pictures partly share (a page template's chrome)
 # must agree on at least this many of the rest, its own, to be confirmed.
