@@ -16,8 +16,9 @@ them, and the global tier's candidates (``hints``) are fitted one by one (:mod:`
 their own stored keypoints: the pairs of patch hashes within ``patch_radius`` and the descriptor
 matches that pass the ratio test within the candidate; then :mod:`imgsearch.decide` judges whether
 each fitted candidate is the query's original or shares a part with it. Before one is accepted, its
-rivals are fitted too (``max_rivals``): the images its inlier keypoints also reached, whatever their
-votes, so that a region other pictures share is seen as shared however large the index.
+rivals are fitted too (``max_rivals``): the images that a good share of the query keypoints that
+voted for it, or of its inlier keypoints, also reached, whatever their votes, so that a region
+other pictures share is seen as shared however large the index.
 
 Coordinates: keypoint positions are ``(x, y)`` in the keypoint image's pixels (y down). The
 transform maps query keypoint-image pixels to indexed keypoint-image pixels; footprints are reported

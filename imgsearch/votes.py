@@ -31,12 +31,18 @@ def votes_needed(images: int) -> int:
 def keypoints_per_image(query_kp: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(images, keypoints)``: the images of ``(P,)`` hits, ascending, and how many distinct query
     keypoints reached each."""
+    images, _, distinct = _per_image(query_kp, image)
+    return images, distinct
+
+
+def _per_image(query_kp: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`keypoints_per_image` and each hit's index into its ``images``."""
     if len(image) == 0:
         z = np.zeros(0, np.int64)
-        return z, z
+        return z, z, z
     images, img_idx = np.unique(image, return_inverse=True)
     pair = img_idx.astype(np.int64) * (int(query_kp.max()) + 1) + query_kp
-    return images, np.bincount(img_idx[np.unique(pair, return_index=True)[1]], minlength=len(images))
+    return images, img_idx, np.bincount(img_idx[np.unique(pair, return_index=True)[1]], minlength=len(images))
 
 
 def count(
@@ -61,11 +67,9 @@ def count(
     whatever their votes, whose votes are reported). Most images a pass touches have one or two chance votes; at 100,000
     images the window histogram of every touched image was most of the counting.
     """
+    images, img_idx, distinct = _per_image(query_kp, image)
     if len(image) == 0 or not consistent:
-        return keypoints_per_image(query_kp, image)
-    images, img_idx = np.unique(image, return_inverse=True)
-    pair = img_idx.astype(np.int64) * (int(query_kp.max()) + 1) + query_kp
-    distinct = np.bincount(img_idx[np.unique(pair, return_index=True)[1]], minlength=len(images))
+        return images, distinct
     able = distinct >= floor
     if always is not None and len(always):
         able |= np.isin(images, always)
