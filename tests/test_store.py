@@ -537,21 +537,43 @@ def test_compact_keeps_each_segment_within_what_a_segment_holds(tmp_path: Path, 
     as hold at most that many each (a segment cannot hold more): nothing lost, ids in order, the
     same answers."""
     many = Index.create(tmp_path / "many", IndexConfig())
-    many.add(KODAK[:8], workers=1, checkpoint=1, merge=False)  # 8 segments of one image
+    many.add(KODAK[:8], workers=1, checkpoint=2, merge=False)  # 4 segments of two images
     many.remove([KODAK[2]], merge=False)
-    assert many.info()["segments"] == 8
+    assert many.info()["segments"] == 4
     queries = [KODAK[i] for i in range(8)] + [rescale(kodak_rgb(5), 0.5)]
     expected = [_key(r) for r in many.query_many(queries)]
     paths = list(many.paths)
     monkeypatch.setattr(postings, "MAX_IMAGES", 3)
     groups = writer.compact_groups(mf.read(many.directory).segments, 3)
-    assert [len(g) for g in groups] == [4, 3, 1]  # the removed image's segment holds no live one
-    assert many.compact() == 7  # the last, alone and without removed rows, stays as it is
+    assert [len(g) for g in groups] == [2, 1, 1]  # live 2 + 1 (a removed row), then 2 and 2
+    assert many.compact() == 2  # the last two, alone and without removed rows, stay as they are
     live = [e.live for e in mf.read(many.directory).segments]
-    assert live == [3, 3, 1] and many.info()["removed"] == 0
+    assert live == [3, 2, 2] and many.info()["removed"] == 0
     assert list(many.paths) == paths and [_key(r) for r in many.query_many(queries)] == expected
     assert many.compact() == 0  # nothing left to merge
     many.close()
+
+
+def test_a_segment_whose_images_are_all_removed_is_dropped_at_once(tmp_path: Path) -> None:
+    """Removing every image of a segment takes it out of the manifest in the same commit (its
+    files retired like a merge's): no query opens or probes it, whatever the merges do."""
+    ix = Index.create(tmp_path / "ix", IndexConfig())
+    ix.add(KODAK[:6], workers=1, checkpoint=2, merge=False)  # 3 segments of two images
+    before = [e.name for e in mf.read(ix.directory).segments]
+    query = rescale(kodak_rgb(4), 0.5)
+    expected = _key(ix.query_many([query])[0])
+    ix.remove([KODAK[0]], merge=False)  # half of the first: it stays
+    assert [e.name for e in mf.read(ix.directory).segments] == before
+    ix.remove([KODAK[1], KODAK[3], KODAK[2]], merge=False)  # the rest of the first, all of the second
+    manifest = mf.read(ix.directory)
+    assert [e.name for e in manifest.segments] == before[2:]
+    assert {name for name, _ in manifest.retired} >= set(before[:2])
+    assert len(ix) == 2 and sorted(ix.paths) == sorted(str(Path(p).resolve()) for p in KODAK[4:6])
+    assert len(ix.reader.parts) == 1 and _key(ix.query_many([query])[0]) == expected
+    reopened = Index.open(tmp_path / "ix")
+    assert len(reopened.reader.parts) == 1 and _key(reopened.query_many([query])[0]) == expected
+    reopened.close()
+    ix.close()
 
 
 def test_the_tiered_policy_merges_four_segments_of_one_size_two_of_small_tiers() -> None:

@@ -301,7 +301,7 @@ class IndexReader:
         q = np.ascontiguousarray(queries, np.uint8)
         radii = np.ascontiguousarray(np.broadcast_to(np.asarray(radius, np.int64), (len(q),)))
         for part in self.parts:
-            if part.segment.n == 0:
+            if part.entry.live == 0:  # empty, or every image removed: nothing to find
                 continue
             query, dist, ids = part.global_search.search(q, radii)
             keep = ~part.deleted[ids]
@@ -323,7 +323,7 @@ class IndexReader:
         # changes no hit (postings.probe); a segment is never keyed on more (it holds fewer images).
         plan = postings.Plan(codes, margins, postings.key_width(self.rows), probes)
         for part in self.parts:
-            if not part.segment.has_local or part.segment.n == 0:
+            if not part.segment.has_local or part.entry.live == 0:
                 continue
             words, starts = part.segment.postings()
             hits = postings.probe(words, starts, part.segment.layout, codes, margins, radius, probes, plan=plan)
