@@ -40,9 +40,23 @@ def _per_image(query_kp: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.
     if len(image) == 0:
         z = np.zeros(0, np.int64)
         return z, z, z
-    images, img_idx = np.unique(image, return_inverse=True)
-    pair = img_idx.astype(np.int64) * (int(query_kp.max()) + 1) + query_kp
-    return images, img_idx, np.bincount(img_idx[np.unique(pair, return_index=True)[1]], minlength=len(images))
+    # One sort of the (image, keypoint) pairs gives both the images and the distinct pairs (two
+    # np.unique calls sorted the hits twice: about 1 ms of a new image at a million images).
+    pair = image.astype(np.int64) * (int(query_kp.max()) + 1) + query_kp
+    order = np.argsort(pair)
+    pair = pair[order]
+    by_image = image[order]
+    new_image = np.empty(len(pair), bool)
+    new_image[0] = True
+    np.not_equal(by_image[1:], by_image[:-1], out=new_image[1:])
+    new_pair = np.empty(len(pair), bool)
+    new_pair[0] = True
+    np.not_equal(pair[1:], pair[:-1], out=new_pair[1:])
+    group = np.cumsum(new_image) - 1
+    img_idx = np.empty(len(image), np.int64)
+    img_idx[order] = group
+    images = by_image[new_image]
+    return images, img_idx, np.bincount(group[new_pair], minlength=len(images))
 
 
 def count(

@@ -84,3 +84,16 @@ def test_floor_counts_exactly_what_can_reach_it(seed: int, floor: int) -> None:
             assert v == distinct[img] < floor
     # Which images reach a min_votes at the floor does not change.
     assert {i for i, v in got.items() if v >= floor} == {i for i, v in exact.items() if v >= floor}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_keypoints_per_image_on_sparse_ids_is_the_reference(seed: int) -> None:
+    """Image ids as a million-image index gives them (sparse, any order), repeated pairs included:
+    the images ascending, each with its distinct query keypoints; every hit's index into them."""
+    query_kp, image, _, _ = hits(seed)
+    image = np.random.default_rng(seed).permutation(2_000_000)[image]
+    images, distinct = votes.keypoints_per_image(query_kp, image)
+    assert images.tolist() == sorted(set(image.tolist()))
+    assert distinct.tolist() == [len(set(query_kp[image == i].tolist())) for i in images.tolist()]
+    _, at, _ = votes._per_image(query_kp, image)
+    assert np.array_equal(images[at], image)
