@@ -4,7 +4,10 @@ The photos of FOLDER are split three ways (seeded, disjoint): the **copies** par
 one modified copy of each photo is queried (transforms in turn); the **new** part is never indexed
 and its photos are queried as new images; the **source** part is indexed with seeded crops and
 rescales of its photos (written to the work folder) until ``--real`` real images, by ``Index.add``.
-The rest are **synthetic** segments written directly (``IndexWriter.commit`` of a ``Batch``) whose
+The rest are **synthetic** segments written directly (``IndexWriter.commit`` of a ``Batch``), each
+followed by the merges the automatic policy plans then (``writer.merge_pending``, as an ``add``
+or the service's background merger runs them; in a child, its traced memory peak and time
+reported), whose
 rows resample the source part's: a random source image's first ``KeypointConfig.hashed`` (240)
 keypoints (exactly the voting ones: postings and RAM are a real index's; the disk ~37 KB an image
 instead of up to 62 KB, and a candidate is verified on 240 stored keypoints instead of up to 400),
@@ -47,7 +50,7 @@ from synthetic_rows import Resampler, calibrate, print_calibration
 
 CHECKPOINTS = (1_000, 10_000, 32_000, 100_000, 1_000_000)  # 32k: a target of its own
 SEGMENT_IMAGES = 150_000  # synthetic images a segment beyond a gap of MERGE_GAP
-MERGE_GAP = 250_000  # a smaller gap is written as TIER_SIZE segments: the next add merges them
+MERGE_GAP = 250_000  # a smaller gap is written as TIER_SIZE segments, merged as the policy says
 ADDS = 5  # images added (then removed) one by one at each N
 MERGE_REPORTED = 100  # an add that merged this many images or more is reported apart as a merge
 MIN_FREE = 15e9  # bytes of disk that must remain after a step
@@ -236,6 +239,40 @@ def resident(index) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def child_merge(directory: str) -> None:
+    """The merge child: the merges the automatic policy plans now, their time and traced memory
+    peak (numpy's arrays, not the mapped segments); JSON out."""
+    import tracemalloc
+
+    from imgsearch.store import manifest as mf
+    from imgsearch.store import writer
+
+    before = {e.name: e.live for e in mf.read(directory).segments}
+    tracemalloc.start()
+    t = time.perf_counter()
+    done = writer.merge_pending(directory)
+    seconds = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1]
+    after = [e.live for e in mf.read(directory).segments]
+    merged = sum(live for name, live in before.items() if name not in {e.name for e in mf.read(directory).segments})
+    print(json.dumps({"merges": done, "s": seconds, "peak_mb": peak / 2**20, "images": merged, "segments": after}))
+
+
+def run_merges(directory: Path, index, cpu: int, console: Console) -> dict | None:
+    """Run :func:`child_merge` on core ``cpu`` (after checking the disk for its output); the index
+    lets go of the merged segments' files."""
+    live = sum(e.live for e in index.reader.manifest.segments)
+    if not check_disk(directory, min(live, 600_000) * SYNTHETIC_BYTES, console):
+        return None
+    _, out = run_child([sys.executable, __file__, "--child-merge", str(directory)], cpu)
+    got = json.loads(out.strip().splitlines()[-1])
+    index.refresh()
+    if got["merges"]:
+        console.print(f"merged {got['images']:,} images ({got['merges']} merges) in {got['s']:.0f} s, traced peak "
+                      f"{got['peak_mb']:.0f} MB; segments {got['segments']}")  # fmt: skip
+    return got
+
+
 def child(spec_path: str) -> None:
     """The query child: open, RAM, queries (copies then new images), optional profile; JSON out."""
     spec = json.loads(Path(spec_path).read_text())
@@ -389,8 +426,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def segment_sizes(gap: int) -> list[int]:
     """How ``gap`` synthetic images are written: TIER_SIZE segments when it is below MERGE_GAP
-    (one tier: the next ``Index.add`` merges them as the policy says, four at once or two by
-    two below SMALL_TIER_IMAGES), else segments of about SEGMENT_IMAGES."""
+    (one tier: the policy's merges after each write take them as it says, four at once or two by
+    two below SMALL_TIER_IMAGES), else segments of about SEGMENT_IMAGES (two by two from
+    LARGE_TIER_IMAGES, while the merge stays within AUTO_MERGE_MAX_IMAGES)."""
     from imgsearch.store.writer import TIER_SIZE
 
     k = -(-gap // SEGMENT_IMAGES) if gap >= MERGE_GAP else min(TIER_SIZE, gap)
@@ -415,9 +453,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="save the numbers to this JSON file")
     parser.add_argument("--plot", type=Path, default=None, help="save the figures against N to this PNG")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-merge", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child)
+        return 0
+    if args.child_merge:
+        child_merge(args.child_merge)
         return 0
 
     from imgsearch import Index, IndexConfig
@@ -441,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / sub).mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     calibration: list[dict] = []
+    auto_merges: list[dict] = []  # the policy's merges after synthetic segments
     real_disk_kb = None
     complete = True
     try:
@@ -489,6 +532,12 @@ def main(argv: list[str] | None = None) -> int:
                 index.refresh()
                 console.print(f"wrote a synthetic segment of {size:,} images in {time.perf_counter() - t:.0f} s; "
                               f"{len(index):,} images")  # fmt: skip
+                merged = run_merges(directory, index, args.cpu, console)
+                if merged is None:
+                    complete = False
+                    break
+                if merged["merges"]:
+                    auto_merges.append({"n": len(index), **merged})
             if not complete or not check_disk(directory, min(n, 200_000) * SYNTHETIC_BYTES, console):
                 complete = False
                 break
@@ -517,11 +566,14 @@ def main(argv: list[str] | None = None) -> int:
                f"{args.cpu}; synthetic rows store 240 keypoints (real: up to 400): real rows "
                f"{real_disk_kb or 0:.1f} KB/img on disk")  # fmt: skip
     print_table(rows, console, caption)
+    for m in auto_merges:
+        console.print(f"at {m['n']:,}: the policy merged {m['images']:,} images in {m['s']:.0f} s (traced peak "
+                      f"{m['peak_mb']:.0f} MB), leaving segments of {m['segments']} images")  # fmt: skip
     report_targets(rows, console)
     result = {"command": sys.argv, "load_start": load_start, "load_end": os.getloadavg(), "cpu": args.cpu,
               "split": {"copies": len(copies_src), "new": len(new), "source": len(source)},
               "real": real_total, "real_disk_kb": real_disk_kb, "flip_pairs": args.flip_pairs,
-              "calibration": calibration, "rows": rows, "complete": complete}  # fmt: skip
+              "calibration": calibration, "rows": rows, "auto_merges": auto_merges, "complete": complete}  # fmt: skip
     workload.save_json(result, args.json, console)
     if args.plot and rows:
         plot(rows, args.plot)

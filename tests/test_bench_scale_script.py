@@ -29,6 +29,9 @@ def test_bench_scale_smoke(tmp_path: Path) -> None:
     assert [r["images"] for r in result["rows"]] == [1000, 2000]
     assert all(r["real"] == 150 and len(r["hits"]) == result["split"]["copies"] for r in result["rows"])
     assert set(result["rows"][-1]["profile"]) == {"copies", "new"} and png.stat().st_size > 0
+    # The synthetic segments are merged as the policy plans, each merge's time and memory reported.
+    merges = result["auto_merges"]
+    assert merges and all(m["images"] > 0 and m["peak_mb"] > 0 and sum(m["segments"]) == m["n"] for m in merges)
     assert not any(work.iterdir())  # the run's folder is removed without --keep
 
 

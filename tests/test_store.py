@@ -592,6 +592,11 @@ def test_the_tiered_policy_merges_four_segments_of_one_size_two_of_small_tiers()
     assert plan_merges([entry(f"l{i}", 20_000) for i in range(3)], None) == []
     big = [entry(f"b{i}", 50_000) for i in range(4)]
     assert plan_merges(big, 100_000) == []  # over the automatic bound: left to compact
+    # From writer.LARGE_TIER_IMAGES, two of a tier are merged again, within the bound.
+    assert plan_merges([entry("a", 400_000), entry("b", 150_000)], 600_000) == ["a", "b"]
+    assert plan_merges([entry("a", 550_000), entry("b", 150_000)], 600_000) == []
+    assert plan_merges([entry("a", 550_000), entry("b", 150_000), entry("c", 150_000)], 600_000) == ["b", "c"]
+    assert plan_merges([entry("a", 1_000_000), entry("b", 1_500_000)], None) == ["a", "b"]
     assert plan_merges([*big, entry("empty", 5, 5), *small, entry("s3", 7)], 100_000) == ["empty", "s0", "s1", "s2", "s3"]
 
 
@@ -1340,3 +1345,18 @@ def test_the_scans_memory_hint_compiles_here() -> None:
     values = np.arange(10, dtype=np.uint64)
     _kernels.prefetch(values, 9)  # a hint: nothing read, nothing changed
     np.testing.assert_array_equal(values, np.arange(10, dtype=np.uint64))
+
+
+def test_a_merges_packed_masks_read_as_the_bool_arrays_they_pack() -> None:
+    """segment.Bits (which keypoints a merge keeps, which vote), eight to a byte: every slice and
+    the count as the bool array gives them."""
+    from imgsearch.store.segment import Bits
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 8, 9, 61):
+        mask = rng.random(n) < 0.3
+        bits = Bits(mask)
+        assert len(bits) == n and bits.count() == int(mask.sum()) and bits.packed.nbytes == -(-n // 8)
+        for lo in range(n + 2):
+            for hi in range(lo, n + 3):
+                assert np.array_equal(bits[lo:hi], mask[lo:hi]), (n, lo, hi)

@@ -9,7 +9,8 @@ removed by the next writer. A write that fails (a full disk) removes what it wro
 
 Merges (:meth:`IndexWriter.merge`) follow a tiered policy (:func:`plan_merges`): segments whose live
 images are within one order of magnitude form a tier, and :data:`TIER_SIZE` of them are merged
-into one (two from 10 images up to :data:`SMALL_TIER_IMAGES`); a merge drops removed rows.
+into one (two from 10 images up to :data:`SMALL_TIER_IMAGES`, and two from
+:data:`LARGE_TIER_IMAGES` up to :data:`AUTO_MERGE_MAX_IMAGES`); a merge drops removed rows.
 """
 
 from __future__ import annotations
@@ -45,7 +46,19 @@ TIER_SIZE = 4  # a tier of this many segments of one order of magnitude is merge
 # (scripts/research/tail_segments.py, and its --simulate).
 SMALL_TIER_IMAGES = 10_000
 SMALL_TIER_SIZE = 2
-AUTO_MERGE_MAX_IMAGES = 200_000  # merges after a commit stay below this; larger ones: compact
+# Tiers from LARGE_TIER_IMAGES live images merge two by two as well: every pass of a new image
+# probes each segment's postings, and once those outgrow the processor's cache each large segment
+# costs it about as much as the whole index would in one. The kept million-image index of
+# bench_scale.py, new images p50 on one core: 7 segments of 100,000-150,000 images 55 ms, merged
+# into 4 segments 41-45 ms, into 3 33 ms, 2 34-36 ms (and 28 ms once the reader's count of live
+# images was fixed, 1 segment 27.5 ms). Merges up to AUTO_MERGE_MAX_IMAGES run after commits; a
+# merge of 600,000 synthetic images held 1.96 GB (numpy's arrays: bucket starts 512 MB at its key
+# width of 27 bits, the postings built 8 million rows at a time) and took 210 s on one core, one of
+# a million 2.87 GB and 339 s: over what a build may hold (2 GB), so larger merges are left to
+# `compact` (see docs/results.md, "Fewer, larger segments at a million").
+LARGE_TIER_IMAGES = 100_000
+LARGE_TIER_SIZE = 2
+AUTO_MERGE_MAX_IMAGES = 600_000  # merges after a commit stay below this; larger ones: compact
 MERGE_LOCK = "MERGE"  # held by the one process merging outside the writer lock
 MERGING_PREFIX = "merging-"  # a merged segment being written, not yet published
 
@@ -57,7 +70,7 @@ MERGING_PREFIX = "merging-"  # a merged segment being written, not yet published
 # leave nothing to merge (four one-image segments make a merge): in a py-spy profile of
 # `imgsearch serve` under queries and ten adds a second, opening the writer for those pokes was a
 # quarter of the merger's CPU.
-_SETTLED: dict[tuple[Path, int | None, int, int, int], tuple[int, int, int, int]] = {}
+_SETTLED: dict[tuple[Path, int | None, int, int, int, int], tuple[int, int, int, int]] = {}
 
 
 class StaleMergeError(Exception):
@@ -140,7 +153,7 @@ def merge_pending(
     published.
     """
     directory = Path(directory)
-    settled = (directory.resolve(), max_images, TIER_SIZE, SMALL_TIER_SIZE, SMALL_TIER_IMAGES)
+    settled = (directory.resolve(), max_images, TIER_SIZE, SMALL_TIER_SIZE, SMALL_TIER_IMAGES, LARGE_TIER_SIZE)
     if settled in _SETTLED and _SETTLED[settled] == _manifest_stamp(directory):
         return 0  # no commit since nothing was left to merge
     merger = WriterLock(directory, timeout=0, name=MERGE_LOCK)
@@ -393,7 +406,10 @@ def plan_merges(segments: Sequence[mf.SegmentEntry], max_images: int | None) -> 
 
 def tier_size(tier: int) -> int:
     """Segments of tier ``tier`` (live images ``10**tier`` to ``10**(tier + 1) - 1``) merged at once:
-    :data:`SMALL_TIER_SIZE` from 10 images up to :data:`SMALL_TIER_IMAGES`, else :data:`TIER_SIZE`."""
+    :data:`SMALL_TIER_SIZE` from 10 images up to :data:`SMALL_TIER_IMAGES`,
+    :data:`LARGE_TIER_SIZE` from :data:`LARGE_TIER_IMAGES`, else :data:`TIER_SIZE`."""
+    if 10**tier >= LARGE_TIER_IMAGES:
+        return LARGE_TIER_SIZE
     return SMALL_TIER_SIZE if 1 <= tier and 10 ** (tier + 1) <= SMALL_TIER_IMAGES else TIER_SIZE
 
 
