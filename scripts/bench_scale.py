@@ -48,6 +48,10 @@ from rich.console import Console
 from rich.table import Table
 from synthetic_rows import Resampler, calibrate, print_calibration
 
+from imgsearch.store import manifest as mf
+from imgsearch.store import writer
+from imgsearch.store.writer import IndexWriter
+
 CHECKPOINTS = (1_000, 10_000, 32_000, 100_000, 1_000_000)  # 32k: a target of its own
 SEGMENT_IMAGES = 150_000  # synthetic images a segment beyond a gap of MERGE_GAP
 MERGE_GAP = 250_000  # a smaller gap is written as TIER_SIZE segments, merged as the policy says
@@ -101,7 +105,6 @@ def folder_bytes(directory: Path) -> int:
 def index_bytes(directory: Path) -> int:
     """Bytes of the manifest and the files it names (not the ones merges retired, which stay
     ``GRACE_SECONDS`` for the readers of the previous manifest)."""
-    from imgsearch.store import manifest as mf
 
     named = mf.read(directory).named()
     return (directory / mf.MANIFEST).stat().st_size + sum(
@@ -111,6 +114,12 @@ def index_bytes(directory: Path) -> int:
 
 def check_disk(directory: Path, need: float, console: Console) -> bool:
     free = shutil.disk_usage(directory).free
+    if free - need < MIN_FREE and (directory / mf.MANIFEST).exists() and mf.read(directory).retired:
+        # Merged segments are removed GRACE_SECONDS after they were let go, by the next writer.
+        time.sleep(mf.GRACE_SECONDS + 1)
+        with IndexWriter(directory):
+            pass
+        free = shutil.disk_usage(directory).free
     if free - need < MIN_FREE:
         console.print(f"[red]stopping: {free / 1e9:.1f} GB free, the next step needs {need / 1e9:.1f} GB "
                       f"and {MIN_FREE / 1e9:.0f} GB must remain[/red]")  # fmt: skip
@@ -152,7 +161,6 @@ def time_writes(index, files: list[str], config, cpu: int) -> dict:
     extraction alone (``extract_file``, median of 3) is reported too. Wall times, and CPU times
     (``_cpu``), which a busy machine inflates less."""
     from imgsearch.extract import extract_file
-    from imgsearch.store import manifest as mf
 
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
@@ -244,8 +252,6 @@ def child_merge(directory: str) -> None:
     peak (numpy's arrays, not the mapped segments); JSON out."""
     import tracemalloc
 
-    from imgsearch.store import manifest as mf
-    from imgsearch.store import writer
 
     before = {e.name: e.live for e in mf.read(directory).segments}
     tracemalloc.start()
@@ -261,8 +267,11 @@ def child_merge(directory: str) -> None:
 def run_merges(directory: Path, index, cpu: int, console: Console) -> dict | None:
     """Run :func:`child_merge` on core ``cpu`` (after checking the disk for its output); the index
     lets go of the merged segments' files."""
-    live = sum(e.live for e in index.reader.manifest.segments)
-    if not check_disk(directory, min(live, 600_000) * SYNTHETIC_BYTES, console):
+    planned = set(writer.plan_merges(mf.read(directory).segments, writer.AUTO_MERGE_MAX_IMAGES))
+    if len(planned) < 2:
+        return {"merges": 0}
+    need = sum(e.live for e in mf.read(directory).segments if e.name in planned) * SYNTHETIC_BYTES
+    if not check_disk(directory, need, console):
         return None
     _, out = run_child([sys.executable, __file__, "--child-merge", str(directory)], cpu)
     got = json.loads(out.strip().splitlines()[-1])
@@ -464,7 +473,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from imgsearch import Index, IndexConfig
     from imgsearch.evaluate.transforms import get_transforms
-    from imgsearch.store.writer import IndexWriter
 
     console = Console(width=230) if not sys.stdout.isatty() else Console()
     load_start = os.getloadavg()

@@ -51,14 +51,15 @@ SMALL_TIER_SIZE = 2
 # costs it about as much as the whole index would in one. The kept million-image index of
 # bench_scale.py, new images p50 on one core: 7 segments of 100,000-150,000 images 55 ms, merged
 # into 4 segments 41-45 ms, into 3 33 ms, 2 34-36 ms (and 28 ms once the reader's count of live
-# images was fixed, 1 segment 27.5 ms). Merges up to AUTO_MERGE_MAX_IMAGES run after commits; a
-# merge of 600,000 synthetic images held 1.96 GB (numpy's arrays: bucket starts 512 MB at its key
-# width of 27 bits, the postings built 8 million rows at a time) and took 210 s on one core, one of
-# a million 2.87 GB and 339 s: over what a build may hold (2 GB), so larger merges are left to
-# `compact` (see docs/results.md, "Fewer, larger segments at a million").
+# images was fixed, 1 segment 27.5 ms). Merges after commits stay within 2**19 images, the
+# largest whose key is 26 bits wide (postings.key_width): bench_scale.py's merges held (traced
+# numpy arrays) 1,035 MB at 250,000 images, 1,371 MB at 400,000, and 2,044 MB at 550,000, where
+# the key's 27 bits double the bucket starts to 512 MB: over what a build may hold (2 GB). Larger
+# merges are left to `compact` (a million images: 2.87 GB, 339 s on one core). See
+# docs/results.md, "Fewer, larger segments at a million".
 LARGE_TIER_IMAGES = 100_000
 LARGE_TIER_SIZE = 2
-AUTO_MERGE_MAX_IMAGES = 600_000  # merges after a commit stay below this; larger ones: compact
+AUTO_MERGE_MAX_IMAGES = 1 << 19  # merges after a commit stay within this; larger ones: compact
 MERGE_LOCK = "MERGE"  # held by the one process merging outside the writer lock
 MERGING_PREFIX = "merging-"  # a merged segment being written, not yet published
 
