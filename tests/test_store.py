@@ -576,6 +576,45 @@ def test_a_segment_whose_images_are_all_removed_is_dropped_at_once(tmp_path: Pat
     ix.close()
 
 
+def test_a_reader_skips_segments_of_removed_images_an_older_writer_kept(tmp_path: Path, monkeypatch) -> None:
+    """An index written before such segments were dropped may name segments with no live image:
+    a reader probes neither their postings nor their global hashes, and answers as without them."""
+    from imgsearch.store import postings
+
+    keep_all = mf.Manifest.with_segments
+
+    def old_with_segments(self, segments, next_segment=None):  # the writer before: keeps them
+        following = dataclasses.replace(
+            self, segments=tuple(segments), generation=self.generation + 1,
+            next_segment=self.next_segment if next_segment is None else next_segment,
+        )  # fmt: skip
+        return following
+
+    ix = Index.create(tmp_path / "ix", IndexConfig())
+    ix.add(KODAK[:4], workers=1, checkpoint=2, merge=False)  # 2 segments of two images
+    query = np.ascontiguousarray(kodak_rgb(3)[40:200, 30:220])  # a crop: the local tier finds it
+    expected = _key(ix.query_many([query])[0])
+    assert ix.query_many([query])[0].matches[0].tier == "local"
+    monkeypatch.setattr(mf.Manifest, "with_segments", old_with_segments)
+    ix.remove([KODAK[0], KODAK[1]], merge=False)
+    monkeypatch.setattr(mf.Manifest, "with_segments", keep_all)
+    assert [e.live for e in mf.read(ix.directory).segments] == [0, 2]
+    ix.close()
+    reopened = Index.open(tmp_path / "ix")
+    assert len(reopened.reader.parts) == 2 and len(reopened) == 2
+    probed, searched = [], []
+    real_probe = postings.probe
+    monkeypatch.setattr(postings, "probe", lambda words, *a, **k: probed.append(len(words)) or real_probe(words, *a, **k))
+    for part in reopened.reader.parts:
+        real_search = part.global_search.search
+        monkeypatch.setattr(part.global_search, "search", lambda *a, _f=real_search, _n=part.entry.name, **k: searched.append(_n) or _f(*a, **k))
+    assert _key(reopened.query_many([query])[0]) == expected
+    live_part = reopened.reader.parts[1]
+    assert set(searched) == {live_part.entry.name}
+    assert probed and all(n == len(live_part.segment.postings()[0]) for n in probed)
+    reopened.close()
+
+
 def test_the_tiered_policy_merges_four_segments_of_one_size_two_of_small_tiers() -> None:
     from imgsearch.store.writer import plan_merges
 
