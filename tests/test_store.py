@@ -628,10 +628,10 @@ def test_the_tiered_policy_merges_four_segments_of_one_size_two_of_small_tiers()
     assert plan_merges([entry("a", 40), entry("b", 400), entry("c", 4000), *small], None) == []
     assert plan_merges([entry("a", 40), entry("b", 400), entry("c", 99)], None) == ["a", "c"]
     assert plan_merges([entry("a", 4000), entry("b", 9000), entry("c", 20_000)], None) == ["a", "b"]
-    assert plan_merges([entry(f"l{i}", 20_000) for i in range(3)], None) == []
+    # From writer.LARGE_TIER_IMAGES (10,000) too, within the bound.
+    assert plan_merges([entry(f"l{i}", 20_000) for i in range(3)], None) == ["l0", "l1"]
     big = [entry(f"b{i}", 50_000) for i in range(4)]
-    assert plan_merges(big, 100_000) == []  # over the automatic bound: left to compact
-    # From writer.LARGE_TIER_IMAGES, two of a tier are merged again, within the bound.
+    assert plan_merges(big, 90_000) == []  # over the automatic bound: left to compact
     assert plan_merges([entry("a", 400_000), entry("b", 150_000)], 600_000) == ["a", "b"]
     assert plan_merges([entry("a", 550_000), entry("b", 150_000)], 600_000) == []
     assert plan_merges([entry("a", 550_000), entry("b", 150_000), entry("c", 150_000)], 600_000) == ["b", "c"]

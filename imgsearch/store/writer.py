@@ -56,8 +56,11 @@ SMALL_TIER_SIZE = 2
 # numpy arrays) 1,035 MB at 250,000 images, 1,371 MB at 400,000, and 2,044 MB at 550,000, where
 # the key's 27 bits double the bucket starts to 512 MB: over what a build may hold (2 GB). Larger
 # merges are left to `compact` (a million images: 2.87 GB, 339 s on one core). See
-# docs/results.md, "Fewer, larger segments at a million".
-LARGE_TIER_IMAGES = 100_000
+# docs/results.md, "Fewer, larger segments at a million". Below the cache's size a segment still
+# costs every pass its probes: bench_scale's 32,000 images in 3 segments (10,000 and twice 11,000)
+# answered a new image in 25.0-26.4 ms p50, merged into one 22.7-24.4 ms (passes_at_scale.py), so
+# two by two from SMALL_TIER_IMAGES on: tiers of 10 images and more all merge in pairs.
+LARGE_TIER_IMAGES = 10_000
 LARGE_TIER_SIZE = 2
 AUTO_MERGE_MAX_IMAGES = 1 << 19  # merges after a commit stay within this; larger ones: compact
 MERGE_LOCK = "MERGE"  # held by the one process merging outside the writer lock
