@@ -224,7 +224,7 @@ class Index:
                     if st.st_size == size and st.st_mtime_ns == mtime:
                         report.unchanged.append(f)
                         continue
-                    replaced[f] = gid
+                    replaced[f] = self._where(gid)
                 todo.append(f)
             progress = None if on_progress is None else (lambda n: on_progress(n, len(todo)))
             pending: list[ImageRecord] = []
@@ -316,10 +316,11 @@ class Index:
             old = self.reader.find_path(key)
             if old >= 0 and not replace:
                 return "unchanged", None, result
-            same = self._same_bytes(record, old if old >= 0 else None, {})
+            where = self._where(old) if old >= 0 else None
+            same = self._same_bytes(record, where, {})
             if same is not None:
                 return "duplicate", same, result
-            self._commit(writer, [record], {key: old} if old >= 0 else {})
+            self._commit(writer, [record], {key: where} if where is not None else {})
             self.refresh()
         if merge:
             self._merge_after(timeout)
@@ -334,7 +335,7 @@ class Index:
             self.refresh()
             found = {k: g for k in keys if (g := self.reader.find_path(k)) >= 0}
             if found:
-                writer.commit(None, self._deletions(found.values()))
+                writer.commit(None, self._deletions(self._where(g) for g in found.values()))
                 self.refresh()
         if found and merge:
             self._merge_after(timeout)
@@ -360,28 +361,41 @@ class Index:
             return f"segments not merged: {exc}"
         return None
 
-    def _same_bytes(self, record: ImageRecord, replacing: int | None, pending: dict[bytes, str]) -> str | None:
-        """Path of an indexed (or pending) file with the same bytes as ``record``, or None."""
+    def _where(self, gid: int) -> tuple[str, int]:
+        """``(segment name, row)`` of image ``gid``: unlike the id, it stands while a writer's own
+        commits change the manifest (a commit that removes a segment's last image drops the
+        segment, and the ids after it move down)."""
+        part, row = self.reader.locate(int(gid))
+        return part.entry.name, int(row)
+
+    def _same_bytes(
+        self, record: ImageRecord, replacing: tuple[str, int] | None, pending: dict[bytes, str]
+    ) -> str | None:
+        """Path of an indexed (or pending) file with the same bytes as ``record`` (other than the
+        row ``replacing``, the file's own earlier version), or None."""
         key = record.digest.tobytes()
         if key in pending:
             return pending[key]
         for gid in self.reader.find_digest(record.digest):
-            if int(gid) != replacing:
+            if self._where(int(gid)) != replacing:
                 return self.reader.path_of(int(gid))
         return None
 
-    def _commit(self, writer: wr.IndexWriter, records: Sequence[ImageRecord], replaced: dict[str, int]) -> None:
+    def _commit(
+        self, writer: wr.IndexWriter, records: Sequence[ImageRecord], replaced: dict[str, tuple[str, int]]
+    ) -> None:
         if not records:
             return
         deletions = self._deletions([replaced[r.path] for r in records if r.path in replaced])
         writer.commit(Batch.from_records(records, self.config), deletions)
         self.refresh()
 
-    def _deletions(self, gids: Iterable[int]) -> dict[str, np.ndarray]:
+    @staticmethod
+    def _deletions(rows_of: Iterable[tuple[str, int]]) -> dict[str, np.ndarray]:
+        """``{segment name: rows}`` of ``(segment name, row)`` pairs (:meth:`_where`)."""
         rows: dict[str, list[int]] = {}
-        for gid in gids:
-            part, row = self.reader.locate(int(gid))
-            rows.setdefault(part.entry.name, []).append(row)
+        for name, row in rows_of:
+            rows.setdefault(name, []).append(row)
         return {name: np.array(r, np.int64) for name, r in rows.items()}
 
     def remove(

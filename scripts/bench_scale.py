@@ -117,8 +117,8 @@ def check_disk(directory: Path, need: float, console: Console) -> bool:
     if free - need < MIN_FREE and (directory / mf.MANIFEST).exists() and mf.read(directory).retired:
         # Merged segments are removed GRACE_SECONDS after they were let go, by the next writer.
         time.sleep(mf.GRACE_SECONDS + 1)
-        with IndexWriter(directory):
-            pass
+        with IndexWriter(directory) as cleaner:  # removes them; the commit forgets them
+            cleaner.commit(None, {})
         free = shutil.disk_usage(directory).free
     if free - need < MIN_FREE:
         console.print(f"[red]stopping: {free / 1e9:.1f} GB free, the next step needs {need / 1e9:.1f} GB "
@@ -252,7 +252,6 @@ def child_merge(directory: str) -> None:
     peak (numpy's arrays, not the mapped segments); JSON out."""
     import tracemalloc
 
-
     before = {e.name: e.live for e in mf.read(directory).segments}
     tracemalloc.start()
     t = time.perf_counter()
@@ -267,10 +266,14 @@ def child_merge(directory: str) -> None:
 def run_merges(directory: Path, index, cpu: int, console: Console) -> dict | None:
     """Run :func:`child_merge` on core ``cpu`` (after checking the disk for its output); the index
     lets go of the merged segments' files."""
-    planned = set(writer.plan_merges(mf.read(directory).segments, writer.AUTO_MERGE_MAX_IMAGES))
-    if len(planned) < 2:
+    segments = list(mf.read(directory).segments)
+    need = 0  # the outputs of the merges merge_pending chains, each kept through its sources' grace
+    while len(planned := set(writer.plan_merges(segments, writer.AUTO_MERGE_MAX_IMAGES))) >= 2:
+        merged = sum(e.live for e in segments if e.name in planned)
+        need += merged * SYNTHETIC_BYTES
+        segments = [e for e in segments if e.name not in planned] + [mf.SegmentEntry(f"planned-{need}", merged, 0, 0)]
+    if not need:
         return {"merges": 0}
-    need = sum(e.live for e in mf.read(directory).segments if e.name in planned) * SYNTHETIC_BYTES
     if not check_disk(directory, need, console):
         return None
     _, out = run_child([sys.executable, __file__, "--child-merge", str(directory)], cpu)

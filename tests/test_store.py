@@ -1399,3 +1399,27 @@ def test_a_merges_packed_masks_read_as_the_bool_arrays_they_pack() -> None:
         for lo in range(n + 2):
             for hi in range(lo, n + 3):
                 assert np.array_equal(bits[lo:hi], mask[lo:hi]), (n, lo, hi)
+
+
+def test_re_adding_changed_files_over_several_checkpoints_replaces_each_once(tmp_path: Path) -> None:
+    """A run of ``add`` that updates files in several commits: a commit that removes a segment's
+    last image drops that segment and moves the ids after it, so the rows the run replaces are
+    named by (segment, row), not by id. Every file ends with its new content, once."""
+    files = []
+    for i in range(6):
+        path = tmp_path / f"img{i}.jpg"
+        path.write_bytes(Path(KODAK[i]).read_bytes())
+        files.append(str(path.resolve()))
+    ix = Index.create(tmp_path / "ix", GLOBAL_ONLY)
+    ix.add(files, workers=1, checkpoint=2, merge=False)  # 3 segments of two images
+    for i, path in enumerate(files):  # every file saved again with other content
+        Path(path).write_bytes(Path(KODAK[i + 10]).read_bytes())
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    report = ix.add(files, workers=1, checkpoint=2, merge=False)
+    assert sorted(report.updated) == sorted(files) and not report.duplicates and not report.added
+    assert sorted(ix.paths) == sorted(files) and len(ix) == 6
+    assert [e.live for e in mf.read(ix.directory).segments] == [2, 2, 2]  # the old three dropped
+    for i, path in enumerate(files):
+        digest = hashing.file_digest(Path(KODAK[i + 10]).read_bytes())
+        assert [ix.path_of(int(g)) for g in ix.reader.find_digest(digest)] == [path]
+    ix.close()

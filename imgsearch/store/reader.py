@@ -1,7 +1,8 @@
 """Reading an index: the manifest's segments, their tombstones, and lookups across all of them.
 
 An image has a global id: the rows of the manifest's segments one after the other (removed rows
-keep their ids until a merge drops them). Opening reads the manifest and maps each segment: its
+keep their ids until a merge drops them, or the commit that removes a segment's last image drops
+the segment). Opening reads the manifest and maps each segment: its
 cost grows with the number of segments, not of images. :meth:`IndexReader.refresh` picks up a
 newer manifest, reusing the segments both name, so a long-running reader sees new images without a
 stall; a reader is never blocked by a writer (it reads what the last complete commit names).

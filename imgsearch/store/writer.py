@@ -74,7 +74,7 @@ MERGING_PREFIX = "merging-"  # a merged segment being written, not yet published
 # leave nothing to merge (four one-image segments make a merge): in a py-spy profile of
 # `imgsearch serve` under queries and ten adds a second, opening the writer for those pokes was a
 # quarter of the merger's CPU.
-_SETTLED: dict[tuple[Path, int | None, int, int, int, int], tuple[int, int, int, int]] = {}
+_SETTLED: dict[tuple[Path, int | None, int, int, int, int, int], tuple[int, int, int, int]] = {}
 
 
 class StaleMergeError(Exception):
@@ -157,7 +157,9 @@ def merge_pending(
     published.
     """
     directory = Path(directory)
-    settled = (directory.resolve(), max_images, TIER_SIZE, SMALL_TIER_SIZE, SMALL_TIER_IMAGES, LARGE_TIER_SIZE)
+    settled = (
+        directory.resolve(), max_images, TIER_SIZE, SMALL_TIER_SIZE, SMALL_TIER_IMAGES, LARGE_TIER_SIZE, LARGE_TIER_IMAGES
+    )
     if settled in _SETTLED and _SETTLED[settled] == _manifest_stamp(directory):
         return 0  # no commit since nothing was left to merge
     merger = WriterLock(directory, timeout=0, name=MERGE_LOCK)
@@ -392,7 +394,8 @@ def plan_merges(segments: Sequence[mf.SegmentEntry], max_images: int | None) -> 
 
     Tier ``t`` holds the segments with ``10**t <= live images < 10**(t + 1)``; the smallest tier
     with :func:`tier_size` segments (whose merge stays within ``max_images``) is merged. Segments
-    left with no live image are merged away with the first tier that merges.
+    left with no live image (a commit drops them now; an older writer's manifest may name some)
+    are merged away with the first tier that merges.
     """
     tiers: dict[int, list[mf.SegmentEntry]] = {}
     empty = [s for s in segments if s.live == 0 and s.images > 0]
