@@ -258,8 +258,9 @@ def child_merge(directory: str) -> None:
     done = writer.merge_pending(directory)
     seconds = time.perf_counter() - t
     peak = tracemalloc.get_traced_memory()[1]
-    after = [e.live for e in mf.read(directory).segments]
-    merged = sum(live for name, live in before.items() if name not in {e.name for e in mf.read(directory).segments})
+    now = mf.read(directory).segments
+    after = [e.live for e in now]
+    merged = sum(live for name, live in before.items() if name not in {e.name for e in now})
     print(json.dumps({"merges": done, "s": seconds, "peak_mb": peak / 2**20, "images": merged, "segments": after}))
 
 
@@ -439,8 +440,8 @@ def plot(rows: list[dict], path: Path) -> None:
 def segment_sizes(gap: int) -> list[int]:
     """How ``gap`` synthetic images are written: TIER_SIZE segments when it is below MERGE_GAP
     (one tier: the policy's merges after each write take them as it says, four at once or two by
-    two below SMALL_TIER_IMAGES), else segments of about SEGMENT_IMAGES (two by two from
-    LARGE_TIER_IMAGES, while the merge stays within AUTO_MERGE_MAX_IMAGES)."""
+    two from 10 images), else segments of about SEGMENT_IMAGES (two by two too, while the merge
+    stays within AUTO_MERGE_MAX_IMAGES)."""
     from imgsearch.store.writer import TIER_SIZE
 
     k = -(-gap // SEGMENT_IMAGES) if gap >= MERGE_GAP else min(TIER_SIZE, gap)

@@ -624,11 +624,11 @@ def test_the_tiered_policy_merges_four_segments_of_one_size_two_of_small_tiers()
     small = [entry(f"s{i}", 5) for i in range(3)]
     assert plan_merges(small, None) == []
     assert plan_merges([*small, entry("s3", 7)], None) == ["s0", "s1", "s2", "s3"]
-    # From 10 images up to writer.SMALL_TIER_IMAGES, two of a tier are merged; none across tiers.
+    # From 10 images, writer.PAIR_SIZE (two) of a tier are merged; none across tiers.
     assert plan_merges([entry("a", 40), entry("b", 400), entry("c", 4000), *small], None) == []
     assert plan_merges([entry("a", 40), entry("b", 400), entry("c", 99)], None) == ["a", "c"]
     assert plan_merges([entry("a", 4000), entry("b", 9000), entry("c", 20_000)], None) == ["a", "b"]
-    # From writer.LARGE_TIER_IMAGES (10,000) too, within the bound.
+    # Large tiers too, within the bound.
     assert plan_merges([entry(f"l{i}", 20_000) for i in range(3)], None) == ["l0", "l1"]
     big = [entry(f"b{i}", 50_000) for i in range(4)]
     assert plan_merges(big, 90_000) == []  # over the automatic bound: left to compact

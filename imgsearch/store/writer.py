@@ -8,8 +8,7 @@ removed by the next writer. A write that fails (a full disk) removes what it wro
 :class:`~imgsearch.errors.IndexWriteError`: the index stays as it was.
 
 Merges (:meth:`IndexWriter.merge`) follow a tiered policy (:func:`plan_merges`): segments whose live
-images are within one order of magnitude form a tier, and two of a tier from 10 images on
-(:data:`SMALL_TIER_SIZE`, :data:`LARGE_TIER_SIZE`), :data:`TIER_SIZE` under 10, are merged into
+images are within one order of magnitude form a tier, and :data:`PAIR_SIZE` of a tier from 10 images on, :data:`TIER_SIZE` under 10, are merged into
 one, within :data:`AUTO_MERGE_MAX_IMAGES` after a commit; a merge drops removed rows.
 """
 
@@ -35,33 +34,24 @@ from .lock import WriterLock
 from .reader import read_tombstones
 from .segment import SUFFIX, Batch, Segment, write, write_merged
 
-TIER_SIZE = 4  # a tier of this many segments of one order of magnitude is merged
-# Tiers of 10 to SMALL_TIER_IMAGES live images merge at SMALL_TIER_SIZE segments: a query pays
-# about as much for a segment of 50 images as for one of 5,000 (each pass probes each segment's
-# postings; segments under about 13 images are read row by row, cheaply, so their tier keeps
-# TIER_SIZE). 500 photos, then 400 added one by one: segments 4.1 on average (at most 7) -> 2.75
-# (4), new images p50 44.1 -> 39.6 ms, an add (extraction and merges included) 27.4 -> 31.4 ms.
-# The price is merge work: one-image adds up to 10,000 images rewrite each image 19.3 times
-# instead of 9.4 (at most 6 segments instead of 12), about 7 % of a core at nine uploads a second
-# (scripts/research/tail_segments.py, and its --simulate).
-SMALL_TIER_IMAGES = 10_000
-SMALL_TIER_SIZE = 2
-# Tiers from LARGE_TIER_IMAGES live images merge two by two as well: every pass of a new image
-# probes each segment's postings, and once those outgrow the processor's cache each large segment
-# costs it about as much as the whole index would in one. The kept million-image index of
-# bench_scale.py, new images p50 on one core: 7 segments of 100,000-150,000 images 55 ms, merged
-# into 4 segments 41-45 ms, into 3 33 ms, 2 34-36 ms (and 28 ms once the reader's count of live
-# images was fixed, 1 segment 27.5 ms). Merges after commits stay within 2**19 images, the
-# largest whose key is 26 bits wide (postings.key_width): bench_scale.py's merges held (traced
-# numpy arrays) 1,035 MB at 250,000 images, 1,371 MB at 400,000, and 2,044 MB at 550,000, where
-# the key's 27 bits double the bucket starts to 512 MB: over what a build may hold (2 GB). Larger
-# merges are left to `compact` (a million images: 2.87 GB, 339 s on one core). See
-# docs/results.md, "Fewer, larger segments at a million". Below the cache's size a segment still
-# costs every pass its probes: bench_scale's 32,000 images in 3 segments (10,000 and twice 11,000)
-# answered a new image in 25.0-26.4 ms p50, merged into one 22.7-24.4 ms (passes_at_scale.py), so
-# two by two from SMALL_TIER_IMAGES on: tiers of 10 images and more all merge in pairs.
-LARGE_TIER_IMAGES = 10_000
-LARGE_TIER_SIZE = 2
+TIER_SIZE = 4  # segments of the tier under 10 images merged at once (read row by row, cheaply)
+# Tiers from 10 images merge PAIR_SIZE segments at once: a query pays each segment's probes in
+# every pass, small or large. Small: 500 photos, then 400 added one by one: segments 4.1 on
+# average (at most 7) -> 2.75 (4), new images p50 44.1 -> 39.6 ms, an add (extraction and merges
+# included) 27.4 -> 31.4 ms; one-image adds up to 10,000 images rewrite each image 19.3 times
+# instead of 9.4, about 7 % of a core at nine uploads a second (scripts/research/tail_segments.py,
+# and its --simulate). Below the cache's size: bench_scale's 32,000 images in 3 segments answered
+# a new image in 25.0-26.4 ms p50, merged into one 22.7-24.4 ms (passes_at_scale.py). Large: once
+# a segment's postings outgrow the processor's cache each one costs about as much as the whole
+# index would in one; the kept million-image index of bench_scale.py, new images p50 on one core:
+# 7 segments of 100,000-150,000 images 55 ms, 4 41-45 ms, 3 33 ms, 2 34-36 ms (28 ms once the
+# reader's count of live images was fixed, 1 segment 27.5 ms). Merges after commits stay within
+# 2**19 images, the largest whose key is 26 bits wide (postings.key_width): bench_scale.py's merges
+# held (traced numpy arrays) 1,035 MB at 250,000 images, 1,371 MB at 400,000, and 2,044 MB at
+# 550,000, where the key's 27 bits double the bucket starts to 512 MB: over what a build may hold
+# (2 GB). Larger merges are left to `compact` (a million images: 2.87 GB, 339 s on one core). See
+# docs/results.md, "Fewer, larger segments at a million".
+PAIR_SIZE = 2
 AUTO_MERGE_MAX_IMAGES = 1 << 19  # merges after a commit stay within this; larger ones: compact
 MERGE_LOCK = "MERGE"  # held by the one process merging outside the writer lock
 MERGING_PREFIX = "merging-"  # a merged segment being written, not yet published
@@ -74,7 +64,7 @@ MERGING_PREFIX = "merging-"  # a merged segment being written, not yet published
 # leave nothing to merge (four one-image segments make a merge): in a py-spy profile of
 # `imgsearch serve` under queries and ten adds a second, opening the writer for those pokes was a
 # quarter of the merger's CPU.
-_SETTLED: dict[tuple[Path, int | None, int, int, int, int, int], tuple[int, int, int, int]] = {}
+_SETTLED: dict[tuple[Path, int | None, int, int], tuple[int, int, int, int]] = {}
 
 
 class StaleMergeError(Exception):
@@ -157,9 +147,7 @@ def merge_pending(
     published.
     """
     directory = Path(directory)
-    settled = (
-        directory.resolve(), max_images, TIER_SIZE, SMALL_TIER_SIZE, SMALL_TIER_IMAGES, LARGE_TIER_SIZE, LARGE_TIER_IMAGES
-    )
+    settled = (directory.resolve(), max_images, TIER_SIZE, PAIR_SIZE)
     if settled in _SETTLED and _SETTLED[settled] == _manifest_stamp(directory):
         return 0  # no commit since nothing was left to merge
     merger = WriterLock(directory, timeout=0, name=MERGE_LOCK)
@@ -413,11 +401,8 @@ def plan_merges(segments: Sequence[mf.SegmentEntry], max_images: int | None) -> 
 
 def tier_size(tier: int) -> int:
     """Segments of tier ``tier`` (live images ``10**tier`` to ``10**(tier + 1) - 1``) merged at once:
-    :data:`SMALL_TIER_SIZE` from 10 images up to :data:`SMALL_TIER_IMAGES`,
-    :data:`LARGE_TIER_SIZE` from :data:`LARGE_TIER_IMAGES`, else :data:`TIER_SIZE`."""
-    if 10**tier >= LARGE_TIER_IMAGES:
-        return LARGE_TIER_SIZE
-    return SMALL_TIER_SIZE if 1 <= tier and 10 ** (tier + 1) <= SMALL_TIER_IMAGES else TIER_SIZE
+    :data:`TIER_SIZE` under 10 images, else :data:`PAIR_SIZE`."""
+    return TIER_SIZE if tier == 0 else PAIR_SIZE
 
 
 def create(directory: str | os.PathLike[str], config: IndexConfig) -> mf.Manifest:

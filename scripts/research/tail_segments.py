@@ -3,7 +3,7 @@
 Research script (issue 13: a service's queries under ten adds a second). Indexes ``--indexed``
 photos in one segment, copies the folder, then adds ``--adds`` more one at a time to each copy
 (merging after each add, as ``Index.add`` does) under two merge policies: small tiers merged at
-four segments (the policy before) and at two (:data:`imgsearch.store.writer.SMALL_TIER_SIZE`).
+four segments (the policy before) and at two (:data:`imgsearch.store.writer.PAIR_SIZE`).
 Every ``--every`` adds it records the number of segments and queries ``--queries`` photos never
 indexed on both (one core, the two alternated), and prints the segments and the p50 per
 checkpoint, then their means and the mean time of an add (its extraction and merges included).
@@ -68,7 +68,7 @@ def main() -> None:
         for start in range(0, args.adds, args.every):
             segments, p50 = {}, {}
             for name, size in policies.items():
-                writer.SMALL_TIER_SIZE = size
+                writer.PAIR_SIZE = size
                 with Index.open(folders[name]) as index:
                     t0 = time.perf_counter()
                     for path in added[start : start + args.every]:
@@ -96,7 +96,7 @@ def main() -> None:
 def simulate(adds: int, small_tier_size: int) -> tuple[int, float]:
     """The most segments and the writes per image of ``adds`` one-image adds, each followed by the
     merges the policy plans (as ``writer.merge_pending`` runs them), with ``small_tier_size``."""
-    writer.SMALL_TIER_SIZE = small_tier_size
+    writer.PAIR_SIZE = small_tier_size
     segments: list[mf.SegmentEntry] = []
     made, written, most = 0, 0, 0
     for _ in range(adds):
