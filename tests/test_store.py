@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import itertools
 import json
 import os
 import re
@@ -1189,6 +1190,30 @@ def test_a_streamed_merge_writes_what_the_merge_in_memory_wrote(
     index.close()
 
 
+def test_a_merge_splits_its_postings_into_runs_that_fit_the_bound_whatever_the_skew() -> None:
+    """Parts are runs of consecutive leading-bit values: in order, covering every value, each
+    within the bound unless one value alone exceeds it, and none could take the next value in
+    (so no more parts than needed, for skewed counts as the real codes have); values without
+    rows join any run."""
+    from imgsearch.store.segment import part_ranges
+
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        counts = (rng.pareto(1.2, 256) * 1000).astype(np.int64)
+        counts[rng.random(256) < 0.1] = 0
+        limit = int(rng.integers(1, 20_000))
+        ranges = part_ranges(counts, limit)
+        assert ranges[0][0] == 0 and ranges[-1][1] == 256, trial
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges)), trial
+        for i, (lo, hi) in enumerate(ranges):
+            assert hi > lo, trial
+            held = int(counts[lo:hi].sum())
+            assert held <= limit or np.count_nonzero(counts[lo:hi]) == 1, (trial, lo, hi)
+            if i + 1 < len(ranges) and held:
+                assert held + int(counts[hi]) > limit, (trial, lo, hi)
+    assert part_ranges(np.array([5, 0, 3, 9, 1]), 8) == [(0, 3), (3, 4), (4, 5)]
+
+
 def test_a_streamed_merge_refuses_a_damaged_live_image_and_drops_a_removed_one(tmp_path: Path) -> None:
     from imgsearch.store.segment import Segment, write_merged
 
@@ -1399,6 +1424,29 @@ def test_a_merges_packed_masks_read_as_the_bool_arrays_they_pack() -> None:
         for lo in range(n + 2):
             for hi in range(lo, n + 3):
                 assert np.array_equal(bits[lo:hi], mask[lo:hi]), (n, lo, hi)
+
+
+@pytest.mark.parametrize("chunk", [5, 8, 64, 1 << 18])
+def test_a_merges_masks_built_chunk_by_chunk_are_the_whole_arrays_ones(monkeypatch, chunk: int) -> None:
+    """kept_keypoints and voting_keypoints, packed a chunk at a time (any chunk size), against the
+    whole bool arrays: each image's keypoints kept unless it is deleted, the first ``hashed`` of
+    each kept image voting (images of no keypoint included)."""
+    from imgsearch.store import segment as seg
+
+    monkeypatch.setattr(seg, "MERGE_CHUNK", chunk)
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        counts = rng.integers(0, 12, int(rng.integers(1, 40)))
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        deleted = rng.random(len(counts)) < 0.3
+        kept = seg.kept_keypoints(offsets, deleted)
+        slow_kept = np.repeat(~deleted, counts)
+        assert np.array_equal(kept[0 : len(kept)], slow_kept), trial
+        for hashed in (None, 1, 5):
+            voting = seg.voting_keypoints(offsets, kept, hashed)
+            within = np.concatenate([np.arange(c) for c in counts] + [np.zeros(0, np.int64)])
+            slow = slow_kept & (within < (hashed if hashed is not None else 1 << 30))
+            assert np.array_equal(voting[0 : len(voting)], slow) and voting.count() == int(slow.sum()), (trial, hashed)
 
 
 def test_re_adding_changed_files_over_several_checkpoints_replaces_each_once(tmp_path: Path) -> None:

@@ -46,13 +46,14 @@ TIER_SIZE = 4  # segments of the tier under 10 images merged at once (read row b
 # index would in one; the kept million-image index of bench_scale.py, new images p50 on one core:
 # 7 segments of 100,000-150,000 images 55 ms, 4 41-45 ms, 3 33 ms, 2 34-36 ms (28 ms once the
 # reader's count of live images was fixed, 1 segment 27.5 ms). Merges after commits stay within
-# 2**19 images, the largest whose key is 26 bits wide (postings.key_width): bench_scale.py's merges
-# held (traced numpy arrays) 1,035 MB at 250,000 images, 1,371 MB at 400,000, and 2,044 MB at
-# 550,000, where the key's 27 bits double the bucket starts to 512 MB: over what a build may hold
-# (2 GB). Larger merges are left to `compact` (a million images: 2.87 GB, 339 s on one core). See
-# docs/results.md, "Fewer, larger segments at a million".
+# 2**20 images, the largest whose key is 27 bits wide (postings.key_width; the bucket starts 512
+# MB), within what a build may hold (2 GB): the postings of a million-image merge held 1,105 MB
+# (traced numpy arrays) once their parts were cut by counted rows (1,934 MB in equal splits of the
+# codes' leading bits: bench_scale.py's merges held 2,044 MB at 550,000 images then, hence 2**19
+# before). Larger merges are left to `compact`. See docs/results.md, "Fewer, larger segments at a
+# million".
 PAIR_SIZE = 2
-AUTO_MERGE_MAX_IMAGES = 1 << 19  # merges after a commit stay within this; larger ones: compact
+AUTO_MERGE_MAX_IMAGES = 1 << 20  # merges after a commit stay within this; larger ones: compact
 MERGE_LOCK = "MERGE"  # held by the one process merging outside the writer lock
 MERGING_PREFIX = "merging-"  # a merged segment being written, not yet published
 
