@@ -57,7 +57,8 @@ SEGMENT_IMAGES = 150_000  # synthetic images a segment beyond a gap of MERGE_GAP
 MERGE_GAP = 250_000  # a smaller gap is written as TIER_SIZE segments, merged as the policy says
 ADDS = 5  # images added (then removed) one by one at each N
 MERGE_REPORTED = 100  # an add that merged this many images or more is reported apart as a merge
-MIN_FREE = 15e9  # bytes of disk that must remain after a step (--min-free)
+MIN_FREE = 15e9  # bytes of disk that must remain after a step, by default (--min-free)
+DISK = {"min_free": MIN_FREE}
 SYNTHETIC_BYTES = 40_000  # disk estimate of a synthetic image (240 keypoints x 156 B + postings)
 TARGETS = {"add_ms": 50, "remove_ms": 50, "open_s": 5, "info_s": 1, "steady_kb": 4, "peak_ratio": 1.5,
            "copies_p50": 15, "new_p50": 30, "new_p95": 80}  # fmt: skip
@@ -113,17 +114,16 @@ def index_bytes(directory: Path) -> int:
 
 
 def check_disk(directory: Path, need: float, console: Console) -> bool:
-    min_free = float(os.environ.get("BENCH_SCALE_MIN_FREE", MIN_FREE))  # --min-free, for the children too
     free = shutil.disk_usage(directory).free
-    if free - need < min_free and (directory / mf.MANIFEST).exists() and mf.read(directory).retired:
+    if free - need < DISK["min_free"] and (directory / mf.MANIFEST).exists() and mf.read(directory).retired:
         # Merged segments are removed GRACE_SECONDS after they were let go, by the next writer.
         time.sleep(mf.GRACE_SECONDS + 1)
         with IndexWriter(directory) as cleaner:  # removes them; the commit forgets them
             cleaner.commit(None, {})
         free = shutil.disk_usage(directory).free
-    if free - need < min_free:
+    if free - need < DISK["min_free"]:
         console.print(f"[red]stopping: {free / 1e9:.1f} GB free, the next step needs {need / 1e9:.1f} GB "
-                      f"and {min_free / 1e9:.0f} GB must remain (--min-free)[/red]")  # fmt: skip
+                      f"and {DISK['min_free'] / 1e9:.0f} GB must remain (--min-free)[/red]")  # fmt: skip
         return False
     return True
 
@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-merge", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    os.environ["BENCH_SCALE_MIN_FREE"] = str(args.min_free * 1e9)
+    DISK["min_free"] = args.min_free * 1e9  # the parent alone checks the disk
     if args.child:
         child(args.child)
         return 0

@@ -196,7 +196,7 @@ def write_merged(
     arrays["kp_crc"] = np.concatenate(
         [np.asarray(s.column("kp_crc"))[rows] for s, rows in zip(sources, live, strict=True)]
     ).astype(np.uint32)
-    arrays["post_words"], arrays["post_starts"] = _merged_postings(sources, kept, per_image, live, kc.hashed, layout)
+    arrays["post_words"], arrays["post_starts"] = _merged_postings(sources, kept, live, kc.hashed, layout)
     meta["keypoints"] = total
     return container.write(path, arrays, meta), n, total
 
@@ -204,14 +204,14 @@ def write_merged(
 def _merged_postings(
     sources: Sequence[Segment],
     kept: list[Bits],
-    per_image: list[np.ndarray],
     live: list[np.ndarray],
     hashed: int | None,
     layout: postings.Layout,
 ) -> tuple[np.ndarray | container.Chunked, np.ndarray]:
     """The postings of a merge, as :func:`postings.build` of all its voting rows (the first
     ``hashed`` keypoints of each live image) would give them, byte for byte, holding at most about
-    :data:`POSTINGS_ROWS` rows at a time: the rows are split by the leading bits of their
+    :data:`POSTINGS_ROWS` rows at a time (more only when one value of the codes' first
+    :data:`PART_BITS` bits holds more: 5.8 million rows at most at a million images): the rows are split by the leading bits of their
     reordered code (the words of one part are contiguous, in order) and each part is built on
     its own, its rows gathered from the sources again (the words twice: :func:`container.write`
     reads a :class:`container.Chunked` array twice). A part is a run of consecutive values of the
