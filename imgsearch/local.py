@@ -67,12 +67,6 @@ RIVAL = "rival of an accepted candidate: "
 # A global match whose keypoints other indexed pictures partly share (a page template's chrome)
 # must agree on at least this many of the rest, its own, to be confirmed.
 GLOBAL_MIN_OWN = 4
-# The automatic vote floor grows with the index (votes.votes_needed: 7 at a million) so that few
-# chance images are fitted; the best-voted image below it, with at least the floor of a small
-# index (2), is fitted too, one a pass (a spare): bench_scale.py's heavy crops that a
-# 1,000-image index finds reach 4-5 votes at a million, and were the best-voted below the floor
-# in their pass. A small index fits up to max_candidates images of 2 votes a pass.
-SPARE_FITS = 1
 
 
 class LocalIndex:
@@ -255,8 +249,6 @@ class LocalIndex:
         if vote:
             queue += [(i, False) for i in cand[best].tolist() if i not in hinted]
         min_votes = cfg.min_votes or votes.votes_needed(len(self.reader))
-        # Fits below an automatic floor above a small index's (SPARE_FITS).
-        spare = SPARE_FITS if cfg.min_votes == 0 else 0
         rejected: list[Rejection] = []
         fits: list[decide.CandidateFit] = []
         xy = qp.rows[:, :2]
@@ -266,22 +258,17 @@ class LocalIndex:
         attempted: set[int] = set()  # images fitted (or whose fit failed)
         for image, is_hint in queue:
             n_votes = votes_of.get(image, 0)
-            needed = min_votes
             if not is_hint and n_votes < min_votes:
-                if spare and n_votes >= votes.votes_needed(0):
-                    spare -= 1
-                    needed = votes.votes_needed(0)
-                else:
-                    reason = _pass_reason(qp, f"{n_votes} votes < min_votes {min_votes}")
-                    rejected.append(Rejection(path_of(image), "local", reason, n_votes, search_pass=qp.name))
-                    break  # candidates come by votes: the rest have fewer
+                reason = _pass_reason(qp, f"{n_votes} votes < min_votes {min_votes}")
+                rejected.append(Rejection(path_of(image), "local", reason, n_votes, search_pass=qp.name))
+                break  # candidates come by votes: the rest have fewer
             if not is_hint and shared.any():
                 mine = hit_kp[hit_image == image]
                 own_votes = count_distinct(mine[~shared[mine]])
-                if own_votes < needed:
+                if own_votes < min_votes:
                     reason = (
                         f"{n_votes} votes, {own_votes} from outside a region other indexed pictures "
-                        f"share < min_votes {needed}"
+                        f"share < min_votes {min_votes}"
                     )
                     rejected.append(self._rejection(path_of(image), qp, reason, n_votes, None))
                     continue

@@ -50,8 +50,8 @@ TIER_SIZE = 4  # segments of the tier under 10 images merged at once (read row b
 # MB), within what a build may hold (2 GB): the postings of a million-image merge held 1,105 MB
 # (traced numpy arrays) once their parts were cut by counted rows (1,934 MB in equal splits of the
 # codes' leading bits: bench_scale.py's merges held 2,044 MB at 550,000 images then, hence 2**19
-# before). Larger merges are left to `compact`. See docs/results.md, "Fewer, larger segments at a
-# million".
+# before), and bench_scale.py's whole merge of a million 1,324 MB (328 s). Larger merges are left
+# to `compact`. See docs/results.md, "A million images in one segment, merged automatically".
 PAIR_SIZE = 2
 AUTO_MERGE_MAX_IMAGES = 1 << 20  # merges after a commit stay within this; larger ones: compact
 MERGE_LOCK = "MERGE"  # held by the one process merging outside the writer lock
