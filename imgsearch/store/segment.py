@@ -210,14 +210,16 @@ def _merged_postings(
 ) -> tuple[np.ndarray | container.Chunked, np.ndarray]:
     """The postings of a merge, as :func:`postings.build` of all its voting rows (the first
     ``hashed`` keypoints of each live image) would give them, byte for byte, holding at most about
-    :data:`POSTINGS_ROWS` rows at a time (more only when one value of the codes' first
-    :data:`PART_BITS` bits holds more: 5.8 million rows at most at a million images): the rows are split by the leading bits of their
-    reordered code (the words of one part are contiguous, in order) and each part is built on
-    its own, its rows gathered from the sources again (the words twice: :func:`container.write`
-    reads a :class:`container.Chunked` array twice). A part is a run of consecutive values of the
-    codes' first :data:`PART_BITS` bits, as many as fit the bound by their counted rows: patch
-    hashes are far from uniform, and equal splits of those bits held up to 4.6 times the mean
-    (a million images: parts of 7 million rows on average, the largest 33 million)."""
+    :data:`POSTINGS_ROWS` rows at a time.
+
+    The rows are split by the leading bits of their reordered code (the words of one part are
+    contiguous, in order) and each part is built on its own, its rows gathered from the sources
+    again (the words twice: :func:`container.write` reads a :class:`container.Chunked` array
+    twice). A part is a run of consecutive values of the codes' first :data:`PART_BITS` bits, as
+    many as fit the bound by their counted rows (:func:`part_ranges`; more only when one value
+    alone holds more: 5.8 million rows at most at a million images). Patch hashes are far from
+    uniform: equal splits of the leading bits held up to 4.6 times the mean (a million images,
+    32 parts: 7 million rows on average, the largest 33 million)."""
     voting = [voting_keypoints(s._kp_offsets, keep, hashed) for s, keep in zip(sources, kept, strict=True)]
     scales = sources[0].file.array("patch_hash").shape[1]
     total = sum(v.count() for v in voting) * scales
