@@ -380,17 +380,20 @@ def kept_keypoints(offsets: np.ndarray, deleted: np.ndarray) -> Bits:
     return Bits.of(int(offsets[-1]), lambda lo, hi: ~deleted[_image_of(offsets, lo, hi)])
 
 
+def _first_of_each(offsets: np.ndarray, hashed: int | None, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """``(hi - lo,)`` bool over keypoints ``lo .. hi - 1`` (default: all) of images whose keypoints
+    start at ``offsets`` (kp_offsets): the first ``hashed`` (None: all) of each image, the ones
+    that vote."""
+    hi = int(offsets[-1]) if hi is None else hi
+    if hashed is None:
+        return np.ones(hi - lo, bool)
+    return np.arange(lo, hi) - offsets[_image_of(offsets, lo, hi)] < hashed
+
+
 def voting_keypoints(offsets: np.ndarray | None, kept: Bits, hashed: int | None) -> Bits:
     """Which ``kept`` keypoints vote: the first ``hashed`` (None: all) of each image."""
     assert offsets is not None
-
-    def part(lo: int, hi: int) -> np.ndarray:
-        if hashed is None:
-            return kept[lo:hi]
-        within = np.arange(lo, hi) - offsets[_image_of(offsets, lo, hi)]
-        return kept[lo:hi] & (within < hashed)
-
-    return Bits.of(len(kept), part)
+    return Bits.of(len(kept), lambda lo, hi: kept[lo:hi] & _first_of_each(offsets, hashed, lo, hi))
 
 
 def _local_crc(*parts: np.ndarray) -> int:
@@ -400,22 +403,12 @@ def _local_crc(*parts: np.ndarray) -> int:
     return crc & 0xFFFFFFFF
 
 
-def _first_of_each(counts: np.ndarray, hashed: int | None) -> np.ndarray:
-    """``(sum(counts),)`` bool: the first ``hashed`` (None: all) of each image's ``counts``
-    keypoints, the ones that vote (a byte a keypoint)."""
-    if hashed is None:
-        return np.ones(int(np.sum(counts)), bool)
-    first = np.minimum(counts, hashed)
-    runs = np.column_stack([first, counts - first]).ravel()
-    return np.repeat(np.tile(np.array([True, False]), len(counts)), runs)
-
-
 def _postings(
     keypoints: np.ndarray, patch_hash: np.ndarray, counts: np.ndarray, hashed: int | None, layout: postings.Layout
 ) -> tuple[np.ndarray, np.ndarray]:
     """The postings of the first ``hashed`` (None: all) of the ``counts`` keypoints of each image
     (all scales): ``keypoints`` (m, 5) rows, ``patch_hash`` (m, S, 8)."""
-    voting = _first_of_each(counts, hashed)
+    voting = _first_of_each(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), hashed)
     image = np.repeat(np.arange(len(counts), dtype=np.int32), counts)[voting]
     size, angle = keypoints[voting][:, 2:4].T
     hashes = patch_hash[voting]  # (V, S, 8)

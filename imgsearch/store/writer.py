@@ -8,8 +8,9 @@ removed by the next writer. A write that fails (a full disk) removes what it wro
 :class:`~imgsearch.errors.IndexWriteError`: the index stays as it was.
 
 Merges (:meth:`IndexWriter.merge`) follow a tiered policy (:func:`plan_merges`): segments whose live
-images are within one order of magnitude form a tier, and :data:`PAIR_SIZE` of a tier from 10 images on, :data:`TIER_SIZE` under 10, are merged into
-one, within :data:`AUTO_MERGE_MAX_IMAGES` after a commit; a merge drops removed rows.
+images are within one order of magnitude form a tier, and :data:`PAIR_SIZE` segments of a tier
+from 10 images on (:data:`TIER_SIZE` under 10) are merged into one, within
+:data:`AUTO_MERGE_MAX_IMAGES` after a commit; a merge drops removed rows.
 """
 
 from __future__ import annotations
