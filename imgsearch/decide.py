@@ -27,10 +27,12 @@ was made from the candidate:
    leaves the share short and the fit has :data:`HOMOGRAPHY_MIN_INLIERS` inliers, a homography
    fitted to the same correspondences is tried as well (a copy in perspective agrees with its
    original only under one; on fewer inliers a homography fits too freely). Weak evidence needs
-   more: a candidate with fewer than :data:`STRONG_OWN_INLIERS` own inliers needs
+   more: a candidate with fewer than :data:`STRONG_OWN_INLIERS` own inliers, or fitted with fewer
+   votes than the automatic floor (a spare, ``local.SPARE_FITS``), needs
    ``min_agreement + WEAK_EXTRA_AGREEMENT``. On the tuning photos' hard negatives, the new images
    that still matched had 8-15 own inliers and agreements up to 0.67, while the copies with so few
-   own inliers all agreed over 0.7 or more.
+   own inliers all agreed over 0.7 or more. Among a million images, spares that were packaging
+   renders' siblings agreed 0.40-0.41 (designs 112-117); the heavy crops a spare finds, 0.71-1.0.
 
    Keypoints of the candidate on a pattern it repeats (:func:`repeated`: another of its
    keypoints elsewhere looks the same) are not judged: they agree wherever the query shows another
@@ -89,6 +91,7 @@ class CandidateFit:
     matched: np.ndarray | None = None
     binary: bool = False
     covers: tuple[float, float] = (1.0, 1.0)  # shares of the query and of the image the inliers' hull covers
+    below_floor: bool = False  # fitted with fewer votes than the automatic floor (local.SPARE_FITS): weak
     refused: str | None = None  # why it cannot be a copy whatever the verdict (its inliers still count)
 
 
@@ -235,7 +238,8 @@ def decide(
         if cfg.min_agreement <= 0.0:
             verdicts.append(Verdict(own, None, None))
             continue
-        needed = cfg.min_agreement + (WEAK_EXTRA_AGREEMENT if own < STRONG_OWN_INLIERS else 0.0)
+        weak = _weak(fit, own)
+        needed = cfg.min_agreement + (WEAK_EXTRA_AGREEMENT if weak else 0.0)
         share = _agreement(fit, query, fill(), shared_xy, radius, fit.model, cfg.repeat_distance)
         if share < needed and fit.inliers >= HOMOGRAPHY_MIN_INLIERS:
             homography = _homography(fit, query_xy, cfg.ransac_threshold)
@@ -248,15 +252,20 @@ def decide(
             reason = (
                 f"{fit.inliers} inliers ({own} its own), but the query agrees with it over {share:.0%} "
                 f"of their overlap < {needed:.0%} (min_agreement"
-                + (
-                    f" + {WEAK_EXTRA_AGREEMENT:.0%} on fewer than {STRONG_OWN_INLIERS} own inliers"
-                    if own < STRONG_OWN_INLIERS
-                    else ""
-                )
+                + (f" + {WEAK_EXTRA_AGREEMENT:.0%} {weak}" if weak else "")
                 + "): it shares a part, not a copy?"
             )
         verdicts.append(Verdict(own, round(share, 3), reason))
     return verdicts
+
+
+def _weak(fit: CandidateFit, own: int) -> str:
+    """Why the fit's evidence is weak (its verdict then asks ``WEAK_EXTRA_AGREEMENT`` more), or ""."""
+    if own < STRONG_OWN_INLIERS:
+        return f"on fewer than {STRONG_OWN_INLIERS} own inliers"
+    if fit.below_floor:
+        return f"on {fit.votes} votes, below the vote floor"
+    return ""
 
 
 def unambiguous(

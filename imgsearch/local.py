@@ -67,6 +67,13 @@ RIVAL = "rival of an accepted candidate: "
 # A global match whose keypoints other indexed pictures partly share (a page template's chrome)
 # must agree on at least this many of the rest, its own, to be confirmed.
 GLOBAL_MIN_OWN = 4
+# The automatic vote floor grows with the index (votes.votes_needed: 7 at a million) so that few
+# chance images are fitted; the best-voted image below it, with at least the floor of a small
+# index (2), is fitted too, one a pass (a spare): bench_scale.py's heavy crops that a
+# 1,000-image index finds reach 4-5 votes at a million, the best-voted below the floor in their
+# pass. Its few votes are weak evidence: the verdict asks of it the agreement of a weak fit
+# (decide.CandidateFit.below_floor). A small index fits up to max_candidates images of 2 votes.
+SPARE_FITS = 1
 
 
 class LocalIndex:
@@ -249,6 +256,7 @@ class LocalIndex:
         if vote:
             queue += [(i, False) for i in cand[best].tolist() if i not in hinted]
         min_votes = cfg.min_votes or votes.votes_needed(len(self.reader))
+        spare = SPARE_FITS if cfg.min_votes == 0 else 0  # a floor the user sets stays strict
         rejected: list[Rejection] = []
         fits: list[decide.CandidateFit] = []
         xy = qp.rows[:, :2]
@@ -258,17 +266,23 @@ class LocalIndex:
         attempted: set[int] = set()  # images fitted (or whose fit failed)
         for image, is_hint in queue:
             n_votes = votes_of.get(image, 0)
-            if not is_hint and n_votes < min_votes:
-                reason = _pass_reason(qp, f"{n_votes} votes < min_votes {min_votes}")
-                rejected.append(Rejection(path_of(image), "local", reason, n_votes, search_pass=qp.name))
-                break  # candidates come by votes: the rest have fewer
+            needed = min_votes
+            below_floor = not is_hint and n_votes < min_votes
+            if below_floor:
+                if spare and n_votes >= votes.votes_needed(0):
+                    spare -= 1
+                    needed = votes.votes_needed(0)
+                else:
+                    reason = _pass_reason(qp, f"{n_votes} votes < min_votes {min_votes}")
+                    rejected.append(Rejection(path_of(image), "local", reason, n_votes, search_pass=qp.name))
+                    break  # candidates come by votes: the rest have fewer
             if not is_hint and shared.any():
                 mine = hit_kp[hit_image == image]
                 own_votes = count_distinct(mine[~shared[mine]])
-                if own_votes < min_votes:
+                if own_votes < needed:
                     reason = (
                         f"{n_votes} votes, {own_votes} from outside a region other indexed pictures "
-                        f"share < min_votes {min_votes}"
+                        f"share < min_votes {needed}"
                     )
                     rejected.append(self._rejection(path_of(image), qp, reason, n_votes, None))
                     continue
@@ -277,6 +291,7 @@ class LocalIndex:
             if isinstance(fit, str):
                 rejected.append(self._rejection(path_of(image), qp, fit, n_votes, hinted.get(image)))
                 continue
+            fit.below_floor = below_floor
             fits.append(fit)
             if cfg.min_own_inliers > 0:
                 shared |= decide.shared_keypoints(fits, xy, radius, cfg.global_max_distance)

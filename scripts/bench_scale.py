@@ -58,7 +58,7 @@ MERGE_GAP = 250_000  # a smaller gap is written as TIER_SIZE segments, merged as
 ADDS = 5  # images added (then removed) one by one at each N
 MERGE_REPORTED = 100  # an add that merged this many images or more is reported apart as a merge
 MIN_FREE = 15e9  # bytes of disk that must remain after a step, by default (--min-free)
-DISK = {"min_free": MIN_FREE}
+DISK = {"min_free": MIN_FREE, "merge_max": writer.AUTO_MERGE_MAX_IMAGES}  # set by main()
 SYNTHETIC_BYTES = 40_000  # disk estimate of a synthetic image (240 keypoints x 156 B + postings)
 TARGETS = {"add_ms": 50, "remove_ms": 50, "open_s": 5, "info_s": 1, "steady_kb": 4, "peak_ratio": 1.5,
            "copies_p50": 15, "new_p50": 30, "new_p95": 80}  # fmt: skip
@@ -248,15 +248,15 @@ def resident(index) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def child_merge(directory: str) -> None:
-    """The merge child: the merges the automatic policy plans now, their time and traced memory
-    peak (numpy's arrays, not the mapped segments); JSON out."""
+def child_merge(directory: str, max_images: int) -> None:
+    """The merge child: the merges the automatic policy plans now (within ``max_images``), their
+    time and traced memory peak (numpy's arrays, not the mapped segments); JSON out."""
     import tracemalloc
 
     before = {e.name: e.live for e in mf.read(directory).segments}
     tracemalloc.start()
     t = time.perf_counter()
-    done = writer.merge_pending(directory)
+    done = writer.merge_pending(directory, max_images)
     seconds = time.perf_counter() - t
     peak = tracemalloc.get_traced_memory()[1]
     now = mf.read(directory).segments
@@ -270,7 +270,7 @@ def run_merges(directory: Path, index, cpu: int, console: Console) -> dict | Non
     lets go of the merged segments' files."""
     segments = list(mf.read(directory).segments)
     need = 0  # the outputs of the merges merge_pending chains, each kept through its sources' grace
-    while len(planned := set(writer.plan_merges(segments, writer.AUTO_MERGE_MAX_IMAGES))) >= 2:
+    while len(planned := set(writer.plan_merges(segments, DISK["merge_max"]))) >= 2:
         merged = sum(e.live for e in segments if e.name in planned)
         need += merged * SYNTHETIC_BYTES
         segments = [e for e in segments if e.name not in planned] + [mf.SegmentEntry(f"planned-{need}", merged, 0, 0)]
@@ -278,7 +278,8 @@ def run_merges(directory: Path, index, cpu: int, console: Console) -> dict | Non
         return {"merges": 0}
     if not check_disk(directory, need, console):
         return None
-    _, out = run_child([sys.executable, __file__, "--child-merge", str(directory)], cpu)
+    _, out = run_child([sys.executable, __file__, "--child-merge", str(directory),
+                        f"--merge-max-images={DISK['merge_max']}"], cpu)  # fmt: skip
     got = json.loads(out.strip().splitlines()[-1])
     index.refresh()
     if got["merges"]:
@@ -464,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-free", type=float, default=MIN_FREE / 1e9,
                         help="GB of disk that must remain free after each step (default 15; a million images "
                              "whose last merge makes one segment need about 80 GB free at the start)")  # fmt: skip
+    parser.add_argument("--merge-max-images", type=int, default=None,
+                        help="the automatic merges' bound (default the library's, 2^20: a million ends in one "
+                             "segment); 524288 leaves a million in three, for a disk without room for two copies")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="cProfile the queries at the largest N")
     parser.add_argument("--compact-last", action="store_true",
                         help="at the largest N, compact the index to one segment and measure again")  # fmt: skip
@@ -473,11 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child-merge", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     DISK["min_free"] = args.min_free * 1e9  # the parent alone checks the disk
+    DISK["merge_max"] = args.merge_max_images or DISK["merge_max"]
     if args.child:
         child(args.child)
         return 0
     if args.child_merge:
-        child_merge(args.child_merge)
+        child_merge(args.child_merge, int(DISK["merge_max"]))
         return 0
 
     from imgsearch import Index, IndexConfig

@@ -364,6 +364,54 @@ def _crop_candidate(index: Index, i: int, **overrides):
     return cfg, qp, image, hash_pairs(qp, stored, cfg.patch_radius)
 
 
+@pytest.mark.parametrize("i", [0, 8, 14])
+def test_the_best_voted_image_below_an_automatic_floor_is_fitted_once_a_pass(
+    local_index: Index, monkeypatch: pytest.MonkeyPatch, i: int
+) -> None:
+    """With the automatic vote floor (``min_votes=0``) out of reach, as a million images make it for
+    a heavy crop, the best-voted image is still fitted (local.SPARE_FITS) and the crop found; with
+    no spare, or with a floor the user set, nothing is fitted and the reason says the floor."""
+    from imgsearch import local, votes
+
+    real = votes.votes_needed
+    monkeypatch.setattr(votes, "votes_needed", lambda n: real(0) if n == 0 else 10_000)
+    rgb = kodak_rgb(i)
+    x0, y0, w, h = crop_box(rgb.shape)
+    crop = rgb[y0 : y0 + h, x0 : x0 + w]
+    best = only_match(local_index.query(crop, tiers=LOCAL), i)
+    assert best.search_pass == "direct" and best.votes < 10_000
+    for overrides, spares in (({}, 0), ({"min_votes": 10_000}, 1)):
+        monkeypatch.setattr(local, "SPARE_FITS", spares)
+        result = local_index.query(crop, tiers=LOCAL, **overrides)
+        assert not result.matches
+        assert any(r.reason.endswith("votes < min_votes 10000") for r in result.rejected), result.rejected
+
+
+@pytest.mark.parametrize("i", [0, 8, 14])
+def test_a_spare_below_the_vote_floor_needs_a_weak_fits_agreement(
+    local_index: Index, monkeypatch: pytest.MonkeyPatch, i: int
+) -> None:
+    """A fit with many own inliers needs ``min_agreement``; the same fit reached as a spare below
+    the automatic floor is weak evidence and needs ``WEAK_EXTRA_AGREEMENT`` more: with
+    ``min_agreement`` set just below the crop's agreement, the crop is found above the floor and
+    refused below it, the reason naming the floor."""
+    from imgsearch import decide, votes
+
+    rgb = kodak_rgb(i)
+    x0, y0, w, h = crop_box(rgb.shape)
+    crop = rgb[y0 : y0 + h, x0 : x0 + w]
+    found = only_match(local_index.query(crop, tiers=LOCAL), i)
+    assert found.inliers >= decide.STRONG_OWN_INLIERS and found.agreement is not None
+    loose = {"min_agreement": found.agreement - decide.WEAK_EXTRA_AGREEMENT / 2}
+    assert only_match(local_index.query(crop, tiers=LOCAL, **loose), i).agreement == found.agreement
+    real = votes.votes_needed
+    monkeypatch.setattr(votes, "votes_needed", lambda n: real(0) if n == 0 else 10_000)
+    result = local_index.query(crop, tiers=LOCAL, **loose)
+    assert not result.matches
+    (why,) = [r.reason for r in result.rejected if Path(r.path) == KODAK[i].absolute()]
+    assert "below the vote floor" in why and "of their overlap <" in why, why
+
+
 def test_verification_rejects_shuffled_correspondences(local_index: Index) -> None:
     """Same patch-hash pairs, but the indexed side permuted: no consistent geometry remains.
 
