@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import json
 import os
 import pstats
@@ -256,7 +257,7 @@ def child_merge(directory: str, max_images: int) -> None:
     before = {e.name: e.live for e in mf.read(directory).segments}
     tracemalloc.start()
     t = time.perf_counter()
-    done = writer.merge_pending(directory, max_images)
+    done = writer.merge_pending(directory, max_images=max_images)
     seconds = time.perf_counter() - t
     peak = tracemalloc.get_traced_memory()[1]
     now = mf.read(directory).segments
@@ -478,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     DISK["min_free"] = args.min_free * 1e9  # the parent alone checks the disk
     DISK["merge_max"] = args.merge_max_images or DISK["merge_max"]
+    if args.merge_max_images:  # the merges of the measured adds (Index.add) too
+        writer.merge_pending = functools.partial(writer.merge_pending, max_images=args.merge_max_images)
     if args.child:
         child(args.child)
         return 0
@@ -549,8 +552,8 @@ def main(argv: list[str] | None = None) -> int:
                     complete = False
                     break
                 t = time.perf_counter()
-                with IndexWriter(directory) as writer:
-                    writer.commit(res.batch(len(index), size, args.flip_pairs, rng), {})
+                with IndexWriter(directory) as synthetic_writer:
+                    synthetic_writer.commit(res.batch(len(index), size, args.flip_pairs, rng), {})
                 index.refresh()
                 console.print(f"wrote a synthetic segment of {size:,} images in {time.perf_counter() - t:.0f} s; "
                               f"{len(index):,} images")  # fmt: skip

@@ -53,3 +53,22 @@ def test_flip_pairs_keeps_weight_and_dc_bit() -> None:
         assert (flipped.sum(axis=1) == 32).all() and (flipped[:, 0] == 1).all()
         changed = (flipped != bits).sum(axis=1)
         assert changed.max() <= 2 * pairs and (changed > 0).mean() > 0.9  # a later pair may undo one
+
+
+def test_bench_scale_bounds_every_merge_by_merge_max_images(tmp_path: Path) -> None:
+    """``--merge-max-images``: the synthetic segments' merges and those of the measured adds (the
+    library's policy after a commit) stay within the bound, so the index keeps several segments."""
+    out, work = tmp_path / "scale.json", tmp_path / "work"
+    args = ["--max-images", "1000", "--real", "150", "--repeat", "1", "--merge-max-images", "300", "--keep"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_scale.py"), str(ROOT / "tests" / "data"), *args,
+         "--work", str(work), "--json", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    result = json.loads(out.read_text())
+    assert result["complete"] and [r["n"] for r in result["rows"]] == [1000]
+    assert all(max(m["segments"]) <= 300 for m in result["auto_merges"])
+    (manifest,) = work.glob("bench-scale-*/index/manifest.json")
+    live = [s["images"] - s["deleted"] for s in json.loads(manifest.read_text())["segments"]]
+    assert sum(live) == 1000 and len(live) >= 4 and max(live) <= 300, live
