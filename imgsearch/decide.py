@@ -32,7 +32,9 @@ was made from the candidate:
    ``min_agreement + WEAK_EXTRA_AGREEMENT``. On the tuning photos' hard negatives, the new images
    that still matched had 8-15 own inliers and agreements up to 0.67, while the copies with so few
    own inliers all agreed over 0.7 or more. Among a million images, spares that were packaging
-   renders' siblings agreed 0.40-0.41 (designs 112-117); the heavy crops a spare finds, 0.71-1.0.
+   renders' siblings agreed 0.40-0.41 (designs 112-117); the heavy crops a spare finds, 0.71-1.0
+   (on designs drawn afterwards, 118-123, one shelf render's spare agreed 0.66: 1 of 3,468 new
+   renders matched, 3 without spares).
 
    Keypoints of the candidate on a pattern it repeats (:func:`repeated`: another of its
    keypoints elsewhere looks the same) are not judged: they agree wherever the query shows another
