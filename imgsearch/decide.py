@@ -93,7 +93,7 @@ class CandidateFit:
     matched: np.ndarray | None = None
     binary: bool = False
     covers: tuple[float, float] = (1.0, 1.0)  # shares of the query and of the image the inliers' hull covers
-    below_floor: bool = False  # fitted with fewer votes than the automatic floor (local.SPARE_FITS): weak
+    below_floor: int = 0  # the automatic vote floor it was fitted below (local.SPARE_FITS: weak), else 0
     refused: str | None = None  # why it cannot be a copy whatever the verdict (its inliers still count)
 
 
@@ -263,11 +263,10 @@ def decide(
 
 def _weak(fit: CandidateFit, own: int) -> str:
     """Why the fit's evidence is weak (its verdict then asks ``WEAK_EXTRA_AGREEMENT`` more), or ""."""
-    if own < STRONG_OWN_INLIERS:
-        return f"on fewer than {STRONG_OWN_INLIERS} own inliers"
+    why = [f"on fewer than {STRONG_OWN_INLIERS} own inliers"] if own < STRONG_OWN_INLIERS else []
     if fit.below_floor:
-        return f"on {fit.votes} votes, below the vote floor"
-    return ""
+        why.append(f"on {fit.votes} votes, below the vote floor {fit.below_floor}")
+    return " and ".join(why)
 
 
 def unambiguous(

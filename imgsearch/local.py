@@ -68,12 +68,16 @@ RIVAL = "rival of an accepted candidate: "
 # must agree on at least this many of the rest, its own, to be confirmed.
 GLOBAL_MIN_OWN = 4
 # The automatic vote floor grows with the index (votes.votes_needed: 7 at a million) so that few
-# chance images are fitted; the best-voted image below it, with at least the floor of a small
-# index (2), is fitted too, one a pass (a spare): bench_scale.py's heavy crops that a
-# 1,000-image index finds reach 4-5 votes at a million, the best-voted below the floor in their
-# pass. Its few votes are weak evidence: the verdict asks of it the agreement of a weak fit
+# chance images are fitted; the best-voted image below it (votes.best_below: votes counted
+# exactly), with at least the floor of a small index (2), is fitted too in the direct pass (a
+# spare; SPARE_FITS 0: none): bench_scale.py's heavy crops that a 1,000-image index finds reach 4-5
+# votes at a million, the best-voted below the floor in the direct pass. Not in the fallback passes,
+# which a new image runs after the direct one found nothing: a spare in each would multiply its
+# chances to match by chance, and its fits (a mirrored shelf render matched that way among a
+# million). Its few votes are weak evidence: the verdict asks of it the agreement of a weak fit
 # (decide.CandidateFit.below_floor). A small index fits up to max_candidates images of 2 votes.
 SPARE_FITS = 1
+SPARE_PASS = "direct"
 
 
 class LocalIndex:
@@ -245,7 +249,7 @@ class LocalIndex:
         candidate left with fewer than ``min_votes`` is not fitted.
         """
         hinted_ids = np.fromiter(hinted, np.int64, len(hinted))
-        hit_kp, hit_image, (cand, counts) = self._hits(qp, cfg, hinted_ids)
+        hit_kp, hit_image, (cand, counts), spare = self._hits(qp, cfg, hinted_ids)
         # Most votes first, ties to the lower id; only the first max_candidates and the hinted
         # images are looked at (a pass at a million images gives votes to tens of thousands).
         best = np.lexsort((cand, -counts))[: cfg.max_candidates]
@@ -256,7 +260,6 @@ class LocalIndex:
         if vote:
             queue += [(i, False) for i in cand[best].tolist() if i not in hinted]
         min_votes = cfg.min_votes or votes.votes_needed(len(self.reader))
-        spare = SPARE_FITS if cfg.min_votes == 0 else 0  # a floor the user sets stays strict
         rejected: list[Rejection] = []
         fits: list[decide.CandidateFit] = []
         xy = qp.rows[:, :2]
@@ -269,20 +272,20 @@ class LocalIndex:
             needed = min_votes
             below_floor = not is_hint and n_votes < min_votes
             if below_floor:
-                if spare and n_votes >= votes.votes_needed(0):
-                    spare -= 1
-                    needed = votes.votes_needed(0)
-                else:
+                if spare is None:
                     reason = _pass_reason(qp, f"{n_votes} votes < min_votes {min_votes}")
                     rejected.append(Rejection(path_of(image), "local", reason, n_votes, search_pass=qp.name))
                     break  # candidates come by votes: the rest have fewer
+                (image, n_votes), spare = spare, None  # in place of the first below the floor
+                needed = votes.votes_needed(0)
             if not is_hint and shared.any():
                 mine = hit_kp[hit_image == image]
                 own_votes = count_distinct(mine[~shared[mine]])
                 if own_votes < needed:
+                    what = f"min_votes {needed}" if not below_floor else f"{needed} (a spare below min_votes {min_votes})"
                     reason = (
                         f"{n_votes} votes, {own_votes} from outside a region other indexed pictures "
-                        f"share < min_votes {needed}"
+                        f"share < {what}"
                     )
                     rejected.append(self._rejection(path_of(image), qp, reason, n_votes, None))
                     continue
@@ -291,7 +294,7 @@ class LocalIndex:
             if isinstance(fit, str):
                 rejected.append(self._rejection(path_of(image), qp, fit, n_votes, hinted.get(image)))
                 continue
-            fit.below_floor = below_floor
+            fit.below_floor = min_votes if below_floor else 0
             fits.append(fit)
             if cfg.min_own_inliers > 0:
                 shared |= decide.shared_keypoints(fits, xy, radius, cfg.global_max_distance)
@@ -373,19 +376,26 @@ class LocalIndex:
 
     def _hits(
         self, qp: QueryPass, cfg: SearchConfig, hinted: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], tuple[int, int] | None]:
         """Probe the postings with the pass's lookup hashes: the lookup keypoint (row of
-        ``qp.rows``) and image id of every hit, and the votes per image (:func:`imgsearch.votes.count`)."""
+        ``qp.rows``) and image id of every hit, the votes per image (:func:`imgsearch.votes.count`),
+        and the pass's spare ``(image, votes)`` (:data:`SPARE_FITS`), or None."""
         scales = len(cfg.query_scales)
         q, image, geometry = self.reader.patch_hits(
             postings.codes_of(qp.hashes), qp.margins, cfg.patch_radius, cfg.probes
         )
         kp = qp.lookup[q // scales]
+        query_geometry = qp.lookup_geometry(scales)[q]
         floor = cfg.min_votes or votes.votes_needed(len(self.reader))
-        counted = votes.count(
-            kp, image, geometry, qp.lookup_geometry(scales)[q], cfg.consistent_votes, floor, hinted
-        )
-        return kp, image, counted
+        counted = votes.count(kp, image, geometry, query_geometry, cfg.consistent_votes, floor, hinted)
+        least = votes.votes_needed(0)
+        spare = None
+        # A floor the user sets stays strict.
+        if SPARE_FITS and qp.name == SPARE_PASS and cfg.min_votes == 0 and floor > least:
+            spare = votes.best_below(
+                kp, image, geometry, query_geometry, cfg.consistent_votes, counted, floor, least, hinted
+            )
+        return kp, image, counted, spare
 
     # -- verification -------------------------------------------------------------------
     def _fit(

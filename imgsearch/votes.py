@@ -115,3 +115,46 @@ def count(
         window += np.roll(scaled, -k, axis=1)
     best = window.reshape(len(images), -1).max(axis=1)
     return images, np.minimum(best, distinct)
+
+
+def best_below(
+    query_kp: np.ndarray,
+    image: np.ndarray,
+    indexed_geometry: np.ndarray,
+    query_geometry: np.ndarray,
+    consistent: bool,
+    counted: tuple[np.ndarray, np.ndarray],
+    floor: int,
+    least: int,
+    exclude: np.ndarray | None = None,
+    batch: int = 32,
+) -> tuple[int, int] | None:
+    """``(image, votes)``: the image with the most votes among those :func:`count` left below
+    ``floor``, with at least ``least``, not in ``exclude``; ties to the lower id. None if there is
+    none. ``counted`` is what :func:`count` returned for these hits with ``consistent`` and ``floor``.
+
+    Below the floor, window votes are not counted and ``count`` reports distinct keypoints, an
+    upper bound: the images are recounted exactly in decreasing order of that bound, ``batch`` at
+    a time, until no bound left can reach the best count found. The answer is that of counting
+    every image with ``floor=0``.
+    """
+    images, bound = counted
+    able = (bound < floor) & (bound >= least)
+    if exclude is not None and len(exclude):
+        able &= ~np.isin(images, exclude)
+    order = np.flatnonzero(able)
+    order = order[np.lexsort((images[order], -bound[order]))]  # most first, ties to the lower id
+    if not consistent:  # the distinct keypoints are the votes
+        return (int(images[order[0]]), int(bound[order[0]])) if len(order) else None
+    best: tuple[int, int] | None = None
+    for start in range(0, len(order), batch):
+        chunk = order[start : start + batch]
+        if best is not None and bound[chunk[0]] < best[1]:
+            break  # no bound left reaches the best found
+        ids = images[chunk]
+        keep = np.isin(image, ids)
+        got, exact = count(query_kp[keep], image[keep], indexed_geometry[keep], query_geometry[keep], True)
+        for i, v in zip(got.tolist(), exact.tolist(), strict=True):
+            if v >= least and (best is None or v > best[1] or (v == best[1] and i < best[0])):
+                best = (i, v)
+    return best

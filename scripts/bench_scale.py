@@ -477,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-merge", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.merge_max_images is not None and args.merge_max_images < 1:
+        parser.error(f"--merge-max-images {args.merge_max_images}: at least 1 (2 images make a merge)")
     DISK["min_free"] = args.min_free * 1e9  # the parent alone checks the disk
     DISK["merge_max"] = args.merge_max_images or DISK["merge_max"]
     if args.merge_max_images:  # the merges of the measured adds (Index.add) too

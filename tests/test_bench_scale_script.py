@@ -56,10 +56,11 @@ def test_flip_pairs_keeps_weight_and_dc_bit() -> None:
 
 
 def test_bench_scale_bounds_every_merge_by_merge_max_images(tmp_path: Path) -> None:
-    """``--merge-max-images``: the synthetic segments' merges and those of the measured adds (the
-    library's policy after a commit) stay within the bound, so the index keeps several segments."""
+    """``--merge-max-images``: the synthetic segments' merges (the script's merge child) and those
+    of the measured adds (the library's policy after a commit) stay within the bound, so the index
+    keeps several segments."""
     out, work = tmp_path / "scale.json", tmp_path / "work"
-    args = ["--max-images", "1000", "--real", "150", "--repeat", "1", "--merge-max-images", "300", "--keep"]
+    args = ["--max-images", "1000", "--real", "150", "--repeat", "1", "--merge-max-images", "450", "--keep"]
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_scale.py"), str(ROOT / "tests" / "data"), *args,
          "--work", str(work), "--json", str(out)],
@@ -68,7 +69,7 @@ def test_bench_scale_bounds_every_merge_by_merge_max_images(tmp_path: Path) -> N
     assert proc.returncode == 0, f"exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     result = json.loads(out.read_text())
     assert result["complete"] and [r["n"] for r in result["rows"]] == [1000]
-    assert all(max(m["segments"]) <= 300 for m in result["auto_merges"])
+    assert result["auto_merges"] and all(max(m["segments"]) <= 450 for m in result["auto_merges"])
     (manifest,) = work.glob("bench-scale-*/index/manifest.json")
     live = [s["images"] - s["deleted"] for s in json.loads(manifest.read_text())["segments"]]
-    assert sum(live) == 1000 and len(live) >= 4 and max(live) <= 300, live
+    assert sum(live) == 1000 and len(live) >= 3 and max(live) <= 450, live

@@ -365,12 +365,13 @@ def _crop_candidate(index: Index, i: int, **overrides):
 
 
 @pytest.mark.parametrize("i", [0, 8, 14])
-def test_the_best_voted_image_below_an_automatic_floor_is_fitted_once_a_pass(
+def test_the_best_voted_image_below_an_automatic_floor_is_fitted_in_the_direct_pass(
     local_index: Index, monkeypatch: pytest.MonkeyPatch, i: int
 ) -> None:
     """With the automatic vote floor (``min_votes=0``) out of reach, as a million images make it for
-    a heavy crop, the best-voted image is still fitted (local.SPARE_FITS) and the crop found; with
-    no spare, or with a floor the user set, nothing is fitted and the reason says the floor."""
+    a heavy crop, the best-voted image is still fitted in the direct pass (local.SPARE_FITS) and the
+    crop found; with no spare, or with a floor the user set, nothing is fitted and the reason says
+    the floor; nor in the fallback passes."""
     from imgsearch import local, votes
 
     real = votes.votes_needed
@@ -385,6 +386,13 @@ def test_the_best_voted_image_below_an_automatic_floor_is_fitted_once_a_pass(
         result = local_index.query(crop, tiers=LOCAL, **overrides)
         assert not result.matches
         assert any(r.reason.endswith("votes < min_votes 10000") for r in result.rejected), result.rejected
+    # The direct pass alone has a spare: the mirrored crop, which only the mirrored pass finds, is lost.
+    monkeypatch.setattr(local, "SPARE_FITS", 1)
+    result = local_index.query(np.ascontiguousarray(crop[:, ::-1]), tiers=LOCAL)
+    assert not result.matches
+    assert any(
+        r.search_pass == "mirrored" and r.reason.endswith("votes < min_votes 10000") for r in result.rejected
+    ), result.rejected
 
 
 @pytest.mark.parametrize("i", [0, 8, 14])

@@ -86,6 +86,29 @@ def test_floor_counts_exactly_what_can_reach_it(seed: int, floor: int) -> None:
     assert {i for i, v in got.items() if v >= floor} == {i for i, v in exact.items() if v >= floor}
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("floor", [3, 5, 8])
+@pytest.mark.parametrize("batch", [1, 3, 32])
+def test_best_below_the_floor_is_the_references_best(seed: int, floor: int, batch: int) -> None:
+    """The image with the most exact window votes among those below the floor (at least 2, not
+    excluded), ties to the lower id: the reference's, whatever the batch of recounts, although
+    count reports upper bounds there."""
+    args = hits(seed, n=1500, images=200)
+    exact = reference(*args, True)
+    distinct = reference(*args, False)
+    exclude = np.array([sorted(exact)[7]], np.int64)
+    counted = votes.count(*args, True, floor)
+    below = [i for i in exact if 2 <= exact[i] < floor and i not in exclude]
+    want = max(below, key=lambda i: (exact[i], -i)) if below else None
+    got = votes.best_below(*args, True, counted, floor, 2, exclude, batch=batch)
+    assert got == (None if want is None else (want, exact[want]))
+    # Without consistent votes the distinct keypoints are the votes.
+    below = [i for i in distinct if 2 <= distinct[i] < floor and i not in exclude]
+    want = max(below, key=lambda i: (distinct[i], -i)) if below else None
+    got = votes.best_below(*args, False, votes.count(*args, False), floor, 2, exclude)
+    assert got == (None if want is None else (want, distinct[want]))
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_keypoints_per_image_on_sparse_ids_is_the_reference(seed: int) -> None:
     """Image ids as a million-image index gives them (sparse, any order), repeated pairs included:
