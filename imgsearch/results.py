@@ -165,8 +165,8 @@ def merge_results(shard_results: Sequence[QueryResult], top: int | None = None) 
     either: a region that images of two shards share (a template's chrome) is not seen as shared
     by either, in the local tier's verdict nor in the global tier's confirmation (which weighs the
     8 nearest other pictures it sees), and each shard uses its own size for ``min_votes`` (and
-    fits its own spare below it) and the postings' key width; a merged answer can then differ from one index's, mostly by finding more
-    copies. Shards must share their configuration.
+    fits its own spare below it) and the postings' key width; a merged answer can then differ
+    from one index's, mostly by finding more copies. Shards must share their configuration.
     """
     if not shard_results:
         raise ValueError("merge_results needs at least one shard result")
