@@ -33,8 +33,8 @@ was made from the candidate:
    that still matched had 8-15 own inliers and agreements up to 0.67, while the copies with so few
    own inliers all agreed over 0.7 or more. Among a million images, spares that were packaging
    renders' siblings agreed 0.40-0.41 (designs 112-117); the heavy crops a spare finds, 0.71-1.0
-   (on designs drawn afterwards, 118-123, one shelf render's spare agreed 0.66: 1 of 3,468 new
-   renders matched, 3 without spares).
+   (on designs drawn afterwards, 127-132, one shelf render's spare agreed 0.605 and matched; as
+   many renders, 3 of 3,468, matched without spares).
 
    Keypoints of the candidate on a pattern it repeats (:func:`repeated`: another of its
    keypoints elsewhere looks the same) are not judged: they agree wherever the query shows another

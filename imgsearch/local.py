@@ -292,7 +292,8 @@ class LocalIndex:
             attempted.add(image)
             fit = self._fit(image, n_votes, qp, cfg)
             if isinstance(fit, str):
-                rejected.append(self._rejection(path_of(image), qp, fit, n_votes, hinted.get(image)))
+                why = f"a spare below min_votes {min_votes}: {fit}" if below_floor else fit
+                rejected.append(self._rejection(path_of(image), qp, why, n_votes, hinted.get(image)))
                 continue
             fit.below_floor = min_votes if below_floor else 0
             fits.append(fit)

@@ -467,8 +467,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="GB of disk that must remain free after each step (default 15; a million images "
                              "whose last merge makes one segment need about 80 GB free at the start)")  # fmt: skip
     parser.add_argument("--merge-max-images", type=int, default=None,
-                        help="the automatic merges' bound (default the library's, 2^20: a million ends in one "
-                             "segment); 524288 leaves a million in three, for a disk without room for two copies")  # fmt: skip
+                        help="the automatic merges' bound, for this process's merges and its adds' (default the "
+                             "library's, 2^20: a million ends in one segment); 524288 leaves a million in three, "
+                             "for a disk without room for two copies")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="cProfile the queries at the largest N")
     parser.add_argument("--compact-last", action="store_true",
                         help="at the largest N, compact the index to one segment and measure again")  # fmt: skip

@@ -66,6 +66,7 @@ ZOOM_SIDE = round(_DEFAULTS.zoom_factor * _DEFAULTS.query_side)  # the zoomed pa
 
 REASONS = re.compile(
     r"(zoomed pass: |full pass: )?(mirrored pass: )?(global candidate at \d+ bits: )?"
+    r"(a spare below min_votes \d+: )?"
     r"(?:\d+ votes < min_votes \d+"
     r"|\d+ correspondences < min_inliers \d+"
     r"|\d+ orientation-consistent correspondences < min_inliers \d+"
