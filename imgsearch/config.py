@@ -169,7 +169,9 @@ class SearchConfig:
         How many of the best-voted images are verified geometrically.
     min_votes : int
         Votes a candidate needs before it is verified; 0 (the default) grows slowly with the
-        index: 2 up to 1,000 images, 5 at 32,000, 7 at a million (:func:`imgsearch.votes.votes_needed`).
+        index: 2 up to 1,000 images, 5 at 32,000, 7 at a million (:func:`imgsearch.votes.votes_needed`),
+        and the direct pass also fits the best-voted image below that floor with 2 votes or more,
+        as weak evidence (:data:`imgsearch.local.SPARE_FITS`). A floor set here is strict.
     max_rivals : int
         Before a fitted candidate is called a copy, the images that a good share of its evidence
         also reached in the pass's lookups (15 % of the query keypoints that voted for it, or of
