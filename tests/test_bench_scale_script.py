@@ -14,15 +14,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bench_scale_smoke(tmp_path: Path) -> None:
-    out, png, work = tmp_path / "scale.json", tmp_path / "scale.png", tmp_path / "work"
-    args = ["--max-images", "2000", "--real", "150", "--repeat", "1", "--profile", "--work", str(work)]
+def run_bench_scale(*args: str) -> subprocess.CompletedProcess:
+    """``scripts/bench_scale.py`` on tests/data with ``args``, asserted to exit 0."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_scale.py"), str(ROOT / "tests" / "data"), *args,
-         "--json", str(out), "--plot", str(png)],
+        [sys.executable, str(ROOT / "scripts" / "bench_scale.py"), str(ROOT / "tests" / "data"), *args],
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, f"exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_bench_scale_smoke(tmp_path: Path) -> None:
+    out, png, work = tmp_path / "scale.json", tmp_path / "scale.png", tmp_path / "work"
+    proc = run_bench_scale("--max-images", "2000", "--real", "150", "--repeat", "1", "--profile",
+                           "--work", str(work), "--json", str(out), "--plot", str(png))  # fmt: skip
     assert "imgsearch at scale" in proc.stdout and "bucket sizes" in proc.stdout
     result = json.loads(out.read_text())
     assert [r["n"] for r in result["rows"]] == [1000, 2000] and result["complete"]
@@ -60,13 +65,8 @@ def test_bench_scale_bounds_every_merge_by_merge_max_images(tmp_path: Path) -> N
     of the measured adds (the library's policy after a commit) stay within the bound, so the index
     keeps several segments."""
     out, work = tmp_path / "scale.json", tmp_path / "work"
-    args = ["--max-images", "1000", "--real", "150", "--repeat", "1", "--merge-max-images", "450", "--keep"]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_scale.py"), str(ROOT / "tests" / "data"), *args,
-         "--work", str(work), "--json", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, f"exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    run_bench_scale("--max-images", "1000", "--real", "150", "--repeat", "1", "--merge-max-images", "450",
+                    "--keep", "--work", str(work), "--json", str(out))  # fmt: skip
     result = json.loads(out.read_text())
     assert result["complete"] and [r["n"] for r in result["rows"]] == [1000]
     assert result["auto_merges"] and all(max(m["segments"]) <= 450 for m in result["auto_merges"])
