@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from typing import Any
 
 import cv2
 import numpy as np
@@ -261,6 +262,12 @@ class _Pool:
 def _worker(conn: Connection, config: IndexConfig, parent: int) -> None:
     """An extraction worker: files in, records out, until told to stop or its parent is gone."""
     _init_worker(parent)
+    for number, path in received(conn):
+        conn.send((number, _extract_or_error((path, config))))
+
+
+def received(conn: Connection) -> Iterator[Any]:
+    """What the other end sends through ``conn``, until it sends None or is gone."""
     while True:
         try:
             item = conn.recv()
@@ -268,8 +275,7 @@ def _worker(conn: Connection, config: IndexConfig, parent: int) -> None:
             return
         if item is None:
             return
-        number, path = item
-        conn.send((number, _extract_or_error((path, config))))
+        yield item
 
 
 def _init_worker(parent: int) -> None:

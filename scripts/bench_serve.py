@@ -8,7 +8,7 @@ and takes ``--new`` photos never indexed, then measures, all on this machine:
 * **in-process**: ``Index.query_many`` over each set, one thread: the query time alone
   (``elapsed_ms``) and the throughput it allows;
 * **CLI**: one ``imgsearch query --json`` process over each whole set (start and load included);
-* **service**: ``imgsearch serve`` (``--workers`` processes, ``--threads`` query threads each) on a
+* **service**: ``imgsearch serve`` (``--workers`` processes, ``--query-processes`` each) on a
   free loopback port; for each number of clients in ``--clients`` and each set, that many client
   threads (one keep-alive connection each, multipart uploads built beforehand, the standard
   library's ``http.client``) send ``--requests`` queries (at most ``--phase-seconds``), while
@@ -306,11 +306,60 @@ def cli_batch(index_dir: Path, files: list[str]) -> tuple[float, int]:
     return time.perf_counter() - start, len(proc.stdout.splitlines())
 
 
+def schedule(args: argparse.Namespace) -> list[tuple[int, str, int, int, float]]:
+    """The phases to run: ``(clients, kind, half, requests, max seconds)``.
+
+    ``--order balanced`` (the default) runs every phase twice with half its requests, in the order
+    given and then in reverse (1, 4, 16 clients, then 16, 4, 1): the adds grow the index all along
+    and the machine's load drifts, and in one pass the later phases (more clients) would query a
+    larger index on a different machine. Counterbalanced, each phase's two halves centre on the
+    middle of the run, so their ratios compare like with like. ``sequential`` runs each phase once."""
+    order = [(int(c), kind) for c in args.clients.split(",") for kind in args.kinds.split(",")]
+    if args.order == "sequential":
+        return [(c, kind, 0, args.requests, args.phase_seconds) for c, kind in order]
+    first = [(c, kind, 0, args.requests // 2, args.phase_seconds / 2) for c, kind in order]
+    second = [
+        (c, kind, 1, args.requests - args.requests // 2, args.phase_seconds / 2)
+        for c, kind in reversed(order)
+    ]
+    return first + second
+
+
+def combine(runs: list[tuple[int, str, int, Phase]]) -> tuple[list[Phase], list[dict]]:
+    """One :class:`Phase` per (clients, kind), its halves' samples, errors, adds and seconds pooled
+    (cores weighted by time), in the order first run; and each half's queries/s."""
+    pooled: dict[tuple[int, str], Phase] = {}
+    halves = []
+    for clients, kind, half, p in runs:
+        halves.append({"clients": clients, "kind": kind, "half": half, "queries": len(p.samples),
+                       "seconds": round(p.seconds, 2), "qps": round(len(p.samples) / p.seconds, 2) if p.seconds else 0.0,
+                       "server_cores": round(p.server_cores, 2)})  # fmt: skip
+        into = pooled.setdefault((clients, kind), Phase(clients, kind))
+        cpu = into.server_cores * into.seconds + p.server_cores * p.seconds
+        into.samples += p.samples
+        into.errors += p.errors
+        into.add_errors += p.add_errors
+        into.add_latencies += p.add_latencies
+        into.invisible += p.invisible
+        into.adds += p.adds
+        into.visible += p.visible
+        into.seconds += p.seconds
+        into.server_cores = cpu / into.seconds if into.seconds else 0.0
+    return list(pooled.values()), halves
+
+
+def pair_halves(halves: list[dict]) -> list[tuple[tuple[int, str], dict, dict]]:
+    """Each (clients, kind) with its first and second half."""
+    by = {(h["clients"], h["kind"], h["half"]): h for h in halves}
+    return [((c, k), h, by[c, k, 1]) for (c, k, half), h in by.items() if half == 0 and (c, k, 1) in by]
+
+
 def start_server(
-    index_dir: Path, port: int, token_file: Path, workers: int, threads: int, log: Path
+    index_dir: Path, port: int, token_file: Path, workers: int, processes: int, threads: int, log: Path
 ) -> subprocess.Popen:
     cmd = [*imgsearch_command(), "serve", "--index", str(index_dir), "--host", HOST, "--port", str(port),
-           "--workers", str(workers), "--threads", str(threads), "--token-file", str(token_file), "--log-level", "warning"]  # fmt: skip
+           "--workers", str(workers), "--query-processes", str(processes), "--threads", str(threads),
+           "--token-file", str(token_file), "--log-level", "warning"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -333,13 +382,25 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=100, help="photos never indexed, queried")
     parser.add_argument("--clients", default="1,4,16", help="concurrent clients, comma-separated")
     parser.add_argument("--kinds", default="copy,new", help="query sets, comma-separated: copy, new")
-    parser.add_argument("--requests", type=int, default=1500, help="queries per phase (clients x set)")
+    parser.add_argument("--requests", type=int, default=3000, help="queries per phase (clients x set)")
     parser.add_argument("--phase-seconds", type=float, default=90.0, help="longest phase")
     parser.add_argument("--add-rate", type=float, default=10.0, help="adds per second during every phase")
+    parser.add_argument("--workers", type=int, default=1, help="server (HTTP) worker processes")
     parser.add_argument(
-        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="server worker processes"
+        "--query-processes",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="query processes of each worker (0: the worker's --threads run the queries)",
     )
-    parser.add_argument("--threads", type=int, default=2, help="query threads per worker process")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="query threads per worker, with --query-processes 0"
+    )
+    parser.add_argument(
+        "--order",
+        choices=["balanced", "sequential"],
+        default="balanced",
+        help="balanced: each phase in two halves, in the order given then reversed (see schedule)",
+    )
     parser.add_argument("--json", type=Path, help="save the results here")
     args = parser.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 220)
@@ -377,28 +438,20 @@ def main() -> None:
         token_file.write_text(secrets.token_urlsafe(32))
         token_file.chmod(0o600)
         port = free_port()
-        server = start_server(index_dir, port, token_file, args.workers, args.threads, work / "server.log")
+        server = start_server(
+            index_dir, port, token_file, args.workers, args.query_processes, args.threads, work / "server.log"
+        )
         adder = Adder(port, token_file.read_text(), adds, args.add_rate)
-        phases = []
+        runs = []  # (clients, kind, half, phase): half 0 in the order given, half 1 in reverse
         try:
-            for clients in [int(c) for c in args.clients.split(",")]:
-                for kind in args.kinds.split(","):
-                    phases.append(
-                        run_phase(
-                            port,
-                            server.pid,
-                            kind,
-                            bodies[kind],
-                            clients,
-                            args.requests,
-                            args.phase_seconds,
-                            adder,
-                        )
-                    )
-                    console.print(
-                        f"{clients} client(s), {kind}: {len(phases[-1].samples)} queries in {phases[-1].seconds:.1f} s",
-                        highlight=False,
-                    )
+            for clients, kind, half, requests, seconds in schedule(args):
+                phase = run_phase(port, server.pid, kind, bodies[kind], clients, requests, seconds, adder)
+                runs.append((clients, kind, half, phase))
+                console.print(
+                    f"{clients} client(s), {kind}{' (second half)' if half else ''}: "
+                    f"{len(phase.samples)} queries in {phase.seconds:.1f} s",
+                    highlight=False,
+                )
         finally:
             os.kill(server.pid, signal.SIGKILL)  # the harshest stop: every acknowledged add must survive it
             server.wait()
@@ -408,14 +461,38 @@ def main() -> None:
             lost = [k for k in adder.acknowledged if index.reader.find_path(k) < 0]
             problems = index.verify()
             images = len(index)
+    phases, halves = combine(runs)
     result = report(args, note, baseline, cli, phases, adder, lost, problems, images, console)
+    single = {(h["kind"], h["half"]): h["qps"] for h in halves if h["clients"] == 1}
+    for h in halves:
+        h["speedup"] = (
+            round(h["qps"] / single[h["kind"], h["half"]], 2) if single.get((h["kind"], h["half"])) else None
+        )
+    result["halves"] = halves
+    if args.order == "balanced":
+        console.print(
+            "x 1 client in each half (in the order given; reversed): "
+            + "; ".join(
+                f"{c} clients {k} {a['speedup']} / {b['speedup']}"
+                for (c, k), a, b in pair_halves(halves)
+                if c != 1
+            ),
+            highlight=False,
+        )
     workload.save_json(result, args.json, console)
+
+
+def serving(args: argparse.Namespace) -> str:
+    """How each worker runs its queries."""
+    if args.query_processes:
+        return f"{args.query_processes} query process(es)"
+    return f"{args.threads} query thread(s)"
 
 
 def report(args, note, baseline, cli, phases, adder, lost, problems, images, console) -> dict:
     table = Table("clients", "queries", "n", "q/s", "x 1 client", "p50 ms", "p99 ms", "errors", "found",
                   "overhead ms server p50/p99", "client p50", "server cores", "adds", "add p50 ms", "visible 1 s later",
-                  title=f"imgsearch serve, {args.workers} worker(s) x {args.threads} thread(s); {note}")  # fmt: skip
+                  title=f"imgsearch serve, {args.workers} worker(s) x {serving(args)}; {note}")  # fmt: skip
     rows = []
     single = {p.kind: len(p.samples) / p.seconds for p in phases if p.clients == 1 and p.seconds}
     for p in phases:

@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import numpy as np
 import pytest
 from conftest import DATA, KODAK, encode_jpeg, kodak_rgb, rescale
 from typer.testing import CliRunner
@@ -86,6 +87,22 @@ class Server:
             self.proc.send_signal(sig)
         self.proc.wait(timeout=30)
         self.proc.stdout.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Ids of the live processes below ``pid`` (Linux /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [p for p, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -508,11 +525,17 @@ def test_kill_9_during_adds_loses_no_acknowledged_image(tmp_path: Path, token_fi
     deadline = time.monotonic() + 30
     while len(acknowledged) < 12 and time.monotonic() < deadline:
         time.sleep(0.02)
-    server.stop(signal.SIGKILL)  # the supervisor: its workers die with it (parent-death signal)
+    children = descendants(server.proc.pid)  # workers, their query and extraction processes
+    assert len(children) >= 2 * (1 + 2)
+    server.stop(signal.SIGKILL)  # the supervisor: every process below dies with it (parent-death signal)
     stop.set()
     for t in threads:
         t.join()
     assert len(acknowledged) >= 12
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.05)
+    assert [c for c in children if Path(f"/proc/{c}").exists()] == []  # no orphan left serving
     restarted = Server(
         index, "--workers", "1", "--token-file", str(token_file), port=port
     )  # the port is free again
@@ -533,7 +556,7 @@ def test_kill_9_during_adds_loses_no_acknowledged_image(tmp_path: Path, token_fi
 def test_bench_serve_smoke(tmp_path: Path) -> None:
     out = tmp_path / "serve.json"
     args = ["--index-size", "12", "--copies", "6", "--new", "4", "--requests", "12", "--clients", "1,4"]
-    args += ["--phase-seconds", "5", "--add-rate", "5", "--workers", "2", "--json", str(out)]
+    args += ["--phase-seconds", "5", "--add-rate", "5", "--query-processes", "2", "--json", str(out)]
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_serve.py"), str(DATA), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -547,6 +570,12 @@ def test_bench_serve_smoke(tmp_path: Path) -> None:
     ]
     assert result["errors"] == 0 and result["lost"] == [] and result["index_problems"] == []
     assert all(p["queries"] == 12 for p in result["phases"])
+    # Counterbalanced: each phase in two halves, the second pass in reverse order.
+    order = [(h["clients"], h["kind"], h["half"]) for h in result["halves"]]
+    forward = [(1, "copy"), (1, "new"), (4, "copy"), (4, "new")]
+    assert order == [(*p, 0) for p in forward] + [(*p, 1) for p in reversed(forward)]
+    assert all(h["queries"] == 6 for h in result["halves"])
+    assert all(h["speedup"] == 1.0 for h in result["halves"] if h["clients"] == 1)
     assert result["acknowledged"] > 0 and all(p["visible"] == p["checked"] for p in result["phases"])
 
 
@@ -554,7 +583,7 @@ def test_bench_serve_smoke(tmp_path: Path) -> None:
 
 
 def test_a_snapshot_in_use_is_never_refreshed(tmp_path: Path) -> None:
-    from imgsearch.service.engine import Snapshots
+    from imgsearch.service.snapshots import Snapshots
 
     folder = tmp_path / "ix"
     with Index.create(folder, IndexConfig(keypoints=None)) as writer:
@@ -574,14 +603,16 @@ def test_a_snapshot_in_use_is_never_refreshed(tmp_path: Path) -> None:
         snapshots.close()
 
 
-def test_queries_in_threads_while_adding(tmp_path: Path) -> None:
-    """Four threads query leased snapshots while images are added: every answer is right, and each
-    query sees every add acknowledged before it started."""
+@pytest.mark.parametrize("processes", [0, 2])
+def test_queries_in_threads_while_adding(tmp_path: Path, processes: int) -> None:
+    """Four threads query leased snapshots, in the engine's threads or through its query processes,
+    while images are added: every answer is right, and each query sees every add acknowledged
+    before it started."""
     from imgsearch.service.engine import Engine
 
     folder = tmp_path / "ix"
     Index.create(folder, IndexConfig(keypoints=None)).close()
-    engine = Engine(folder, query_threads=4, timeout=30)
+    engine = Engine(folder, query_threads=4, query_processes=processes, timeout=30)
     added: list[tuple[str, bytes]] = []
     problems: list[str] = []
 
@@ -609,6 +640,45 @@ def test_queries_in_threads_while_adding(tmp_path: Path) -> None:
     assert problems == []
 
 
+def test_query_processes_answer_as_this_process_does_and_are_replaced_when_one_dies(
+    index_dir: Path,
+) -> None:
+    """Queries through the engine's query processes give the results of queries in its own thread
+    (modified copies, a new photo), each query in an idle process; after one is killed, the query
+    that finds it dead is answered by a new one."""
+    from imgsearch.service.engine import Engine
+
+    queries = [encode_jpeg(rescale(kodak_rgb(i), 0.6), 70) for i in range(6)]
+    queries += [
+        encode_jpeg(np.ascontiguousarray(kodak_rgb(2)[40:200, 30:220]), 85),
+        (DATA / KODAK[20]).read_bytes(),
+    ]
+    names = [f"q{i}" for i in range(len(queries))]
+    here = Engine(index_dir, query_processes=0, timeout=30)
+    there = Engine(index_dir, query_processes=2, timeout=30)
+    try:
+        assert there.processes is not None and len(there.processes.pids) == 2
+        assert os.getpid() not in there.processes.pids
+
+        def answers(engine: Engine) -> list:
+            results, _ = engine.query(queries, names, 5)
+            return [(r.query, [(m.path, m.tier, m.score, m.inliers) for m in r.matches]) for r in results]
+
+        expected = answers(here)
+        assert sum(1 for _, matches in expected if matches) >= 6  # the copies are found
+        assert answers(there) == expected
+        os.kill(there.processes.pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{there.processes.pids[0]}").exists():
+            time.sleep(0.05)
+        for _ in range(2):  # each process in turn: the dead one is found and replaced
+            assert answers(there) == expected
+        assert there.processes.replaced == 1
+    finally:
+        here.close()
+        there.close()
+
+
 def test_uploads_are_described_in_a_process_that_is_replaced_when_it_dies() -> None:
     """The service describes uploads in a process of its own (``Extractor``): the same record as
     in-process extraction, an unreadable upload refused by name across the process boundary, and
@@ -618,7 +688,7 @@ def test_uploads_are_described_in_a_process_that_is_replaced_when_it_dies() -> N
 
     from imgsearch.errors import ImageReadError
     from imgsearch.extract import extract_bytes
-    from imgsearch.service.engine import Extractor
+    from imgsearch.service.processes import Extractor
 
     config = IndexConfig()
     data = (DATA / KODAK[3]).read_bytes()

@@ -20,8 +20,20 @@ def serve(
         str, typer.Option(help="Address to listen on (a reverse proxy in front for the outside world).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
-    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
-    threads: Annotated[int, typer.Option(min=1, max=64, help="Query threads in each worker process.")] = 2,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="HTTP worker processes (each with its own query processes).")
+    ] = 1,
+    query_processes: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=64,
+            help="Query processes of each worker (default: one per core; 0: the worker's threads).",
+        ),
+    ] = None,
+    threads: Annotated[
+        int, typer.Option(min=1, max=64, help="Query threads in each worker, with --query-processes 0.")
+    ] = 2,
     token_file: Annotated[
         Path | None,
         typer.Option(help="File holding the write token (else $IMGSEARCH_TOKEN; neither: writes are off)."),
@@ -62,6 +74,7 @@ def serve(
             max_body_mb=max_body_mb,
             timeout=timeout,
             query_threads=threads,
+            query_processes=len(os.sched_getaffinity(0)) if query_processes is None else query_processes,
             search=dict(parse_setting(item) for item in search or ()),
         )
         tokens, warnings = Tokens.load(settings)
@@ -69,7 +82,6 @@ def serve(
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if tokens.write is None:
         err.print("writes are off: no --token-file and no $IMGSEARCH_TOKEN (queries only)", highlight=False)
-    workers = workers or len(os.sched_getaffinity(0))
     metrics_dir = None
     if workers > 1:  # each worker counts in files of one folder; /metrics sums them (prometheus_client)
         _remove_stale_metrics()
@@ -78,7 +90,11 @@ def serve(
     os.environ["IMGSEARCH_SERVE_SETTINGS"] = settings.to_json()
     import uvicorn
 
-    err.print(f"serving {index} on http://{host}:{port} ({workers} worker(s)); API page at /docs", highlight=False)
+    err.print(
+        f"serving {index} on http://{host}:{port} ({workers} worker(s), {settings.query_processes} query "
+        f"process(es) each); API page at /docs",
+        highlight=False,
+    )
     try:
         uvicorn.run(  # http and loop "auto": httptools and uvloop, dependencies for their speed
             "imgsearch.service.app:serve_app",

@@ -5,7 +5,8 @@ themselves, their parameters with their limits and the bearer scheme, so it cann
 code. Its cost over Starlette alone (FastAPI's base) is parameter parsing and dependencies:
 measured 92 µs against 18 µs a call for the same route (a 50 KB body, three query parameters, the
 security dependency; raw ASGI calls on this 2-core machine), 0.07 ms of the 3 ms a request may add
-to its query. uvicorn runs it with ``--workers`` processes.
+to its query. uvicorn runs it in ``--workers`` processes (default one), each handing its queries to
+its own query processes (:mod:`imgsearch.service.processes`).
 
 Endpoints (answers are the CLI's ``--json`` objects; an error is ``{"detail": "<reason>"}``):
 
@@ -318,6 +319,7 @@ def create_app(settings: Settings, tokens: Tokens | None = None) -> FastAPI:
             Engine,
             settings.index,
             query_threads=settings.query_threads,
+            query_processes=settings.query_processes,
             timeout=settings.timeout,
             search=settings.search,
         )

@@ -43,7 +43,9 @@ class Settings:
         Seconds a request may take (reading its body, waiting its turn, the work) before a 408,
         503 or 504.
     query_threads : int
-        Threads running queries in each worker process.
+        Threads running queries in each worker process, when it has no query processes.
+    query_processes : int
+        Processes running queries for each worker process (0: its query threads run them).
     search : dict
         :class:`imgsearch.config.SearchConfig` fields set for every query (``--search NAME=VALUE``),
         over the index's own; a request's ``keypoints`` still wins.
@@ -56,6 +58,7 @@ class Settings:
     max_body_mb: float = 50.0
     timeout: float = 30.0
     query_threads: int = 2
+    query_processes: int = 0
     search: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +70,8 @@ class Settings:
             raise ConfigError(f"--timeout must be in (0, 3600] seconds, got {self.timeout}")
         if not 1 <= self.query_threads <= 64:
             raise ConfigError(f"--threads must be in [1, 64], got {self.query_threads}")
+        if not 0 <= self.query_processes <= 64:
+            raise ConfigError(f"--query-processes must be in [0, 64], got {self.query_processes}")
         SearchConfig().replace(**self.search)  # a wrong name or value: ConfigError before the workers
 
     @property
