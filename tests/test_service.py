@@ -89,6 +89,15 @@ class Server:
         self.proc.stdout.close()
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead and not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
 def descendants(pid: int) -> list[int]:
     """Ids of the live processes below ``pid`` (Linux /proc)."""
     parents = {}
@@ -533,9 +542,9 @@ def test_kill_9_during_adds_loses_no_acknowledged_image(tmp_path: Path, token_fi
         t.join()
     assert len(acknowledged) >= 12
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+    while time.monotonic() < deadline and any(alive(c) for c in children):
         time.sleep(0.05)
-    assert [c for c in children if Path(f"/proc/{c}").exists()] == []  # no orphan left serving
+    assert [c for c in children if alive(c)] == []  # no orphan left serving
     restarted = Server(
         index, "--workers", "1", "--token-file", str(token_file), port=port
     )  # the port is free again
@@ -669,7 +678,7 @@ def test_query_processes_answer_as_this_process_does_and_are_replaced_when_one_d
         assert answers(there) == expected
         os.kill(there.processes.pids[0], signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Path(f"/proc/{there.processes.pids[0]}").exists():
+        while time.monotonic() < deadline and alive(there.processes.pids[0]):
             time.sleep(0.05)
         for _ in range(2):  # each process in turn: the dead one is found and replaced
             assert answers(there) == expected
@@ -677,6 +686,38 @@ def test_query_processes_answer_as_this_process_does_and_are_replaced_when_one_d
     finally:
         here.close()
         there.close()
+
+
+def test_a_process_pool_stops_a_call_past_its_timeout_and_replaces_what_died() -> None:
+    """``Piped``: a call not answered within its timeout kills its process (``CallTimeout``); a
+    process that died while idle is replaced without failing the next call; a process whose
+    initializer fails is a RuntimeError, not the input's fault; an exception of the call comes back."""
+    import operator
+
+    from imgsearch.service.processes import CallTimeout, Piped
+
+    pool = Piped(1)
+    try:
+        first = pool.start()[0]
+        start = time.monotonic()
+        with pytest.raises(CallTimeout, match=r"within 0\.5 s"):
+            pool.call("slow", time.sleep, 30, timeout=0.5)
+        assert time.monotonic() - start < 10 and not alive(first) and pool.replaced == 1
+        second = pool.call("pid", os.getpid)
+        assert second not in (first, os.getpid())
+        os.kill(second, signal.SIGKILL)  # dies while idle
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and alive(second):
+            time.sleep(0.05)
+        assert pool.call("pid", os.getpid) not in (first, second) and pool.replaced == 2
+        with pytest.raises(ZeroDivisionError):
+            pool.call("divide", operator.truediv, 1, 0)
+    finally:
+        pool.close()
+    broken = Piped(1, operator.truediv, (1, 0))
+    with pytest.raises(RuntimeError, match="exited while starting"):
+        broken.start()
+    broken.close()
 
 
 def test_uploads_are_described_in_a_process_that_is_replaced_when_it_dies() -> None:
@@ -712,7 +753,7 @@ def test_uploads_are_described_in_a_process_that_is_replaced_when_it_dies() -> N
             extractor(b"not an image at all", "key/bad", config)
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Path(f"/proc/{first}").exists():
+        while time.monotonic() < deadline and alive(first):
             time.sleep(0.05)
         same(extractor(data, "key/3", config))
         assert extractor.replaced == 1 and extractor.pid() != first

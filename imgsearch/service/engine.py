@@ -21,11 +21,12 @@ Queries never wait for a write and writes never wait for queries:
   segment is flushed to disk: the service acknowledges an add only then. Segments are merged
   afterwards by a :class:`Merger` thread, outside the writer lock (:meth:`Index.merge`), so no add
   waits for a merge: at 100,000 images one took 26 s, all of it under the lock when adds merged inline.
-* **Time limits.** Work runs in two thread pools (queries, which hand each query to a process and
-  wait for it, and writes). A request waits at most ``timeout`` seconds for its answer: a query
-  still queued then is dropped and one running goes on unanswered (504); an add still queued is
-  dropped (503, not added), an add already running is always waited for, so that an answer never
-  leaves the client guessing whether it was added.
+* **Time limits.** Work runs in two thread pools (queries, one thread a query process, which hands
+  each query to an idle process and waits for it; and writes). A request waits at most ``timeout``
+  seconds for its answer: a query still queued then is dropped (503) and one running is answered
+  504, its query process stopped and replaced (in threads, it goes on unanswered); an add still
+  queued is dropped (503, not added), an add already running is always waited for, so that an
+  answer never leaves the client guessing whether it was added.
 """
 
 from __future__ import annotations
@@ -117,10 +118,10 @@ class Engine:
         self.writer.search_config(**self.search)  # a wrong name or value: ConfigError now
         self.extractor = Extractor()
         self.writer.extract_upload = self.extractor
-        self.processes = QueryProcesses(self.directory, query_processes) if query_processes else None
-        # With processes, a query's thread only waits for one: two a process keep each busy while
-        # the next query's images travel.
-        threads = 2 * query_processes if query_processes else query_threads
+        self.processes = QueryProcesses(self.directory, query_processes, timeout) if query_processes else None
+        # With processes, a query's thread only waits for one: one thread a process, so that a
+        # query waiting its turn stays queued in the pool, where a timeout can drop it (503).
+        threads = query_processes or query_threads
         self._queries = ThreadPoolExecutor(threads, thread_name_prefix="imgsearch-query")
         # Two: one extracts the next upload while the other holds the writer lock to commit.
         self._writes = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-write")

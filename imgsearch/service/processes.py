@@ -10,8 +10,9 @@ queue: a query goes to whichever process is free, whatever connection it came on
 worker processes ran the queries in their own threads, the kernel gave each connection to one
 worker, and four clients often landed three on one worker and one on the other: that worker's
 threads queued or fought for its interpreter lock while the other core idled
-(``scripts/bench_serve.py``: four clients 1.44x to 1.77x one client's throughput between runs of
-one code). A query's images and its results travel through a pipe (pickled: tens of KB and a few
+(``scripts/bench_serve.py``: four clients 1.33x to 1.77x one client's throughput between runs of
+one code). A query still running after the server's ``--timeout`` (answered 504 by then) is
+stopped with its process, which is replaced. A query's images and its results travel through a pipe (pickled: tens of KB and a few
 hundred microseconds).
 
 **The extraction process** (:class:`Extractor`). In a worker's own threads, an upload's extraction
@@ -84,22 +85,48 @@ class Piped:
             raise RuntimeError(f"a {self.kind} process exited while starting (its error is above)") from None
         return [slot.pid for slot in self._slots]
 
-    def call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in an idle process (waiting for one); once more in a new process if it
-        died. A second death raises :class:`~imgsearch.errors.ImageReadError` naming ``what``;
-        an exception ``fn`` raises is raised here."""
+    def call(self, what: str, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """``fn(*args)`` in an idle process (waiting for one); an exception ``fn`` raises is raised
+        here.
+
+        A process that died while idle is replaced first (not this call's doing); one that dies
+        during the call is replaced and the call made once more, and a second death raises
+        :class:`~imgsearch.errors.ImageReadError` naming ``what`` (the input kills it). A process
+        that cannot start (its initializer failed) raises RuntimeError. With ``timeout``, a
+        process that has not answered within that many seconds is killed and replaced, and
+        :class:`CallTimeout` is raised.
+        """
         for _ in range(2):
             slot = self._idle.get()
             try:
-                self._ready(slot)
+                if slot.process is not None and not slot.process.is_alive():
+                    self._discard(slot)  # died while idle (and reaped by is_alive)
+                    self.replaced += 1
+                try:
+                    self._ready(slot)
+                except (EOFError, OSError):
+                    self._discard(slot)
+                    raise RuntimeError(
+                        f"a {self.kind} process exited while starting (its error is logged)"
+                    ) from None
                 assert slot.conn is not None
-                slot.conn.send((fn, args))
-                ok, value = slot.conn.recv()
-            except (EOFError, OSError):  # the process died, before or during the call
-                self._discard(slot)
-                self.replaced += 1
-                _log.warning("a %s process died (on %r or before it); starting another", self.kind, what)
-                continue
+                answered = True
+                try:
+                    slot.conn.send((fn, args))
+                    answered = timeout is None or slot.conn.poll(timeout)
+                    if answered:
+                        ok, value = slot.conn.recv()
+                except (EOFError, OSError):  # the process died during the call
+                    self._discard(slot)
+                    self.replaced += 1
+                    _log.warning("a %s process died on %r; starting another", self.kind, what)
+                    continue
+                if not answered:
+                    self._discard(slot)
+                    self.replaced += 1
+                    raise CallTimeout(
+                        f"no answer on {what!r} within {timeout:g} s: its {self.kind} process was stopped"
+                    )
             finally:
                 self._idle.put(slot)
             if ok:
@@ -108,6 +135,8 @@ class Piped:
         raise ImageReadError(what, f"the {self.kind} process died on it twice")
 
     def _spawn(self, slot: _Slot) -> None:
+        # The process's parent-death signal fires when the *thread* that started it ends: callers
+        # are the server's long-lived threads (its start-up thread and its pools' threads).
         if slot.process is not None:
             return
         ours, theirs = self._context.Pipe()
@@ -134,14 +163,20 @@ class Piped:
         slot.process, slot.conn, slot.pid = None, None, 0
 
     def close(self) -> None:
-        """Stop the processes (call when no call is under way)."""
+        """Stop the processes (call when no call is under way): all are told at once, then each
+        is given 5 s to finish before it is killed."""
         for slot in self._slots:
             if slot.conn is not None:
                 with contextlib.suppress(OSError):
                     slot.conn.send(None)
+        for slot in self._slots:
             if slot.process is not None:
                 slot.process.join(5)
             self._discard(slot)
+
+
+class CallTimeout(Exception):
+    """A :class:`Piped` process did not answer in time; it was killed and will be replaced."""
 
 
 class _Slot:
@@ -194,15 +229,17 @@ class QueryProcesses(Piped):
 
     kind = "query"
 
-    def __init__(self, directory: Path, processes: int) -> None:
+    def __init__(self, directory: Path, processes: int, timeout: float | None = None) -> None:
         super().__init__(processes, _open_snapshots, (str(directory),))
+        self.timeout = timeout  # a query still running after this is stopped with its process
         self.pids = self.start()
 
     def query(
         self, images: list[bytes], names: list[str], top: int, search: Mapping[str, Any]
     ) -> tuple[list[QueryResult], int]:
         """:func:`run_query` in an idle process."""
-        return self.call(names[0] if names else "query", run_query, images, names, top, dict(search))
+        what = names[0] if names else "query"
+        return self.call(what, run_query, images, names, top, dict(search), timeout=self.timeout)
 
 
 _snapshots: Snapshots | None = None  # a query process's own
