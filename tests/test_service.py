@@ -481,6 +481,39 @@ def test_time_limits(strict: Server) -> None:
     )
 
 
+def test_queries_queued_past_the_time_limit_are_a_503_and_the_running_ones_a_504(strict: Server) -> None:
+    """One more slow query than the server has query processes, at once, with --timeout 0.5: the
+    ones running are answered 504 (their processes stopped), the one still waiting its turn 503
+    with Retry-After (never run); then a small query is answered as usual."""
+    import cv2
+    import numpy as np
+
+    tiles = np.random.default_rng(1).integers(0, 255, (60, 60, 3), np.uint8)
+    big = cv2.imencode(".png", cv2.resize(tiles, (7500, 6000), interpolation=cv2.INTER_NEAREST))[1].tobytes()
+    answers: list[httpx.Response] = []
+
+    def send() -> None:
+        answers.append(httpx.post(strict.url + "/v1/query", content=big, headers=auth(READ_TOKEN), timeout=60))
+
+    threads = [threading.Thread(target=send) for _ in range(len(os.sched_getaffinity(0)) + 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(a.status_code for a in answers)
+    assert set(codes) <= {503, 504} and 503 in codes, codes
+    queued = next(a for a in answers if a.status_code == 503)
+    assert queued.headers["retry-after"] == "1" and "did not start within 0.5 s" in queued.json()["detail"]
+    # The stopped processes' replacements start at once; within seconds queries are answered again.
+    deadline = time.monotonic() + 30
+    while True:
+        small = upload(strict.url + "/v1/query", (DATA / INDEXED[1]).read_bytes(), headers=auth(READ_TOKEN))
+        if small.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert small.status_code == 200 and small.json()["matches"][0]["tier"] == "exact"
+
+
 def test_a_writer_holding_the_index_is_a_503(server: Server, index_dir: Path) -> None:
     """Another process (here: this one) holds the writer lock for the whole --timeout (5 s): the
     add is refused, not added, and the answer does not name the holder."""

@@ -24,9 +24,9 @@ Queries never wait for a write and writes never wait for queries:
 * **Time limits.** Work runs in two thread pools (queries, one thread a query process, which hands
   each query to an idle process and waits for it; and writes). A request waits at most ``timeout``
   seconds for its answer: a query still queued then is dropped (503) and one running is answered
-  504, its query process stopped and replaced (in threads, it goes on unanswered); an add still
-  queued is dropped (503, not added), an add already running is always waited for, so that an
-  answer never leaves the client guessing whether it was added.
+  504, its query process stopped and replaced :data:`STOP_GRACE` later (in threads, it goes on
+  unanswered); an add still queued is dropped (503, not added), an add already running is always
+  waited for, so that an answer never leaves the client guessing whether it was added.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from .processes import Extractor, QueryProcesses, run_query
 from .snapshots import Snapshots
 
 T = TypeVar("T")
+STOP_GRACE = 1.0  # seconds between a query's 504 and the stop of the query process still running it
 _log = logging.getLogger("imgsearch")
 
 
@@ -118,7 +119,12 @@ class Engine:
         self.writer.search_config(**self.search)  # a wrong name or value: ConfigError now
         self.extractor = Extractor()
         self.writer.extract_upload = self.extractor
-        self.processes = QueryProcesses(self.directory, query_processes, timeout) if query_processes else None
+        # A query process still running STOP_GRACE s after its query's 504 is stopped and replaced:
+        # past the request's own limit, so that a query still queued then is dropped, not started.
+        stop_after = timeout + STOP_GRACE
+        self.processes = (
+            QueryProcesses(self.directory, query_processes, stop_after) if query_processes else None
+        )
         # With processes, a query's thread only waits for one: one thread a process, so that a
         # query waiting its turn stays queued in the pool, where a timeout can drop it (503).
         threads = query_processes or query_threads

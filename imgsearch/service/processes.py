@@ -11,7 +11,7 @@ worker processes ran the queries in their own threads, the kernel gave each conn
 worker, and four clients often landed three on one worker and one on the other: that worker's
 threads queued or fought for its interpreter lock while the other core idled
 (``scripts/bench_serve.py``: four clients 1.33x to 1.77x one client's throughput between runs of
-one code). A query still running after the server's ``--timeout`` (answered 504 by then) is
+one code). A query still running a second after the server's ``--timeout`` (answered 504) is
 stopped with its process, which is replaced. A query's images and its results travel through a pipe (pickled: tens of KB and a few
 hundred microseconds).
 
@@ -100,8 +100,7 @@ class Piped:
             slot = self._idle.get()
             try:
                 if slot.process is not None and not slot.process.is_alive():
-                    self._discard(slot)  # died while idle (and reaped by is_alive)
-                    self.replaced += 1
+                    self._replace(slot)  # died while idle (and reaped by is_alive)
                 try:
                     self._ready(slot)
                 except (EOFError, OSError):
@@ -117,13 +116,11 @@ class Piped:
                     if answered:
                         ok, value = slot.conn.recv()
                 except (EOFError, OSError):  # the process died during the call
-                    self._discard(slot)
-                    self.replaced += 1
+                    self._replace(slot)
                     _log.warning("a %s process died on %r; starting another", self.kind, what)
                     continue
                 if not answered:
-                    self._discard(slot)
-                    self.replaced += 1
+                    self._replace(slot)
                     raise CallTimeout(
                         f"no answer on {what!r} within {timeout:g} s: its {self.kind} process was stopped"
                     )
@@ -153,6 +150,12 @@ class Piped:
         if slot.pid == 0:
             assert slot.conn is not None
             _, slot.pid = slot.conn.recv()
+
+    def _replace(self, slot: _Slot) -> None:
+        """Discard the slot's process and start another now (it gets ready while the slot waits)."""
+        self._discard(slot)
+        self.replaced += 1
+        self._spawn(slot)
 
     def _discard(self, slot: _Slot) -> None:
         if slot.conn is not None:
