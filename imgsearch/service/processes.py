@@ -11,9 +11,9 @@ worker processes ran the queries in their own threads, the kernel gave each conn
 worker, and four clients often landed three on one worker and one on the other: that worker's
 threads queued or fought for its interpreter lock while the other core idled
 (``scripts/bench_serve.py``: four clients 1.33x to 1.77x one client's throughput between runs of
-one code). A query still running a second after the server's ``--timeout`` (answered 504) is
-stopped with its process, which is replaced. A query's images and its results travel through a pipe (pickled: tens of KB and a few
-hundred microseconds).
+one code). A query's images and its results travel through a pipe (pickled: tens of KB and a few
+hundred microseconds). A query still running a second after the server's ``--timeout`` (answered
+504) is stopped with its process, which is replaced.
 
 **The extraction process** (:class:`Extractor`). In a worker's own threads, an upload's extraction
 shared the interpreter lock with the query threads: with four clients keeping both cores busy,
@@ -53,8 +53,8 @@ class Piped:
 
     ``initializer(*initargs)`` runs in each new process (after the parent-death signal is armed)
     before its first call. The calling thread itself sends the call and waits for the answer: no
-    thread in between (``ProcessPoolExecutor``'s manager thread cost a query about 1.5 ms more at
-    one client, ``scripts/bench_serve.py``).
+    thread in between (``ProcessPoolExecutor``'s manager thread cost a query about a millisecond
+    more at one client, ``scripts/bench_serve.py``).
     """
 
     kind = "worker"
@@ -80,9 +80,9 @@ class Piped:
         try:
             for slot in self._slots:
                 self._ready(slot)
-        except (EOFError, OSError):
+        except RuntimeError:
             self.close()
-            raise RuntimeError(f"a {self.kind} process exited while starting (its error is above)") from None
+            raise
         return [slot.pid for slot in self._slots]
 
     def call(self, what: str, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
@@ -101,13 +101,7 @@ class Piped:
             try:
                 if slot.process is not None and not slot.process.is_alive():
                     self._replace(slot)  # died while idle (and reaped by is_alive)
-                try:
-                    self._ready(slot)
-                except (EOFError, OSError):
-                    self._discard(slot)
-                    raise RuntimeError(
-                        f"a {self.kind} process exited while starting (its error is logged)"
-                    ) from None
+                self._ready(slot)
                 assert slot.conn is not None
                 answered = True
                 try:
@@ -145,11 +139,18 @@ class Piped:
         slot.process, slot.conn, slot.pid = process, ours, 0
 
     def _ready(self, slot: _Slot) -> None:
-        """Spawn the slot's process if it has none, and wait for its first message (its id)."""
+        """Spawn the slot's process if it has none, and wait for its first message (its id);
+        RuntimeError if it exits first (its initializer failed: its error is on stderr)."""
         self._spawn(slot)
         if slot.pid == 0:
             assert slot.conn is not None
-            _, slot.pid = slot.conn.recv()
+            try:
+                _, slot.pid = slot.conn.recv()
+            except (EOFError, OSError):
+                self._discard(slot)
+                raise RuntimeError(
+                    f"a {self.kind} process exited while starting (its error is on stderr)"
+                ) from None
 
     def _replace(self, slot: _Slot) -> None:
         """Discard the slot's process and start another now (it gets ready while the slot waits)."""
