@@ -270,6 +270,49 @@ def test_add_get_delete(server: Server) -> None:
     assert httpx.delete(server.url + "/v1/images/shop/10", headers=auth()).status_code == 404
 
 
+def test_phone_formats_through_the_service(server: Server) -> None:
+    """HEIC (turned by its EXIF orientation) and AVIF uploads, decoded in the query and extraction
+    processes: a copy of an indexed photo in either format finds it, and a HEIC upload is indexed
+    under its key and found by a JPEG of it."""
+    import io
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    image = pytest.importorskip("PIL.Image")
+    if not pytest.importorskip("PIL.features").check("avif"):
+        pytest.skip("this Pillow has no AVIF codec")
+
+    def encoded(rgb: np.ndarray, fmt: str, orientation: int = 1) -> bytes:
+        exif = image.Exif()
+        exif[0x0112] = orientation
+        buf = io.BytesIO()
+        if fmt == "heic":
+            pillow_heif.from_pillow(image.fromarray(rgb)).save(buf, quality=85, exif=exif.tobytes())
+        else:
+            image.fromarray(rgb).save(buf, "AVIF", quality=85, exif=exif.tobytes())
+        return buf.getvalue()
+
+    # Orientation 6 shows the stored pixels turned 90° clockwise: store them turned the other way.
+    turned = np.ascontiguousarray(np.rot90(kodak_rgb(4), 1))
+    for fmt, data in (("heic", encoded(turned, "heic", orientation=6)), ("avif", encoded(kodak_rgb(5), "avif"))):
+        answer = upload(server.url + "/v1/query", data, name=f"phone.{fmt}")
+        assert answer.status_code == 200, answer.text
+        expected = (INDEXED[4] if fmt == "heic" else INDEXED[5]).name
+        first = answer.json()["matches"][0]
+        assert Path(first["path"]).name == expected, (fmt, first)
+        # upright as displayed: found through the identity, not a turned variant of the pHash
+        assert (first["tier"], first["variant"]) == ("global", "identity"), first
+    added = httpx.post(
+        server.url + "/v1/images",
+        params={"key": "phone/17"},
+        content=encoded(kodak_rgb(17), "heic"),
+        headers=auth(),
+    )
+    assert added.status_code == 201 and added.json()["row"]["keypoints"] > 0, added.text
+    found = upload(server.url + "/v1/query", encode_jpeg(kodak_rgb(17), 80)).json()
+    assert found["matches"][0]["path"] == "phone/17"
+    assert httpx.delete(server.url + "/v1/images/phone/17", headers=auth()).status_code == 200
+
+
 def test_check_adds_only_new_images(server: Server) -> None:
     copy = encode_jpeg(rescale(kodak_rgb(2), 0.7), 70)
     found = httpx.post(
