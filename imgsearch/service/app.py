@@ -236,7 +236,7 @@ async def add_image(
     if what == "duplicate":
         body["duplicate_of"] = other
     if what != "found":
-        body["row"] = await engine.run_query(lambda: engine.row(other if what == "duplicate" else key))  # type: ignore[arg-type]
+        body["row"] = await engine.run_lookup(lambda: engine.row(other if what == "duplicate" else key))  # type: ignore[arg-type]
     if check and result is not None:
         body["query"] = result.to_dict(explain=explain)
     return JSONResponse(body, status_code=201 if what == "added" else 200)
@@ -246,7 +246,7 @@ async def add_image(
 async def get_image(request: Request, key: str) -> JSONResponse:
     """The row stored under `key`: size, SHA-256 of the bytes, global hash, keypoint count."""
     engine = _engine(request)
-    row = await engine.run_query(lambda: engine.row(check_key(key)))
+    row = await engine.run_lookup(lambda: engine.row(check_key(key)))
     if row is None:
         raise ApiError(404, f"no image under the key {key!r}")
     return JSONResponse(row)
@@ -271,7 +271,7 @@ async def delete_image(request: Request, key: str) -> JSONResponse:
 async def info(request: Request) -> JSONResponse:
     """Images, segments, format, configuration and size: `imgsearch info --json`."""
     engine = _engine(request)
-    return JSONResponse(await engine.run_query(engine.info))
+    return JSONResponse(await engine.run_lookup(engine.info))
 
 
 @router.get("/healthz")

@@ -21,8 +21,8 @@ Queries never wait for a write and writes never wait for queries:
   segment is flushed to disk: the service acknowledges an add only then. Segments are merged
   afterwards by a :class:`Merger` thread, outside the writer lock (:meth:`Index.merge`), so no add
   waits for a merge: at 100,000 images one took 26 s, all of it under the lock when adds merged inline.
-* **Time limits.** Work runs in two thread pools (queries, one thread a query process, which hands
-  each query to an idle process and waits for it; and writes). A request waits at most ``timeout``
+* **Time limits.** Work runs in thread pools (queries, one thread a query process, which hands
+  each query to an idle process and waits for it; lookups; and writes). A request waits at most ``timeout``
   seconds for its answer: a query still queued then is dropped (503) and one running is answered
   504, its query process stopped and replaced :data:`STOP_GRACE` later (in threads, it goes on
   unanswered); an add still queued is dropped (503, not added), an add already running is always
@@ -129,6 +129,9 @@ class Engine:
         # query waiting its turn stays queued in the pool, where a timeout can drop it (503).
         threads = query_processes or query_threads
         self._queries = ThreadPoolExecutor(threads, thread_name_prefix="imgsearch-query")
+        # Lookups (a stored row, info) run in this process, never behind queries waiting for a
+        # query process (an add's answer carries its row).
+        self._lookups = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-lookup")
         # Two: one extracts the next upload while the other holds the writer lock to commit.
         self._writes = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-write")
         self.merger = Merger(self.writer)
@@ -139,6 +142,7 @@ class Engine:
     def close(self) -> None:
         self.merger.close()
         self._queries.shutdown(wait=True, cancel_futures=True)
+        self._lookups.shutdown(wait=True, cancel_futures=True)
         self._writes.shutdown(wait=True)  # an add that started finishes: it may have been acknowledged
         self.extractor.close()
         if self.processes is not None:
@@ -204,6 +208,10 @@ class Engine:
     async def run_query(self, call: Callable[[], T]) -> T:
         """Run a query in the query pool; :class:`Timeout` after ``timeout`` seconds."""
         return await self._run(self._queries, call, abandon=True)
+
+    async def run_lookup(self, call: Callable[[], T]) -> T:
+        """Run a lookup (:meth:`row`, :meth:`info`) in its own pool; :class:`Timeout` as a query."""
+        return await self._run(self._lookups, call, abandon=True)
 
     async def run_write(self, call: Callable[[], T]) -> T:
         """Run a write in the write pool; :class:`Timeout` only if it had not started by then."""
