@@ -236,7 +236,6 @@ class Plan:
             raise ValueError(f"probes at {width} bits: the key width is {MIN_WIDTH} to {MAX_WIDTH}")
         self.width = width
         self.q = reorder(np.asarray(codes, np.uint64))
-        nq = len(self.q)
         # The PROBE_BITS least confident key bits of each query hash, as positions in reordered codes.
         key_margins = np.asarray(margins)[:, np.array(RELIABLE_ORDER[:width])]
         m = min(PROBE_BITS, width)
