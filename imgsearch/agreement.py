@@ -25,6 +25,7 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -45,6 +46,9 @@ AGREE_BITS = 12
 # At most this many keypoints are described per candidate: 1 ms on one core, and a share measured
 # within about +-4 % (binomial, at 0.5).
 LIMIT = 128
+# With ``enough``, keypoints are described this many at a time, and the rest stay unseen once
+# ``enough`` says the ones described so far settle the question.
+STAGE = 64
 MIN_SIDE = 6.0  # a patch narrower than this in the query (pixels) cannot be described there: unseen
 FILL_MAX = 0.5  # a patch with more than this share of its sample points on fill is unseen
 _FLAT_VARIANCE = 1.0  # grey levels² over 5 x 5: fill (padding, rotation corners, borders)
@@ -147,6 +151,7 @@ def agreement(
     exclude: np.ndarray | None = None,
     radius: float = 0.0,
     limit: int | None = LIMIT,
+    enough: Callable[[Agreement], bool] | None = None,
 ) -> Agreement:
     """Describe the candidate's keypoints ``rows`` again in the ``query`` keypoint image and compare
     each with what is stored: its patch descriptor (:data:`AGREE_DISTANCE`) when ``descriptors`` are
@@ -156,6 +161,8 @@ def agreement(
     Keypoints falling within ``radius`` of an ``exclude`` point ``(M, 2)`` (x, y) of the query are
     unseen; of the others that can be seen, the first ``limit`` are described (stored keypoints
     come in grid-spread order, so they are spread over the overlap), the rest are unseen too.
+    With ``enough``, they are described :data:`STAGE` at a time, and after each stage but the
+    last ``enough(partial agreement)`` may stop it: the rest then stay unseen.
 
     Parameters
     ----------
@@ -188,8 +195,11 @@ def agreement(
     if exclude is not None and len(exclude):
         seen &= ((xy[:, None, :] - exclude[None, :, :]) ** 2).sum(axis=2).min(axis=1) > radius * radius
     state = np.full(len(rows), UNSEEN, np.int8)
-    idx = np.nonzero(seen)[0][:limit]
-    if len(idx):
+    result = Agreement(state, xy.astype(np.float32))
+    order = np.nonzero(seen)[0][:limit]
+    step = STAGE if enough is not None else max(len(order), 1)
+    for start in range(0, len(order), step):
+        idx = order[start : start + step]
         kps = keypoints.Keypoints(
             xy=xy[idx].astype(np.float32),
             size=size[idx].astype(np.float32),
@@ -207,4 +217,6 @@ def agreement(
             xor = np.bitwise_xor(hashing.patch_hashes(cut), hashes[idx])
             close = np.bitwise_count(xor).sum(axis=1) <= AGREE_BITS
         state[idx] = np.where(close, AGREE, DISAGREE)
-    return Agreement(state, xy.astype(np.float32))
+        if enough is not None and start + step < len(order) and enough(result):
+            break
+    return result

@@ -13,6 +13,7 @@ import pytest
 from conftest import kodak_gray
 
 from imgsearch import agreement as agr
+from imgsearch import decide
 from imgsearch import keypoints as kp_mod
 from imgsearch.config import KeypointConfig
 from imgsearch.descriptors import patch_descriptors
@@ -108,6 +109,79 @@ def test_agreement_matches_a_slow_reference() -> None:
     near = np.hypot(*(xy - centre).T) <= 10.0
     assert near.sum() >= 1 and np.all(excluded.state[near] == agr.UNSEEN)
     np.testing.assert_array_equal(excluded.state[~near], fast.state[~near])
+
+
+def _copy_and_other(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Photo ``i``'s 210 px image rescaled by 0.7 and recompressed, another photo at that size,
+    and the map from them to photo ``i``."""
+    small = kp_mod.downscale(kodak_gray(i), CONFIG.max_side)[0]
+    smaller = cv2.resize(small, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", smaller, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    assert ok
+    copy = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    other_small = kp_mod.downscale(kodak_gray((i + 7) % 24), CONFIG.max_side)[0]
+    other = cv2.resize(other_small, (copy.shape[1], copy.shape[0]), interpolation=cv2.INTER_AREA)
+    return copy, other, _similarity(0.0, 1 / 0.7, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("i", [0, 8])
+def test_staged_agreement_describes_the_same_keypoints_and_stops_when_told(i: int) -> None:
+    """Described STAGE at a time, each keypoint gets the state the one-batch run gives it; a stage
+    that is ``enough`` leaves the rest unseen, and ``enough`` is asked after every stage but the last."""
+    _, rows, desc, hashes = _stored(i)
+    copy, _, transform = _copy_and_other(i)
+    fill = agr.fill_mask(copy)
+    whole = agr.agreement(copy, fill, rows, transform, desc, hashes)
+    judged = np.flatnonzero(whole.state != agr.UNSEEN)
+    assert len(judged) == agr.LIMIT  # two stages of 64
+    asked: list[int] = []
+
+    def never(partial: agr.Agreement) -> bool:
+        asked.append(partial.count(agr.AGREE) + partial.count(agr.DISAGREE))
+        return False
+
+    staged = agr.agreement(copy, fill, rows, transform, desc, hashes, enough=never)
+    np.testing.assert_array_equal(staged.state, whole.state)
+    assert asked == [agr.STAGE]
+    first = agr.agreement(copy, fill, rows, transform, desc, hashes, enough=lambda partial: True)
+    np.testing.assert_array_equal(first.state[judged[: agr.STAGE]], whole.state[judged[: agr.STAGE]])
+    assert np.all(first.state[judged[agr.STAGE :]] == agr.UNSEEN)
+
+
+@pytest.mark.parametrize("i", [0, 3, 8, 14, 21])
+def test_the_verdict_stops_early_only_on_a_clear_copy(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """decide's agreement with the share it needs: a copy settles in the first stage (within 0.1 of
+    its full share, far above what it needs); another photo is always measured on every keypoint,
+    so its share is exactly the full one."""
+    described: list[int] = []
+    real = agr.agreement
+
+    def counted(*args, **kwargs) -> agr.Agreement:  # type: ignore[no-untyped-def]
+        result = real(*args, **kwargs)
+        described.append(result.count(agr.AGREE) + result.count(agr.DISAGREE))
+        return result
+
+    monkeypatch.setattr(decide.agr, "agreement", counted)
+    _, rows, desc, hashes = _stored(i)
+    copy, other, transform = _copy_and_other(i)
+    fit = decide.CandidateFit(
+        image=0, votes=10, model=transform, kind="similarity", inliers=40,
+        inlier_pairs=np.zeros((0, 2), np.int64), pairs=np.zeros((0, 2), np.int64), coverage=1.0,
+        scale=1.0, rows=rows, descriptors=desc, patch_hash=hashes, hash_scale=1.0,
+        global_hash=np.zeros(8, np.uint8),
+    )  # fmt: skip
+    none = np.zeros((0, 2))
+    for query, clear in ((copy, True), (other, False)):
+        fill = agr.fill_mask(query)
+        full = decide._agreement(fit, query, fill, none, 10.0, transform, 70.0)
+        staged = decide._agreement(fit, query, fill, none, 10.0, transform, 70.0, needed=0.4)
+        if clear:
+            assert full >= 0.4 + decide.EARLY_MARGIN and staged >= 0.4 + decide.EARLY_MARGIN
+            assert abs(staged - full) <= 0.1, (staged, full)
+            assert described[-2:] == [agr.LIMIT, agr.STAGE]  # the full run, then the first stage alone
+        else:
+            assert staged == full < 0.4
+            assert described[-2:] == [agr.LIMIT, agr.LIMIT]
 
 
 @pytest.mark.parametrize("i", [0, 3, 8, 14, 21])
