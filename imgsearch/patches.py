@@ -127,6 +127,13 @@ def _patch_chunks(
     cos, sin = np.cos(theta), np.sin(theta)
 
     levels = pyramid_levels(side, _max_level(gray.shape))
+    # Level-l coordinate of level-0 coordinate c is (c + 0.5) / 2**l - 0.5. Each map is an affine
+    # function of (1, t_u, t_v): [c, a, b] @ _BASIS for all pixels of a chunk of patches. The
+    # coefficients of every patch at its own level, at once (one set of array steps, not one a level).
+    f = np.ldexp(np.float32(1.0), -levels).astype(np.float32)
+    s = side * f
+    coef_x = np.column_stack([(cx + 0.5) * f - 0.5, s * cos, -s * sin])
+    coef_y = np.column_stack([(cy + 0.5) * f - 0.5, s * sin, s * cos])
     order = np.argsort(levels, kind="stable")
     bounds = np.searchsorted(levels[order], np.arange(int(levels.max()) + 2))
     buffer = np.empty((min(CHUNK, n_patches) * PATCH, PATCH), dtype=np.float32)
@@ -137,20 +144,14 @@ def _patch_chunks(
         sel = order[bounds[level] : bounds[level + 1]]
         if sel.size == 0:
             continue
-        f = np.float32(2.0**-level)
-        s = side[sel] * f
-        # Level-l coordinate of level-0 coordinate c is (c + 0.5) / 2**l - 0.5. Each map is an
-        # affine function of (1, t_u, t_v): [c, a, b] @ _BASIS for all pixels of a chunk of patches.
-        x0, y0 = (cx[sel] + 0.5) * f - 0.5, (cy[sel] + 0.5) * f - 0.5
-        coef_x = np.column_stack([x0, s * cos[sel], -s * sin[sel]])
-        coef_y = np.column_stack([y0, s * sin[sel], s * cos[sel]])
+        level_x, level_y = coef_x[sel], coef_y[sel]
         for start in range(0, sel.size, CHUNK):
             stop = min(start + CHUNK, sel.size)
             dst = buffer[: (stop - start) * PATCH]
             cv2.remap(
                 level_image,
-                (coef_x[start:stop] @ _BASIS).reshape(-1, PATCH),
-                (coef_y[start:stop] @ _BASIS).reshape(-1, PATCH),
+                (level_x[start:stop] @ _BASIS).reshape(-1, PATCH),
+                (level_y[start:stop] @ _BASIS).reshape(-1, PATCH),
                 cv2.INTER_LINEAR,
                 dst=dst,
                 borderMode=cv2.BORDER_REFLECT_101,
