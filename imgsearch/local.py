@@ -534,7 +534,10 @@ def rivals(
         voters = distinct(hit_kp[hit_image == fit.image])
         for keypoints in (voters, distinct(fit.inlier_pairs[:, 0])):
             floor = max(RIVAL_MIN_KEYPOINTS, math.ceil(RIVAL_SHARE * len(keypoints)))
-            reached = np.isin(hit_kp, keypoints)
+            # np.isin(hit_kp, keypoints) by a table over the query's keypoint rows (isin sorts).
+            table = np.zeros(max(int(hit_kp.max(initial=-1)), int(keypoints.max(initial=-1))) + 1, bool)
+            table[keypoints] = True
+            reached = table[hit_kp]
             images, n = votes.keypoints_per_image(hit_kp[reached], hit_image[reached])
             for image, k in zip(images[n >= floor].tolist(), n[n >= floor].tolist(), strict=True):
                 if image not in attempted:
