@@ -152,7 +152,6 @@ def agreement(
     radius: float = 0.0,
     limit: int | None = LIMIT,
     enough: Callable[[Agreement], bool] | None = None,
-    stage: int = STAGE,
 ) -> Agreement:
     """Describe the candidate's keypoints ``rows`` again in the ``query`` keypoint image and compare
     each with what is stored: its patch descriptor (:data:`AGREE_DISTANCE`) when ``descriptors`` are
@@ -162,8 +161,8 @@ def agreement(
     Keypoints falling within ``radius`` of an ``exclude`` point ``(M, 2)`` (x, y) of the query are
     unseen; of the others that can be seen, the first ``limit`` are described (stored keypoints
     come in grid-spread order, so they are spread over the overlap), the rest are unseen too.
-    With ``enough``, they are described ``stage`` at a time, and after each stage but the last
-    ``enough(partial agreement)`` may stop it: the rest then stay unseen.
+    With ``enough``, they are described :data:`STAGE` at a time, and after each stage but the
+    last ``enough(partial agreement)`` may stop it: the rest then stay unseen.
 
     Parameters
     ----------
@@ -198,7 +197,7 @@ def agreement(
     state = np.full(len(rows), UNSEEN, np.int8)
     result = Agreement(state, xy.astype(np.float32))
     order = np.nonzero(seen)[0][:limit]
-    step = stage if enough is not None else max(len(order), 1)
+    step = STAGE if enough is not None else max(len(order), 1)
     for start in range(0, len(order), step):
         idx = order[start : start + step]
         kps = keypoints.Keypoints(

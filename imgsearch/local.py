@@ -55,11 +55,6 @@ ZOOM_MIN_SCALE = 1.0
 # Global matches are confirmed on this many of the image's stored keypoints (the first ones, spread
 # over the image): about 0.5 ms on one core (32 would be as fast: the cost is mostly fixed).
 CONFIRM_KEYPOINTS = 48
-# The first CONFIRM_STAGE of them settle it when CONFIRM_EARLY_JUDGED are judged and agree well
-# above what is needed (decide.EARLY_MARGIN): 98.8 % of 170 global copies (photos 0000-0799
-# under the evaluation transforms), saving 0.1 of the 0.47 ms a confirmation costs.
-CONFIRM_STAGE = 24
-CONFIRM_EARLY_JUDGED = 16
 # Before a candidate is accepted, the images that reached a good share of its evidence (this share
 # of the query keypoints that voted for it, or of its inlier keypoints, and at least this many) are
 # fitted too (its rivals), whatever their votes: in a large index, another render of a shared
@@ -99,12 +94,7 @@ class LocalIndex:
         self.scales_per_kp = len(self.kconfig.patch_scales)
 
     def confirm_global(
-        self,
-        gray: np.ndarray,
-        image: int,
-        variant: str,
-        others: Sequence[int] = (),
-        needed: float | None = None,
+        self, gray: np.ndarray, image: int, variant: str, others: Sequence[int] = ()
     ) -> tuple[float, float | None]:
         """Agreement (:mod:`imgsearch.agreement`) of a query whose global hash matched ``image``
         through ``variant`` (a :data:`imgsearch.hashing.VARIANT_NAMES` name): the ``(H, W)`` uint8
@@ -117,11 +107,6 @@ class LocalIndex:
         through the same variant, not the same picture as ``image``:
         :func:`imgsearch.decide.shared_elsewhere`), the share of the rest that agree (0 when fewer
         than :data:`GLOBAL_MIN_OWN` of the rest can be judged); else None. Patch descriptors only.
-
-        With ``needed`` (the share the caller asks), the first :data:`CONFIRM_STAGE` keypoints settle
-        the share when :data:`CONFIRM_EARLY_JUDGED` of them are judged and ``needed +``
-        :data:`imgsearch.decide.EARLY_MARGIN` of those agree (the share is then theirs); else all
-        :data:`CONFIRM_KEYPOINTS` are judged.
         """
         name = variant.removeprefix("inverted ")
         aligned = hashing.apply_dihedral(gray, name)
@@ -137,7 +122,7 @@ class LocalIndex:
         every = self.reader.read_local(image, ("keypoints", "descriptors", "patch_hash"))
         patch = self.kconfig.descriptor == "patch"
 
-        def judged(rows: np.ndarray, early: bool = False) -> agreement.Agreement:
+        def judged(rows: np.ndarray) -> agreement.Agreement:
             return agreement.agreement(
                 aligned,
                 np.zeros(aligned.shape, bool),  # the whole image, resized: no padding to look for
@@ -146,17 +131,10 @@ class LocalIndex:
                 every["descriptors"][rows] if patch else None,
                 every["patch_hash"][rows, 0, :],
                 self.kconfig.patch_scales[0],
-                enough=settled if early else None,
-                stage=CONFIRM_STAGE,
             )
 
-        def settled(partial: agreement.Agreement) -> bool:
-            assert needed is not None
-            seen = partial.count(agreement.AGREE) + partial.count(agreement.DISAGREE)
-            return seen >= CONFIRM_EARLY_JUDGED and partial.fraction() >= needed + decide.EARLY_MARGIN
-
         first = np.arange(min(CONFIRM_KEYPOINTS, len(every["keypoints"])))
-        share = judged(first, early=needed is not None).fraction()
+        share = judged(first).fraction()
         if not others or not patch:
             return share, None
         theirs = []

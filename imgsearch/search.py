@@ -137,8 +137,7 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
     candidate's keypoints (a template's chrome, :func:`imgsearch.decide.shared_elsewhere`), its
     own keypoints must agree as well, ``global_agreement`` of at least
     :data:`imgsearch.local.GLOBAL_MIN_OWN` judged (a page whose chrome was 92 % of the keypoints
-    judged matched another page at 4 bits without this). A copy that agrees far above what it
-    needs settles on the first 24 keypoints (:data:`imgsearch.local.CONFIRM_STAGE`). A
+    judged matched another page at 4 bits without this). A
     nearly flat query (:func:`imgsearch.hashing.is_flat`) is never a sure match: its pHash is
     noise, so every candidate becomes a hint or, without the local tier, a rejection. The local
     tier cannot verify a negative: inverted variants count only within ``global_max_distance``.
@@ -184,9 +183,7 @@ def search_global(index: Index, q: QueryImage, cfg: SearchConfig) -> tuple[list[
         share = own = None
         if sure and confirm and index.local is not None:
             others = _aligned_others(index, image, v, aligned_ids, aligned_variants, cfg.global_max_distance)
-            share, own = index.local.confirm_global(
-                q.decoded(index.config.decode_side), image, variant, others, needed
-            )
+            share, own = index.local.confirm_global(q.decoded(index.config.decode_side), image, variant, others)
             share = round(share, 3)
         if sure and (share is None or share >= needed) and (own is None or own >= needed):
             matches.append(

@@ -352,37 +352,6 @@ def test_a_global_collision_with_another_photo_is_refused(tmp_path: Path) -> Non
     index.close()
 
 
-def test_the_global_confirmation_settles_early_only_on_a_clear_copy(tmp_path: Path, monkeypatch) -> None:
-    """With the share it needs, a confirmation settles on its first CONFIRM_STAGE keypoints when
-    they agree far above it (a copy); another photo is judged on all CONFIRM_KEYPOINTS, so its
-    share is exactly the full one (and the same refusal)."""
-    from imgsearch import agreement, io
-
-    index = Index.create(tmp_path / "ix", IndexConfig())
-    assert index.add([KODAK[0], KODAK[2]], workers=1).ok
-    described: list[int] = []
-    real = agreement.agreement
-
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        result = real(*args, **kwargs)
-        described.append(result.count(agreement.AGREE) + result.count(agreement.DISAGREE))
-        return result
-
-    monkeypatch.setattr(local.agreement, "agreement", counted)
-    copy = io.decode_image(encode_jpeg(kodak_rgb(2)[::2, ::2], 70), gray=True)
-    other = io.read_image(KODAK[1], gray=True)
-    for gray, image, clear in ((copy, index.find(KODAK[2]), True), (other, index.find(KODAK[0]), False)):
-        full, _ = index.local.confirm_global(gray, image, "identity")
-        staged, _ = index.local.confirm_global(gray, image, "identity", needed=0.75)
-        if clear:
-            assert staged >= 0.75 + decide.EARLY_MARGIN and full >= 0.75, (staged, full)
-            assert described[-1] <= local.CONFIRM_STAGE < described[-2]
-        else:
-            assert staged == full < 0.75
-            assert described[-1] == described[-2] > local.CONFIRM_STAGE
-    index.close()
-
-
 def test_prune_global_keeps_the_matches_that_agree_nearly_as_well() -> None:
     """Global matches more than GLOBAL_MARGIN below the best agreement become rejections, in one
     index and in the merge of shards alike; matches without an agreement stay."""
