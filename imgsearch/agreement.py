@@ -162,7 +162,8 @@ def agreement(
     unseen; of the others that can be seen, the first ``limit`` are described (stored keypoints
     come in grid-spread order, so they are spread over the overlap), the rest are unseen too.
     With ``enough``, they are described :data:`STAGE` at a time, and after each stage but the
-    last ``enough(partial agreement)`` may stop it: the rest then stay unseen.
+    last ``enough(partial agreement)`` may stop it: the rest then stay unseen (the partial
+    :class:`Agreement` is the one returned, written to by later stages: read it, do not keep it).
 
     Parameters
     ----------

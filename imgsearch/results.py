@@ -55,7 +55,8 @@ class Match:
     # local: the larger of the shares of the query and of the indexed image inside the inliers' hull
     coverage: float | None = None
     # local, and global when confirmed: share of the indexed image's keypoints the aligned query
-    # shows (outside what other candidates share) that agree with it (imgsearch.agreement)
+    # shows (outside what other candidates share) that agree with it (imgsearch.agreement); local:
+    # of the first 64 judged when they settled the verdict (imgsearch.decide._agreement), else 128
     agreement: float | None = None
     geometry: Geometry | None = None
     # local: which pass found it (one of LOCAL_PASSES) and the long side (px) the query was

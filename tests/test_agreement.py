@@ -182,6 +182,15 @@ def test_the_verdict_stops_early_only_on_a_clear_copy(i: int, monkeypatch: pytes
         else:
             assert staged == full < 0.4
             assert described[-2:] == [agr.LIMIT, agr.LIMIT]
+    # A shared region over the left three quarters of the copy: the first stage judges too few of
+    # its keypoints outside it (fewer than EARLY_JUDGED), so the copy is measured on all of them.
+    h, w = copy.shape
+    grid = np.stack(np.meshgrid(np.arange(0, 0.75 * w, 8.0), np.arange(0, h, 8.0)), -1).reshape(-1, 2)
+    fill = agr.fill_mask(copy)
+    full = decide._agreement(fit, copy, fill, grid, 10.0, transform, 70.0)
+    staged = decide._agreement(fit, copy, fill, grid, 10.0, transform, 70.0, needed=0.4)
+    assert staged == full >= 0.4 + decide.EARLY_MARGIN
+    assert described[-2:] == [agr.LIMIT, agr.LIMIT]
 
 
 @pytest.mark.parametrize("i", [0, 3, 8, 14, 21])
