@@ -764,6 +764,44 @@ def test_query_processes_answer_as_this_process_does_and_are_replaced_when_one_d
         there.close()
 
 
+def test_an_engine_that_cannot_start_leaves_no_process_behind(index_dir: Path, monkeypatch) -> None:
+    """When its query processes cannot start, the engine's start fails and what it had opened
+    (the extraction process, its pools) is closed again: no process of it left running."""
+    from imgsearch.service import engine as engine_mod
+
+    def cannot_start(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a query process exited while starting")
+
+    before = set(descendants(os.getpid()))
+    started = []
+    real_extractor = engine_mod.Extractor
+
+    def recorded() -> object:
+        extractor = real_extractor()
+        started.append(extractor)
+        return extractor
+
+    monkeypatch.setattr(engine_mod, "Extractor", recorded)
+    monkeypatch.setattr(engine_mod, "QueryProcesses", cannot_start)
+    with pytest.raises(RuntimeError, match="exited while starting"):
+        engine_mod.Engine(index_dir, query_processes=2, timeout=30)
+    assert len(started) == 1  # the extraction process had started before the failure
+
+    def left() -> list[bytes]:  # multiprocessing's resource tracker lives as long as this process
+        found = []
+        for pid in set(descendants(os.getpid())) - before:
+            try:
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+            except OSError:
+                continue
+        return [c for c in found if b"resource_tracker" not in c]
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and left():
+        time.sleep(0.05)
+    assert left() == []
+
+
 def test_a_process_pool_stops_a_call_past_its_timeout_and_replaces_what_died() -> None:
     """``Piped``: a call not answered within its timeout kills its process (``CallTimeout``); a
     process that died while idle is replaced without failing the next call; a process whose

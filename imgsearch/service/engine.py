@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -112,32 +113,45 @@ class Engine:
     ) -> None:
         self.directory = Path(directory)
         self.timeout = timeout
-        self.snapshots = Snapshots(self.directory)  # lookups (and queries without processes)
-        self.writer = Index.open(self.directory)
-        # SearchConfig overrides of every query (``imgsearch serve --search``), under a request's own
-        self.search = dict(search or {})
-        self.writer.search_config(**self.search)  # a wrong name or value: ConfigError now
-        self.extractor = Extractor()
-        self.writer.extract_upload = self.extractor
-        # A query process still running STOP_GRACE s after its query's 504 is stopped and replaced:
-        # past the request's own limit, so that a query still queued then is dropped, not started.
-        stop_after = timeout + STOP_GRACE
-        self.processes = (
-            QueryProcesses(self.directory, query_processes, stop_after) if query_processes else None
-        )
-        # With processes, a query's thread only waits for one: one thread a process, so that a
-        # query waiting its turn stays queued in the pool, where a timeout can drop it (503).
-        threads = query_processes or query_threads
-        self._queries = ThreadPoolExecutor(threads, thread_name_prefix="imgsearch-query")
-        # Lookups (a stored row, info) run in this process, never behind queries waiting for a
-        # query process (an add's answer carries its row).
-        self._lookups = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-lookup")
-        # Two: one extracts the next upload while the other holds the writer lock to commit.
-        self._writes = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-write")
-        self.merger = Merger(self.writer)
-        scan.warm_up()  # the compiled probe, before the first query (a checked add's) needs it
-        with self.snapshots.lease() as index:  # and the segments' postings and global search,
-            index.reader.warm()  # shared by the worker's snapshots
+        # What is opened is closed again if a later step fails (a query process that cannot start,
+        # a wrong search setting): no extraction process or writer left behind by a failed start.
+        with ExitStack() as opened:
+            self.snapshots = Snapshots(self.directory)  # lookups (and queries without processes)
+            opened.callback(self.snapshots.close)
+            self.writer = Index.open(self.directory)
+            opened.callback(self.writer.close)
+            # SearchConfig overrides of every query (``imgsearch serve --search``), under a request's own
+            self.search = dict(search or {})
+            self.writer.search_config(**self.search)  # a wrong name or value: ConfigError now
+            self.extractor = Extractor()
+            opened.callback(self.extractor.close)
+            self.writer.extract_upload = self.extractor
+            # A query process still running STOP_GRACE s after its query's 504 is stopped and
+            # replaced: past the request's own limit, so that a query still queued then is dropped,
+            # not started.
+            stop_after = timeout + STOP_GRACE
+            self.processes = (
+                QueryProcesses(self.directory, query_processes, stop_after) if query_processes else None
+            )
+            if self.processes is not None:
+                opened.callback(self.processes.close)
+            # With processes, a query's thread only waits for one: one thread a process, so that a
+            # query waiting its turn stays queued in the pool, where a timeout can drop it (503).
+            threads = query_processes or query_threads
+            self._queries = ThreadPoolExecutor(threads, thread_name_prefix="imgsearch-query")
+            # Lookups (a stored row, info) run in this process, never behind queries waiting for a
+            # query process (an add's answer carries its row).
+            self._lookups = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-lookup")
+            # Two: one extracts the next upload while the other holds the writer lock to commit.
+            self._writes = ThreadPoolExecutor(2, thread_name_prefix="imgsearch-write")
+            for pool in (self._queries, self._lookups, self._writes):
+                opened.callback(pool.shutdown)
+            self.merger = Merger(self.writer)
+            opened.callback(self.merger.close)
+            scan.warm_up()  # the compiled probe, before the first query (a checked add's) needs it
+            with self.snapshots.lease() as index:  # and the segments' postings and global search,
+                index.reader.warm()  # shared by the worker's snapshots
+            opened.pop_all()
 
     def close(self) -> None:
         self.merger.close()
