@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import socket
 import struct
@@ -802,6 +803,18 @@ def test_an_engine_that_cannot_start_leaves_no_process_behind(index_dir: Path, m
     assert left() == []
 
 
+class TwoArgumentError(Exception):
+    """Pickles as TwoArgumentError("half") (its args), which its constructor refuses."""
+
+    def __init__(self, part: str, whole: str) -> None:
+        super().__init__(part)
+        self.whole = whole
+
+
+def raise_two_argument_error() -> None:
+    raise TwoArgumentError("half", "whole")
+
+
 def test_a_process_pool_stops_a_call_past_its_timeout_and_replaces_what_died() -> None:
     """``Piped``: a call not answered within its timeout kills its process (``CallTimeout``); a
     process that died while idle is replaced without failing the next call; a process whose
@@ -826,6 +839,14 @@ def test_a_process_pool_stops_a_call_past_its_timeout_and_replaces_what_died() -
         assert pool.call("pid", os.getpid) not in (first, second) and pool.replaced == 2
         with pytest.raises(ZeroDivisionError):
             pool.call("divide", operator.truediv, 1, 0)
+        # An exception that pickles but cannot be rebuilt here comes back as a RuntimeError naming
+        # it (it would be a TypeError about its constructor), and the process goes on serving.
+        with pytest.raises(TypeError):
+            pickle.loads(pickle.dumps(TwoArgumentError("half", "whole")))
+        serving = pool.call("pid", os.getpid)
+        with pytest.raises(RuntimeError, match="TwoArgumentError: half"):
+            pool.call("raise", raise_two_argument_error)
+        assert pool.call("pid", os.getpid) == serving and pool.replaced == 2
     finally:
         pool.close()
     broken = Piped(1, operator.truediv, (1, 0))

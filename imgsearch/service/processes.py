@@ -28,6 +28,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
@@ -203,11 +204,22 @@ def _serve(conn: Connection, parent: int, initializer: Callable[..., None] | Non
         try:
             answer = (True, fn(*args))
         except Exception as exc:
-            answer = (False, exc)
+            answer = (False, _portable(exc))
         try:
             conn.send(answer)
         except Exception as exc:  # an answer that does not pickle (the pickling fails before sending)
             conn.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc`` if it comes back whole through a pipe, else a RuntimeError naming it: an exception
+    whose constructor takes other arguments than it keeps pickles, then fails to unpickle in the
+    caller, which would see a TypeError about the exception instead of the error."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 class Extractor(Piped):
