@@ -403,6 +403,10 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="save the results here")
     args = parser.parse_args()
+    for option, value in (("--clients", args.clients), ("--kinds", args.kinds)):
+        given = value.split(",")
+        if len(set(given)) != len(given):  # the halves of a phase are combined by (clients, kind)
+            parser.error(f"{option} {value}: each value once")
     console = Console(width=None if sys.stdout.isatty() else 220)
     files = workload.list_images(args.photos)
     need = args.index_size + args.new + 2
