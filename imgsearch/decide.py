@@ -337,26 +337,31 @@ def _agreement(
     and ``needed + EARLY_MARGIN`` of them agree (a copy's usual case): the share returned is then
     that stage's. A short share is always measured on every keypoint.
     """
-    outside: list[np.ndarray] = []
+    n = len(fit.rows)
+    outside: np.ndarray | None = None  # (N,) bool: off the shared region, known once mapped
+    checked = np.zeros(n, bool)  # keypoints already tested for repetition (a stage's, once)
+    repeats = np.zeros(n, bool)
+    settled: float | None = None
 
     def judged_share(result: agr.Agreement) -> tuple[float, int]:
-        if not outside:
-            outside.append(~near(result.query_xy, shared_xy, radius))
-        mask = outside[0].copy()
+        nonlocal outside
+        if outside is None:
+            outside = ~near(result.query_xy, shared_xy, radius)
         if repeat_distance > 0 and fit.descriptors is not None:
-            judged = np.flatnonzero(mask & (result.state != agr.UNSEEN))
-            mask[judged[repeated(fit, judged, repeat_distance)]] = False
+            new = np.flatnonzero(outside & (result.state != agr.UNSEEN) & ~checked)
+            repeats[new[repeated(fit, new, repeat_distance)]] = True
+            checked[new] = True
+        mask = outside & ~repeats
         seen = result.count(agr.AGREE, mask) + result.count(agr.DISAGREE, mask)
         return result.fraction(mask), seen
 
-    settled: list[float] = []
-
     def enough(result: agr.Agreement) -> bool:
+        nonlocal settled
         assert needed is not None
         share, seen = judged_share(result)
         if seen >= EARLY_JUDGED and share >= needed + EARLY_MARGIN:
-            settled.append(share)
-        return bool(settled)
+            settled = share
+        return settled is not None
 
     result = agr.agreement(
         query,
@@ -368,7 +373,7 @@ def _agreement(
         fit.hash_scale,
         enough=enough if needed is not None else None,
     )
-    return settled[0] if settled else judged_share(result)[0]
+    return settled if settled is not None else judged_share(result)[0]
 
 
 def repeated(fit: CandidateFit, rows: np.ndarray, distance: float) -> np.ndarray:
