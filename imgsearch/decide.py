@@ -29,9 +29,12 @@ was made from the candidate:
    original only under one; on fewer inliers a homography fits too freely). Weak evidence needs
    more: a candidate with fewer than :data:`STRONG_OWN_INLIERS` own inliers, or fitted with fewer
    votes than the automatic floor (a spare, ``local.SPARE_FITS``), needs
-   ``min_agreement + WEAK_EXTRA_AGREEMENT``. On the tuning photos' hard negatives, the new images
-   that still matched had 8-15 own inliers and agreements up to 0.67, while the copies with so few
-   own inliers all agreed over 0.7 or more. Among a million images, spares that were packaging
+   ``min_agreement + WEAK_EXTRA_AGREEMENT``. A fit that only strong evidence can make a copy
+   (``CandidateFit.needs_strong``: a zoomed pass's fit that shows larger than indexed, as a shared
+   caption does, :data:`imgsearch.local.ZOOM_MIN_SCALE`) is refused on fewer than
+   :data:`STRONG_OWN_INLIERS` own inliers and asked the weak evidence's agreement on more. On the
+   tuning photos' hard negatives, the new images that still matched had 8-15 own inliers and
+   agreements up to 0.67, while the copies with so few own inliers all agreed over 0.7 or more. Among a million images, spares that were packaging
    renders' siblings agreed 0.40-0.41 (designs 112-117); the heavy crops a spare finds, 0.71-1.0
    (on designs drawn afterwards, 127-132, one shelf render's spare agreed 0.605 and matched; as
    many renders, 3 of 3,468, matched without spares).
@@ -106,7 +109,7 @@ class CandidateFit:
     binary: bool = False
     covers: tuple[float, float] = (1.0, 1.0)  # shares of the query and of the image the inliers' hull covers
     below_floor: int = 0  # the automatic vote floor it was fitted below (local.SPARE_FITS: weak), else 0
-    refused: str | None = None  # why it cannot be a copy whatever the verdict (its inliers still count)
+    needs_strong: str | None = None  # why only strong evidence can make it a copy (its inliers count anyway)
 
 
 class SharedRegion:
@@ -210,9 +213,6 @@ def decide(
     known = np.zeros((0, 2)) if known is None else np.asarray(known, np.float64)
     verdicts = []
     for c, fit in enumerate(fits):
-        if fit.refused is not None:
-            verdicts.append(Verdict(0, None, fit.refused))
-            continue
         others = [f for f, g in zip(fits, group, strict=True) if g != group[c]]
         shared_xy = np.concatenate(
             [known, *(query_xy[distinct(f.inlier_pairs[:, 0])].astype(np.float64) for f in others)]
@@ -235,6 +235,16 @@ def decide(
                     f"{own} of its {fit.inliers} inliers are its own and unambiguous < min_own_inliers "
                     f"{cfg.min_own_inliers}{repeated}: other indexed pictures fit the others too, or "
                     "they match a repeated pattern (a shared logo, mark, packaging or template?)",
+                )
+            )
+            continue
+        if fit.needs_strong and own < STRONG_OWN_INLIERS:
+            verdicts.append(
+                Verdict(
+                    own,
+                    None,
+                    f"{fit.needs_strong} on {own} own inliers < {STRONG_OWN_INLIERS}: only strong evidence "
+                    "can make it a copy",
                 )
             )
             continue
@@ -279,6 +289,8 @@ def _weak(fit: CandidateFit, own: int) -> str:
     why = [f"on fewer than {STRONG_OWN_INLIERS} own inliers"] if own < STRONG_OWN_INLIERS else []
     if fit.below_floor:
         why.append(f"on {fit.votes} votes, below the vote floor {fit.below_floor}")
+    if fit.needs_strong:
+        why.append(fit.needs_strong)
     return " and ".join(why)
 
 

@@ -50,7 +50,10 @@ SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keyp
 # 2.2-4.1, while distinct photos sharing a caption matched on it at 0.76-0.93 (the caption is as
 # large in both), so a zoomed match below 1 is refused: 20 % caption shared by 300 indexed and 149
 # queried photos (scripts/shared_overlay.py), 65 false positives without the zoomed pass, 113 with
-# it, 66 with it and this test.
+# it, 66 with it and this test (before imgsearch.decide). Unless its evidence is strong (decide:
+# CandidateFit.needs_strong): a copy sheared by 0.25-0.4 is found only zoomed, the whole photo in
+# a larger canvas, at 0.93-1.0 on 139-163 inliers (stress set, tuning photos); without the scale
+# test, the one hard negative it let through (designs 0-10, 11,000 new images) matched on 13.
 ZOOM_MIN_SCALE = 1.0
 # Global matches are confirmed on this many of the image's stored keypoints (the first ones, spread
 # over the image): about 0.5 ms on one core (32 would be as fast: the cost is mostly fixed).
@@ -426,14 +429,14 @@ class LocalIndex:
         scale = math.sqrt(abs(float(np.linalg.det(model[:, :2]))))
         if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
             return f"implausible scale {scale:.3f} (RANSAC, {inliers} inliers)"
-        refused = None
+        needs_strong = None
         if qp.zoomed and scale < ZOOM_MIN_SCALE:
-            refused = f"scale {scale:.3f} < {ZOOM_MIN_SCALE}: not a copy too small at query_side ({inliers} inliers)"
+            needs_strong = f"at scale {scale:.3f} < {ZOOM_MIN_SCALE} (not a copy too small at query_side)"
         in_query, in_image = verify.coverage(qp.rows[:, :2], qp.hull_area, rows[:, :2], inlier_pairs)
         coverage = max(in_query, in_image)
-        # A fit short of min_coverage, or too large for the zoomed pass, is refused by
-        # decide.decide, not here: its inliers still show the other candidates which region of
-        # the query several pictures share.
+        # A fit short of min_coverage, or too large for the zoomed pass on weak evidence, is
+        # refused by decide.decide, not here: its inliers still show the other candidates which
+        # region of the query several pictures share.
         return decide.CandidateFit(
             image=image,
             votes=n_votes,
@@ -452,7 +455,7 @@ class LocalIndex:
             matched=desc,
             binary=self.binary_descriptors,
             covers=(in_query, in_image),
-            refused=refused,
+            needs_strong=needs_strong,
         )
 
     def _geometry(self, model: np.ndarray, scale: float, qp: QueryPass, image: int, kind: str) -> Geometry:

@@ -262,23 +262,35 @@ def test_rivals_match_a_slow_reference() -> None:
     assert local.rivals(fits, hit_kp, hit_image, attempted, 3) == fast[:3]
 
 
-def test_a_refused_fit_still_shows_a_shared_region() -> None:
-    """A fit the pass refuses whatever its verdict (too large for the zoomed pass) is turned
-    down for that reason, and its inliers still make another picture's inliers there not its own."""
+def test_a_fit_that_needs_strong_evidence_still_shows_a_shared_region() -> None:
+    """A fit that only strong evidence can make a copy (too large for the zoomed pass) is turned
+    down on fewer than ``STRONG_OWN_INLIERS`` own inliers, saying why, and its inliers still make
+    another picture's inliers there not its own; with as many own inliers it is judged as any
+    other fit, as weak evidence."""
     rng = np.random.default_rng(4)
     n_query = 60
     query_xy = rng.uniform(0, 180, (n_query, 2))
-    a, b = _fit(rng, n_query, 80, 16, 20), _fit(rng, n_query, 80, 16, 20)
-    b.inlier_pairs = a.inlier_pairs.copy()  # the same query keypoints: a region both pictures share
+    query_xy[:30, 0] = rng.uniform(0, 70, 30)  # a's inliers on the left, 40 px or more from b's own
+    query_xy[30:, 0] = rng.uniform(110, 180, 30)
+    a, b = _fit(rng, n_query, 80, 16, 20), _fit(rng, n_query, 80, 16, 22)
+    a.inlier_pairs[:, 0] = rng.choice(30, 20, replace=False)
+    # b: 12 inliers on a's query keypoints (a region both pictures share), 10 of its own on the right
+    b.inlier_pairs[:, 0] = np.concatenate([a.inlier_pairs[:12, 0], 30 + np.arange(10)])
     b.global_hash = np.full(8, 255, np.uint8)  # another picture
     cfg = SearchConfig(distinct_ratio=0.0, min_agreement=0.0)
     image = np.zeros((180, 180), np.uint8)
     alone = decide.decide([a], image, query_xy, lambda: np.zeros_like(image, bool), cfg)
     assert alone[0].reason is None and alone[0].own_inliers == 20
-    b.refused = "scale 0.9 < 1.0: not a copy too small at query_side (20 inliers)"
+    b.needs_strong = "at scale 0.900 < 1.0 (not a copy too small at query_side)"
     both = decide.decide([a, b], image, query_xy, lambda: np.zeros_like(image, bool), cfg)
-    assert both[1].reason == b.refused
-    assert both[0].own_inliers == 0 and "min_own_inliers" in (both[0].reason or "")
+    assert both[1].reason == (
+        f"{b.needs_strong} on 10 own inliers < {decide.STRONG_OWN_INLIERS}: only strong evidence can make it a copy"
+    )
+    assert both[0].own_inliers <= 20 - 12 and "min_own_inliers" in (both[0].reason or "")
+    a.needs_strong = b.needs_strong
+    strong = decide.decide([a], image, query_xy, lambda: np.zeros_like(image, bool), cfg)
+    assert strong[0].reason is None and strong[0].own_inliers == 20 >= decide.STRONG_OWN_INLIERS
+    assert decide._weak(a, 20) == b.needs_strong
 
 
 def test_a_copy_of_a_marked_photo_is_found_and_only_its_original(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ import numpy as np
 import pytest
 from conftest import KODAK, encode_jpeg, kodak_gray, kodak_rgb
 
-from imgsearch import Index, IndexConfig, KeypointConfig, SearchConfig, merge_results, passes
+from imgsearch import Index, IndexConfig, KeypointConfig, SearchConfig, decide, merge_results, passes
 from imgsearch import keypoints as kp_mod
 from imgsearch.local import LocalIndex, hash_pairs
 from imgsearch.store import postings
@@ -72,7 +72,8 @@ REASONS = re.compile(
     r"|\d+ orientation-consistent correspondences < min_inliers \d+"
     r"|RANSAC found no transform(?:; affine: (?:no transform|\d+ RANSAC inliers < \d+|a reflection|anisotropy [\d.]+ > [\d.]+))?"
     r"|implausible scale [\d.]+ \(RANSAC, \d+ inliers\)"
-    r"|scale [\d.]+ < [\d.]+: not a copy too small at query_side \(\d+ inliers\)"
+    r"|at scale [\d.]+ < [\d.]+ \(not a copy too small at query_side\) on \d+ own inliers < \d+:"
+    r" only strong evidence can make it a copy"
     r"|\d+ RANSAC inliers < min_inliers \d+"
     r"(?:; affine: (?:no transform|\d+ RANSAC inliers < \d+|a reflection|anisotropy [\d.]+ > [\d.]+))?"
     r"|\d+ inliers cover \d+% of the query and \d+% of the image < min_coverage \d+%"
@@ -404,7 +405,7 @@ def test_a_spare_below_the_vote_floor_needs_a_weak_fits_agreement(
     the automatic floor is weak evidence and needs ``WEAK_EXTRA_AGREEMENT`` more: with
     ``min_agreement`` set just below the crop's agreement, the crop is found above the floor and
     refused below it, the reason naming the floor."""
-    from imgsearch import decide, votes
+    from imgsearch import votes
 
     rgb = kodak_rgb(i)
     x0, y0, w, h = crop_box(rgb.shape)
@@ -739,8 +740,9 @@ CAPTION_SEEDS = range(6, 15)
 def test_the_zoomed_pass_refuses_a_shared_caption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """For each caption seed, photos 0-11 indexed and 12-23 queried at 512 px under one caption (20 %
     of the area): at 225 px a caption can match in the zoomed pass, at the scale it has in both
-    images (below 1). Without the scale test distinct photos match (so the test can fail); with it
-    none does, and the rejections say why. The shared-part tests (imgsearch.decide), which also
+    images (below 1), on few inliers. Without the scale test distinct photos match (so the test can
+    fail); with it none does (below 1, a zoomed fit needs strong evidence: ``STRONG_OWN_INLIERS``
+    own inliers), and the rejections say why. The shared-part tests (imgsearch.decide), which also
     refuse these matches, are off: this tests the scale rule on its own."""
     from imgsearch import local
     from imgsearch.evaluate.overlays import text_overlay
@@ -768,9 +770,44 @@ def test_the_zoomed_pass_refuses_a_shared_caption(tmp_path: Path, monkeypatch: p
         index.close()
     zoomed = [m for m in loose if m.search_pass.startswith("zoomed")]
     assert zoomed and all(m.geometry.scale < 1.0 for m in zoomed), [(m.path, m.search_pass) for m in loose]
+    assert all(m.inliers < decide.STRONG_OWN_INLIERS for m in zoomed), [m.inliers for m in zoomed]
     assert not any(m.search_pass.startswith("zoomed") for r in results for m in r.matches)
     refused = [x.reason for r in results for x in r.rejected]
-    assert sum(r.startswith("zoomed pass: ") and "not a copy too small" in r for r in refused) >= len(zoomed)
+    assert sum(r.startswith("zoomed pass: at scale ") and "not a copy too small" in r for r in refused) >= len(
+        zoomed
+    )
+
+
+def _sheared(rgb: np.ndarray, k: float) -> np.ndarray:
+    """``rgb`` enlarged twice, then sheared by ``k`` along y on a canvas that holds it all (black)."""
+    big = cv2.resize(rgb, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+    h, w = big.shape[:2]
+    shear = np.array([[1.0, 0.0, 0.0], [k, 1.0, 0.0]])
+    return cv2.warpAffine(big, shear, (w, int(h + k * w)), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+
+
+def test_the_zoomed_pass_finds_a_sheared_copy_on_strong_evidence(
+    local_index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy sheared by 0.4 keeps too few of its keypoints' patches at query_side; zoomed, it is
+    found at a keypoint-image scale below 1 (the whole photo, stretched, in a larger canvas), on
+    a hundred inliers or more: strong evidence, which that scale does not refuse. Asking every
+    zoomed fit below 1 for more own inliers than any has (so the test can fail) loses them, and
+    the rejections say why."""
+    queries = {i: _sheared(kodak_rgb(i), 0.4) for i in (2, 11, 13, 15, 20)}
+    found = {i: local_index.query(q) for i, q in queries.items()}
+    for i, result in found.items():
+        assert result.matches and Path(result.matches[0].path) == KODAK[i].absolute(), (i, result.rejected)
+        match = result.matches[0]
+        assert match.search_pass == "zoomed" and match.inliers >= 2 * decide.STRONG_OWN_INLIERS, (i, match)
+    with monkeypatch.context() as patch:
+        patch.setattr(decide, "STRONG_OWN_INLIERS", 10**6)
+        strict = {i: local_index.query(q) for i, q in queries.items()}
+    lost = [i for i, r in strict.items() if not r.matches]
+    assert len(lost) >= 3, {i: [m.search_pass for m in r.matches] for i, r in strict.items()}
+    for i in lost:
+        reasons = [x.reason for x in strict[i].rejected if Path(x.path) == KODAK[i].absolute()]
+        assert any(r.startswith("zoomed pass: at scale 0.") for r in reasons), reasons
 
 
 # -- the full pass: every described keypoint looks up when K found nothing ----------------------
