@@ -19,7 +19,9 @@ was made from the candidate:
    of a shelf, the diamonds of its side strip, the cells of a page template) are not evidence of
    which picture it was made from. On the tuning photos, the new shelf images that still matched
    kept 4 of 9 and 6 of 16 inliers; true local matches of 165 copies of 60 transforms kept at
-   least 83 % of theirs.
+   least 83 % of theirs. Inliers in the shared region are not tested, and the others only until
+   the most own inliers any test asks are found (:func:`own_evidence`): the test costs a product
+   with every query descriptor, and a copy's first 32 pairs usually settle it.
 2. **Agreement over the overlap.** Outside that shared region, the candidate's keypoints are
    described again in the aligned query (:mod:`imgsearch.agreement`); at least ``min_agreement`` of
    those the query shows must agree. A copy agrees everywhere but under its overlays; an image that
@@ -167,7 +169,10 @@ def shared_keypoints(
 
 @dataclass(frozen=True)
 class Verdict:
-    """``reason`` is None for a copy; ``own_inliers`` and ``agreement`` are the evidence."""
+    """``reason`` is None for a copy; ``own_inliers`` and ``agreement`` are the evidence.
+
+    ``own_inliers`` is exact below ``max(min_own_inliers, STRONG_OWN_INLIERS)``, the most any
+    test asks, and at least that otherwise (:func:`own_evidence` stops counting there)."""
 
     own_inliers: int
     agreement: float | None
@@ -210,6 +215,11 @@ def decide(
         return []
     group = same_picture_groups(np.stack([f.global_hash for f in fits]), cfg.global_max_distance)
     radius = SHARED_RADIUS * max(query.shape)
+    rivals = None
+    if cfg.distinct_ratio > 0 and query_descriptors is not None:
+        rivals = Rivals(query_descriptors, query_xy, RIVAL_RADIUS * max(query.shape), cfg.distinct_ratio)
+    # Own inliers beyond this many change no test: the count stops there (own_evidence).
+    enough = max(cfg.min_own_inliers, STRONG_OWN_INLIERS)
     known = np.zeros((0, 2)) if known is None else np.asarray(known, np.float64)
     verdicts = []
     for c, fit in enumerate(fits):
@@ -217,15 +227,8 @@ def decide(
         shared_xy = np.concatenate(
             [known, *(query_xy[distinct(f.inlier_pairs[:, 0])].astype(np.float64) for f in others)]
         )
-        pairs = fit.inlier_pairs
-        ambiguous = 0
-        if cfg.distinct_ratio > 0 and query_descriptors is not None and fit.matched is not None:
-            apart = RIVAL_RADIUS * max(query.shape)
-            keep = unambiguous(fit, query_descriptors, query_xy, apart, cfg.distinct_ratio)
-            ambiguous = count_distinct(pairs[~keep, 0])
-            pairs = pairs[keep]
-        own_kp = distinct(pairs[:, 0])
-        own = int(np.count_nonzero(~near(query_xy[own_kp], shared_xy, radius)))
+        test = rivals.test if rivals is not None and fit.matched is not None else None
+        own, ambiguous = own_evidence(fit, query_xy, shared_xy, radius, test, enough)
         if own < cfg.min_own_inliers:
             repeated = f", {ambiguous} on a pattern the query repeats" if ambiguous else ""
             verdicts.append(
@@ -275,7 +278,8 @@ def decide(
         reason = None
         if share < needed:
             reason = (
-                f"{fit.inliers} inliers ({own} its own), but the query agrees with it over {share:.0%} "
+                f"{fit.inliers} inliers ({own}{'' if own < enough else ' or more'} its own), but the query "
+                f"agrees with it over {share:.0%} "
                 f"of their overlap < {needed:.0%} (min_agreement"
                 + (f" + {WEAK_EXTRA_AGREEMENT:.0%} {weak}" if weak else "")
                 + "): it shares a part, not a copy?"
@@ -294,33 +298,93 @@ def _weak(fit: CandidateFit, own: int) -> str:
     return " and ".join(why)
 
 
+class Rivals:
+    """The reverse ratio test of one query (:func:`own_evidence`), its query side prepared once.
+
+    A candidate keypoint's descriptor must be nearer its query keypoint than ``ratio`` times its
+    distance to any query keypoint farther than ``radius`` from that one (over the whole query;
+    keypoints of one spot at other orientations or scales are not rivals). ``query_descriptors``
+    ``(K, D)`` (uint8 packed bits for binary fits), ``query_xy`` ``(K, 2)`` (x, y).
+    """
+
+    def __init__(self, query_descriptors: np.ndarray, query_xy: np.ndarray, radius: float, ratio: float) -> None:
+        self.binary_descriptors = np.asarray(query_descriptors)
+        self.q = np.asarray(query_descriptors, np.float32)
+        self.q_norms = (self.q * self.q).sum(axis=1)
+        self.xy = np.asarray(query_xy, np.float32)
+        self.radius, self.ratio = radius, ratio
+
+    def test(self, fit: CandidateFit, pairs: np.ndarray) -> np.ndarray:
+        """``(P,)`` bool over ``(P, 2)`` (query keypoint, candidate keypoint) ``pairs`` of ``fit``:
+        which are unambiguous."""
+        assert fit.matched is not None
+        q_rows, c_rows = pairs[:, 0], pairs[:, 1]
+        if len(q_rows) == 0:
+            return np.zeros(0, bool)
+        stored = fit.matched[c_rows]
+        if fit.binary:
+            d = cv2.batchDistance(stored, self.binary_descriptors, cv2.CV_32S, normType=cv2.NORM_HAMMING)[0]
+            d = d.astype(np.float32)
+            limit = self.ratio
+        else:  # squared L2 as in verify.two_nearest_l2: |s|^2 + |q|^2 - 2 s.q
+            s = np.asarray(stored, np.float32)
+            d = s @ self.q.T
+            d *= -2.0
+            d += (s * s).sum(axis=1)[:, None]
+            d += self.q_norms[None, :]
+            limit = self.ratio * self.ratio
+        own = d[np.arange(len(q_rows)), q_rows]
+        rival = np.where(_apart(self.xy, q_rows, self.radius), d, np.inf).min(axis=1)
+        return own < limit * rival
+
+
 def unambiguous(
     fit: CandidateFit, query_descriptors: np.ndarray, query_xy: np.ndarray, radius: float, ratio: float
 ) -> np.ndarray:
-    """``(I,)`` bool over ``fit.inlier_pairs``: the candidate keypoint's descriptor is nearer its
-    query keypoint than ``ratio`` times its distance to any query keypoint farther than
-    ``radius`` from that one (a reverse ratio test over the whole query; keypoints of one spot at
-    other orientations or scales are not rivals)."""
-    assert fit.matched is not None
-    q_rows, c_rows = fit.inlier_pairs[:, 0], fit.inlier_pairs[:, 1]
-    if len(q_rows) == 0:
-        return np.zeros(0, bool)
-    stored = fit.matched[c_rows]
-    if fit.binary:
-        d = cv2.batchDistance(stored, query_descriptors, cv2.CV_32S, normType=cv2.NORM_HAMMING)[0]
-        d = d.astype(np.float32)
-        limit = ratio
-    else:  # squared L2 as in verify.two_nearest_l2: |s|^2 + |q|^2 - 2 s.q
-        s = np.asarray(stored, np.float32)
-        q = np.asarray(query_descriptors, np.float32)
-        d = s @ q.T
-        d *= -2.0
-        d += (s * s).sum(axis=1)[:, None]
-        d += (q * q).sum(axis=1)[None, :]
-        limit = ratio * ratio
-    own = d[np.arange(len(q_rows)), q_rows]
-    rival = np.where(_apart(np.asarray(query_xy, np.float32), q_rows, radius), d, np.inf).min(axis=1)
-    return own < limit * rival
+    """``(I,)`` bool over ``fit.inlier_pairs``: which pass :class:`Rivals`' test."""
+    return Rivals(query_descriptors, query_xy, radius, ratio).test(fit, fit.inlier_pairs)
+
+
+# Inlier pairs tested for unambiguity at a time when only ``enough`` own inliers are needed.
+OWN_STAGE = 32
+
+
+def own_evidence(
+    fit: CandidateFit,
+    query_xy: np.ndarray,
+    shared_xy: np.ndarray,
+    radius: float,
+    test: Callable[[CandidateFit, np.ndarray], np.ndarray] | None = None,
+    enough: int | None = None,
+) -> tuple[int, int]:
+    """``(own, ambiguous)``: the fit's own inliers, and the query keypoints it lost to ``test``.
+
+    An own inlier is a distinct query keypoint of the fit's inliers, farther than ``radius`` from
+    every point of ``shared_xy`` ``(M, 2)``, whose pair passes ``test`` (:meth:`Rivals.test`; all
+    pass without one). Inliers in the shared region are not tested: they cannot count. With
+    ``enough``, the pairs are tested :data:`OWN_STAGE` at a time until ``enough`` own inliers are
+    found: ``own`` is exact below ``enough`` and at least ``enough`` otherwise (a copy's first
+    pairs settle it; the test costs a product with every query descriptor), and ``ambiguous``
+    counts the pairs tested.
+    """
+    pairs = fit.inlier_pairs
+    pairs = pairs[~near(query_xy[pairs[:, 0]], shared_xy, radius)]
+    if test is None:
+        return count_distinct(pairs[:, 0]), 0
+    step = len(pairs) if enough is None else OWN_STAGE
+    kept: list[np.ndarray] = []
+    lost: list[np.ndarray] = []
+    own = 0
+    for start in range(0, len(pairs), max(step, 1)):
+        chunk = pairs[start : start + step]
+        keep = test(fit, chunk)
+        kept.append(chunk[keep, 0])
+        lost.append(chunk[~keep, 0])
+        own = count_distinct(np.concatenate(kept))
+        if enough is not None and own >= enough:
+            break
+    ambiguous = count_distinct(np.concatenate(lost)) if lost else 0
+    return own, ambiguous
 
 
 def near(points: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:

@@ -112,6 +112,38 @@ def test_unambiguous_and_repeated_match_slow_references(seed: int) -> None:
     assert 0 < fast.sum() < len(fast)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_own_evidence_in_stages_matches_a_slow_count(seed: int) -> None:
+    """Own inliers (distinct query keypoints off the shared region whose pair is unambiguous),
+    counted by a loop over the inlier pairs, equal ``own_evidence``'s count without ``enough``;
+    with it (pairs tested in stages), the count is the same below ``enough`` and at least
+    ``enough`` otherwise, so every threshold up to ``enough`` decides alike."""
+    rng = np.random.default_rng(seed)
+    n_query = 120
+    fit = _fit(rng, n_query, 150, 16, 100)
+    fit.inlier_pairs[::5, 0] = fit.inlier_pairs[1::5, 0]  # query keypoints in two pairs
+    query = rng.integers(0, 256, (n_query, 16)).astype(np.float32)
+    query[fit.inlier_pairs[:, 0]] = fit.matched[fit.inlier_pairs[:, 1]] + rng.normal(0, 20, (100, 16))
+    query[::9] = query[fit.inlier_pairs[0, 0]]  # a pattern the query repeats
+    xy = rng.uniform(0, 200, (n_query, 2))
+    shared_xy = xy[rng.choice(n_query, 8, replace=False)] + 1.0
+    radius, apart, ratio = 12.0, 6.0, 0.8
+    keep = decide.unambiguous(fit, query, xy, apart, ratio)
+    slow = set()
+    for (q, _c), unambiguous in zip(fit.inlier_pairs, keep, strict=True):
+        if unambiguous and all(((xy[q] - p) ** 2).sum() > radius**2 for p in shared_xy):
+            slow.add(int(q))
+    rivals = decide.Rivals(query, xy, apart, ratio)
+    full, _ = decide.own_evidence(fit, xy, shared_xy, radius, rivals.test)
+    assert full == len(slow) and 0 < full < 100
+    for enough in (1, 8, 16, len(slow), len(slow) + 1, 200):
+        own, _ = decide.own_evidence(fit, xy, shared_xy, radius, rivals.test, enough)
+        assert own == full if full < enough else enough <= own <= full, (enough, own, full)
+    assert decide.own_evidence(fit, xy, shared_xy, radius)[0] == len(
+        {int(q) for q in fit.inlier_pairs[:, 0] if all(((xy[q] - p) ** 2).sum() > radius**2 for p in shared_xy)}
+    )
+
+
 def _marked_index(folder: Path, kind: str, seed: int, photos: range) -> tuple[Index, list[str]]:
     folder.mkdir(parents=True)
     shared = design(kind, seed)

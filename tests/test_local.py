@@ -80,7 +80,7 @@ REASONS = re.compile(
     r" \(a shared logo, watermark or text\?\)"
     r"|\d+ of its \d+ inliers are its own < min_own_inliers \d+: other indexed pictures fit the others"
     r" too \(a shared logo, mark, packaging or template\?\)"
-    r"|\d+ inliers \(\d+ its own\), but the query agrees with it over \d+% of their overlap < \d+%"
+    r"|\d+ inliers \(\d+(?: or more)? its own\), but the query agrees with it over \d+% of their overlap < \d+%"
     r" \(min_agreement(?: \+ \d+% on fewer than \d+ own inliers)?\): it shares a part, not a copy\?"
     r"|\d+ votes, \d+ from outside a region other indexed pictures share < min_votes \d+)"
 )
