@@ -104,7 +104,7 @@ def _image_arrays(paths: list[str], columns: dict[str, np.ndarray]) -> dict[str,
     digest = columns["digest"]
     return {
         "path_bytes": np.frombuffer(b"".join(encoded), np.uint8),
-        "path_offsets": np.concatenate([[0], np.cumsum([len(e) for e in encoded])]).astype(np.int64),
+        "path_offsets": offsets_of([len(e) for e in encoded]),
         "path_key": keys,
         "path_order": np.argsort(keys, kind="stable").astype(np.uint32),
         "digest_order": np.lexsort(digest.T[::-1]).astype(np.uint32) if len(paths) else np.zeros(0, np.uint32),
@@ -131,8 +131,7 @@ def write(path: str | os.PathLike[str], batch: Batch, config: IndexConfig, meta:
         if batch.kp_counts is None or batch.local is None:
             raise ValueError("an index with keypoints needs the keypoints of every image")
         counts = batch.kp_counts
-        o = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        arrays["kp_offsets"] = o
+        o = arrays["kp_offsets"] = offsets_of(counts)
         arrays.update(batch.local)
         arrays["kp_crc"] = np.array(
             [_local_crc(*(batch.local[f][o[i] : o[i + 1]] for f in LOCAL_FIELDS)) for i in range(n)],
@@ -187,7 +186,7 @@ def write_merged(
         raise ValueError("an index with keypoints needs the keypoints of every image")
     per_image = [np.diff(o) for o in offsets if o is not None]
     counts = np.concatenate([c[rows] for c, rows in zip(per_image, live, strict=True)])
-    arrays["kp_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    arrays["kp_offsets"] = offsets_of(counts)
     kept = [kept_keypoints(o, np.asarray(d, bool)) for o, d in zip(offsets, deleted, strict=True) if o is not None]
     total = int(counts.sum())
     for name in LOCAL_FIELDS:  # in the order write() stores them
@@ -368,6 +367,11 @@ class Bits:
     def count(self) -> int:
         """How many are set (packbits pads with zeros)."""
         return int(np.bitwise_count(self.packed).sum(dtype=np.int64))
+
+
+def offsets_of(counts: np.ndarray | list[int]) -> np.ndarray:
+    """``(n + 1,)`` int64 offsets of ``n`` runs of these lengths: run ``i`` is ``offsets[i]:offsets[i + 1]``."""
+    return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
 
 
 def _image_of(offsets: np.ndarray, lo: int, hi: int) -> np.ndarray:
