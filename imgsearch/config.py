@@ -139,7 +139,8 @@ class SearchConfig:
         shrunk into a busy page, a collage or another photo is too small at ``query_side`` for its
         keypoints to meet the indexed ones (``scripts/stress_transforms.py``, ``paste``). The
         zoomed passes look up all ``verify_keypoints`` keypoints, whatever ``keypoints``, and
-        accept only copies that still show smaller than indexed. Costs time only for queries that
+        accept a copy that shows larger than indexed only on strong evidence
+        (:data:`imgsearch.local.ZOOM_MIN_SCALE`). Costs time only for queries that
         find no copy (a second detection: about 16 ms on one core at 225 px, 23 ms at 270);
         ``None`` turns it off. 1.25 rather than 1.5 (chosen on the tune half's stress set, 2,700
         copies over two seeds, and its hard negatives: 9 more copies found, mostly shears, 1 shelf

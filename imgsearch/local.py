@@ -5,8 +5,8 @@ The passes of a query (:mod:`imgsearch.passes`) run in the order of
 then, when K keypoints looked up and more were described, the full passes, which look them all up;
 then, if the query is large enough, the direct and mirrored passes again on the query at
 ``zoom_factor`` times ``query_side`` (the zoomed passes: a photo shrunk into a page or another photo
-is too small at 180 px), looking up all the keypoints they describe and accepting only copies that
-still show smaller than indexed (:data:`ZOOM_MIN_SCALE`).
+is too small at 180 px), looking up all the keypoints they describe and accepting a copy that shows
+larger than indexed only on strong evidence (:data:`ZOOM_MIN_SCALE`).
 
 In a pass, the lookup hashes probe every segment's postings (:meth:`IndexReader.patch_hits`); each
 lookup keypoint votes at most once per image, counted within the image's best window of orientation
