@@ -36,10 +36,11 @@ was made from the candidate:
    caption does, :data:`imgsearch.local.ZOOM_MIN_SCALE`) is refused on fewer than
    :data:`STRONG_OWN_INLIERS` own inliers and asked the weak evidence's agreement on more. On the
    tuning photos' hard negatives, the new images that still matched had 8-15 own inliers and
-   agreements up to 0.67, while the copies with so few own inliers all agreed over 0.7 or more. Among a million images, spares that were packaging
-   renders' siblings agreed 0.40-0.41 (designs 112-117); the heavy crops a spare finds, 0.71-1.0
-   (on designs drawn afterwards, 127-132, one shelf render's spare agreed 0.605 and matched; as
-   many renders, 3 of 3,468, matched without spares).
+   agreements up to 0.67, while the copies with so few own inliers all agreed over 0.7 or more.
+   Among a million images, spares that were packaging renders' siblings agreed 0.40-0.41
+   (designs 112-117); the heavy crops a spare finds, 0.71-1.0 (on designs drawn afterwards,
+   127-132, one shelf render's spare agreed 0.605 and matched; as many renders, 3 of 3,468,
+   matched without spares).
 
    The keypoints are described 64 at a time (:func:`_agreement`): when the first 64 already
    show at least 32 judged keypoints agreeing 0.2 above what the candidate needs, the verdict is
@@ -228,7 +229,8 @@ def decide(
             [known, *(query_xy[distinct(f.inlier_pairs[:, 0])].astype(np.float64) for f in others)]
         )
         test = rivals.test if rivals is not None and fit.matched is not None else None
-        own, ambiguous = own_evidence(fit, query_xy, shared_xy, radius, test, enough)
+        evidence = own_evidence(fit, query_xy, shared_xy, radius, test, enough)
+        own, ambiguous = evidence.count, evidence.ambiguous
         if own < cfg.min_own_inliers:
             repeated = f", {ambiguous} on a pattern the query repeats" if ambiguous else ""
             verdicts.append(
@@ -277,10 +279,10 @@ def decide(
                 )
         reason = None
         if share < needed:
+            at_least = " or more" if evidence.partial else ""
             reason = (
-                f"{fit.inliers} inliers ({own}{'' if own < enough else ' or more'} its own), but the query "
-                f"agrees with it over {share:.0%} "
-                f"of their overlap < {needed:.0%} (min_agreement"
+                f"{fit.inliers} inliers ({own}{at_least} its own), but the query agrees with it over "
+                f"{share:.0%} of their overlap < {needed:.0%} (min_agreement"
                 + (f" + {WEAK_EXTRA_AGREEMENT:.0%} {weak}" if weak else "")
                 + "): it shares a part, not a copy?"
             )
@@ -304,13 +306,15 @@ class Rivals:
     A candidate keypoint's descriptor must be nearer its query keypoint than ``ratio`` times its
     distance to any query keypoint farther than ``radius`` from that one (over the whole query;
     keypoints of one spot at other orientations or scales are not rivals). ``query_descriptors``
-    ``(K, D)`` (uint8 packed bits for binary fits), ``query_xy`` ``(K, 2)`` (x, y).
+    ``(K, D)`` (uint8 packed bits for binary fits: Hamming distances), ``query_xy`` ``(K, 2)``
+    (x, y).
     """
 
-    def __init__(self, query_descriptors: np.ndarray, query_xy: np.ndarray, radius: float, ratio: float) -> None:
-        self.binary_descriptors = np.asarray(query_descriptors)
-        self.q = np.asarray(query_descriptors, np.float32)
-        self.q_norms = (self.q * self.q).sum(axis=1)
+    def __init__(
+        self, query_descriptors: np.ndarray, query_xy: np.ndarray, radius: float, ratio: float
+    ) -> None:
+        self.descriptors = np.asarray(query_descriptors)
+        self._l2: tuple[np.ndarray, np.ndarray] | None = None  # float32 descriptors, squared norms
         self.xy = np.asarray(query_xy, np.float32)
         self.radius, self.ratio = radius, ratio
 
@@ -322,16 +326,20 @@ class Rivals:
         if len(q_rows) == 0:
             return np.zeros(0, bool)
         stored = fit.matched[c_rows]
-        if fit.binary:
-            d = cv2.batchDistance(stored, self.binary_descriptors, cv2.CV_32S, normType=cv2.NORM_HAMMING)[0]
-            d = d.astype(np.float32)
+        if fit.binary:  # Hamming distances of the packed bits
+            xor = stored[:, None, :] ^ self.descriptors[None, :, :]
+            d = np.bitwise_count(xor).sum(axis=2, dtype=np.float32)
             limit = self.ratio
         else:  # squared L2 as in verify.two_nearest_l2: |s|^2 + |q|^2 - 2 s.q
+            if self._l2 is None:
+                q = self.descriptors.astype(np.float32)
+                self._l2 = q, (q * q).sum(axis=1)
+            q, q_norms = self._l2
             s = np.asarray(stored, np.float32)
-            d = s @ self.q.T
+            d = s @ q.T
             d *= -2.0
             d += (s * s).sum(axis=1)[:, None]
-            d += self.q_norms[None, :]
+            d += q_norms[None, :]
             limit = self.ratio * self.ratio
         own = d[np.arange(len(q_rows)), q_rows]
         rival = np.where(_apart(self.xy, q_rows, self.radius), d, np.inf).min(axis=1)
@@ -349,6 +357,16 @@ def unambiguous(
 OWN_STAGE = 32
 
 
+@dataclass(frozen=True)
+class Own:
+    """What :func:`own_evidence` found: ``count`` own inliers (``partial``: at least that many, the
+    count stopped there), ``ambiguous`` query keypoints whose pairs failed the test."""
+
+    count: int
+    ambiguous: int
+    partial: bool
+
+
 def own_evidence(
     fit: CandidateFit,
     query_xy: np.ndarray,
@@ -356,35 +374,37 @@ def own_evidence(
     radius: float,
     test: Callable[[CandidateFit, np.ndarray], np.ndarray] | None = None,
     enough: int | None = None,
-) -> tuple[int, int]:
-    """``(own, ambiguous)``: the fit's own inliers, and the query keypoints it lost to ``test``.
+) -> Own:
+    """The fit's own inliers, and the query keypoints it lost to ``test``.
 
     An own inlier is a distinct query keypoint of the fit's inliers, farther than ``radius`` from
     every point of ``shared_xy`` ``(M, 2)``, whose pair passes ``test`` (:meth:`Rivals.test`; all
-    pass without one). Inliers in the shared region are not tested: they cannot count. With
-    ``enough``, the pairs are tested :data:`OWN_STAGE` at a time until ``enough`` own inliers are
-    found: ``own`` is exact below ``enough`` and at least ``enough`` otherwise (a copy's first
-    pairs settle it; the test costs a product with every query descriptor), and ``ambiguous``
-    counts the pairs tested.
+    pass without one). Inliers in the shared region are not tested: they cannot count, and are
+    not among the ambiguous ones either. With ``enough``, the pairs are tested :data:`OWN_STAGE`
+    at a time until ``enough`` own inliers are found (a copy's first pairs settle it; the test
+    costs a product with every query descriptor): the count is exact below ``enough``, and when
+    it stops there with pairs left untested, ``partial``, and ``ambiguous`` covers the pairs
+    tested.
     """
     pairs = fit.inlier_pairs
     pairs = pairs[~near(query_xy[pairs[:, 0]], shared_xy, radius)]
     if test is None:
-        return count_distinct(pairs[:, 0]), 0
-    step = len(pairs) if enough is None else OWN_STAGE
+        return Own(count_distinct(pairs[:, 0]), 0, False)
+    step = max(len(pairs) if enough is None else OWN_STAGE, 1)
     kept: list[np.ndarray] = []
     lost: list[np.ndarray] = []
-    own = 0
-    for start in range(0, len(pairs), max(step, 1)):
+    own, stop = 0, len(pairs)
+    for start in range(0, len(pairs), step):
         chunk = pairs[start : start + step]
         keep = test(fit, chunk)
         kept.append(chunk[keep, 0])
         lost.append(chunk[~keep, 0])
         own = count_distinct(np.concatenate(kept))
         if enough is not None and own >= enough:
+            stop = start + len(chunk)
             break
     ambiguous = count_distinct(np.concatenate(lost)) if lost else 0
-    return own, ambiguous
+    return Own(own, ambiguous, stop < len(pairs))
 
 
 def near(points: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:

@@ -114,14 +114,15 @@ def test_unambiguous_and_repeated_match_slow_references(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_own_evidence_in_stages_matches_a_slow_count(seed: int) -> None:
-    """Own inliers (distinct query keypoints off the shared region whose pair is unambiguous),
-    counted by a loop over the inlier pairs, equal ``own_evidence``'s count without ``enough``;
-    with it (pairs tested in stages), the count is the same below ``enough`` and at least
-    ``enough`` otherwise, so every threshold up to ``enough`` decides alike."""
+    """Own inliers (distinct query keypoints off the shared region whose pair is unambiguous) and
+    ambiguous ones (off it, whose pair is not), counted by a loop over the inlier pairs, equal
+    ``own_evidence``'s counts without ``enough``; with it (pairs tested in stages of 32), the
+    count is the same below ``enough`` and at least ``enough`` otherwise, so every threshold up
+    to ``enough`` decides alike. Query keypoints in two pairs 50 apart (two stages) count once."""
     rng = np.random.default_rng(seed)
     n_query = 120
     fit = _fit(rng, n_query, 150, 16, 100)
-    fit.inlier_pairs[::5, 0] = fit.inlier_pairs[1::5, 0]  # query keypoints in two pairs
+    fit.inlier_pairs[60:75] = fit.inlier_pairs[:15]  # pairs repeated two stages apart (one keypoint each)
     query = rng.integers(0, 256, (n_query, 16)).astype(np.float32)
     query[fit.inlier_pairs[:, 0]] = fit.matched[fit.inlier_pairs[:, 1]] + rng.normal(0, 20, (100, 16))
     query[::9] = query[fit.inlier_pairs[0, 0]]  # a pattern the query repeats
@@ -129,19 +130,54 @@ def test_own_evidence_in_stages_matches_a_slow_count(seed: int) -> None:
     shared_xy = xy[rng.choice(n_query, 8, replace=False)] + 1.0
     radius, apart, ratio = 12.0, 6.0, 0.8
     keep = decide.unambiguous(fit, query, xy, apart, ratio)
-    slow = set()
-    for (q, _c), unambiguous in zip(fit.inlier_pairs, keep, strict=True):
-        if unambiguous and all(((xy[q] - p) ** 2).sum() > radius**2 for p in shared_xy):
-            slow.add(int(q))
+    off_shared = {int(q) for q in fit.inlier_pairs[:, 0] if all(((xy[q] - p) ** 2).sum() > radius**2 for p in shared_xy)}
+    slow_own = {int(q) for (q, _c), k in zip(fit.inlier_pairs, keep, strict=True) if k and q in off_shared}
+    slow_ambiguous = {int(q) for (q, _c), k in zip(fit.inlier_pairs, keep, strict=True) if not k and q in off_shared}
     rivals = decide.Rivals(query, xy, apart, ratio)
-    full, _ = decide.own_evidence(fit, xy, shared_xy, radius, rivals.test)
-    assert full == len(slow) and 0 < full < 100
-    for enough in (1, 8, 16, len(slow), len(slow) + 1, 200):
-        own, _ = decide.own_evidence(fit, xy, shared_xy, radius, rivals.test, enough)
-        assert own == full if full < enough else enough <= own <= full, (enough, own, full)
-    assert decide.own_evidence(fit, xy, shared_xy, radius)[0] == len(
-        {int(q) for q in fit.inlier_pairs[:, 0] if all(((xy[q] - p) ** 2).sum() > radius**2 for p in shared_xy)}
-    )
+    full = decide.own_evidence(fit, xy, shared_xy, radius, rivals.test)
+    assert (full.count, full.ambiguous, full.partial) == (len(slow_own), len(slow_ambiguous), False)
+    assert 0 < full.count < 100 and full.ambiguous > 0
+    for enough in (1, 8, 16, full.count, full.count + 1, 200):
+        staged = decide.own_evidence(fit, xy, shared_xy, radius, rivals.test, enough)
+        if full.count < enough:
+            assert staged == full, (enough, staged, full)
+        else:
+            assert enough <= staged.count <= full.count, (enough, staged, full)
+    early = decide.own_evidence(fit, xy, shared_xy, radius, rivals.test, 8)
+    assert early.partial and early.count < full.count  # stopped after the first stage
+    assert decide.own_evidence(fit, xy, shared_xy, radius) == decide.Own(len(off_shared), 0, False)
+
+
+def test_the_unambiguity_test_of_binary_descriptors_matches_a_slow_reference() -> None:
+    """For packed binary descriptors (ORB, BRIEF) the reverse ratio test runs on Hamming
+    distances: a loop over pairs and query keypoints gives the same answer."""
+    rng = np.random.default_rng(7)
+    n_query, n_stored = 80, 60
+    fit = _fit(rng, n_query, n_stored, 16, 40)
+    fit.binary = True
+    fit.matched = rng.integers(0, 256, (n_stored, 32), dtype=np.uint8)
+    query = rng.integers(0, 256, (n_query, 32), dtype=np.uint8)
+    flips = rng.integers(0, 256, (40, 32), dtype=np.uint8) & rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    query[fit.inlier_pairs[:, 0]] = fit.matched[fit.inlier_pairs[:, 1]] ^ (flips & np.uint8(0x11))
+    query[::7] = query[fit.inlier_pairs[0, 0]]  # a pattern the query repeats
+    xy = rng.uniform(0, 200, (n_query, 2)).astype(np.float32)
+    radius, ratio = 6.0, 0.8
+
+    def hamming(a: np.ndarray, b: np.ndarray) -> int:
+        return sum(bin(int(x) ^ int(y)).count("1") for x, y in zip(a, b, strict=True))
+
+    expected = []
+    for q, c in fit.inlier_pairs:
+        own = hamming(fit.matched[c], query[q])
+        rival = min(
+            (hamming(fit.matched[c], query[k]) for k in range(n_query)
+             if float(((xy[k] - xy[q]) ** 2).sum()) > radius**2),
+            default=np.inf,
+        )  # fmt: skip
+        expected.append(own < ratio * rival)
+    got = decide.unambiguous(fit, query, xy, radius, ratio)
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < got.sum() < len(got)
 
 
 def _marked_index(folder: Path, kind: str, seed: int, photos: range) -> tuple[Index, list[str]]:

@@ -64,6 +64,10 @@ LOCAL = ("local",)
 _DEFAULTS = SearchConfig()
 ZOOM_SIDE = round(_DEFAULTS.zoom_factor * _DEFAULTS.query_side)  # the zoomed passes' side, 225 px
 
+_WEAK = (  # decide._weak's parts
+    r"(?:on fewer than \d+ own inliers|on \d+ votes, below the vote floor \d+"
+    r"|at scale [\d.]+ < [\d.]+ \(not a copy too small at query_side\))"
+)
 REASONS = re.compile(
     r"(zoomed pass: |full pass: )?(mirrored pass: )?(global candidate at \d+ bits: )?"
     r"(a spare below min_votes \d+: )?"
@@ -78,10 +82,11 @@ REASONS = re.compile(
     r"(?:; affine: (?:no transform|\d+ RANSAC inliers < \d+|a reflection|anisotropy [\d.]+ > [\d.]+))?"
     r"|\d+ inliers cover \d+% of the query and \d+% of the image < min_coverage \d+%"
     r" \(a shared logo, watermark or text\?\)"
-    r"|\d+ of its \d+ inliers are its own < min_own_inliers \d+: other indexed pictures fit the others"
-    r" too \(a shared logo, mark, packaging or template\?\)"
+    r"|\d+ of its \d+ inliers are its own and unambiguous < min_own_inliers \d+"
+    r"(?:, \d+ on a pattern the query repeats)?: other indexed pictures fit the others too, or they"
+    r" match a repeated pattern \(a shared logo, mark, packaging or template\?\)"
     r"|\d+ inliers \(\d+(?: or more)? its own\), but the query agrees with it over \d+% of their overlap < \d+%"
-    r" \(min_agreement(?: \+ \d+% on fewer than \d+ own inliers)?\): it shares a part, not a copy\?"
+    rf" \(min_agreement(?: \+ \d+% {_WEAK}(?: and {_WEAK})*)?\): it shares a part, not a copy\?"
     r"|\d+ votes, \d+ from outside a region other indexed pictures share < min_votes \d+)"
 )
 
@@ -888,6 +893,20 @@ def test_the_full_mirrored_pass_finds_a_mirrored_crop(
         for i in by_full
         for m in index.query(crops[i], tiers=LOCAL, keypoints=4).matches
     )
+    index.close()
+
+
+def test_native_binary_descriptors_find_crops_with_the_unambiguity_test(tmp_path: Path) -> None:
+    """An index of ORB's own (binary) descriptors: the verdict's unambiguity test runs on their
+    Hamming distances (it once raised in OpenCV's batchDistance), and crops are found."""
+    config = IndexConfig(keypoints=KeypointConfig(detector="orb", descriptor="native"))
+    index = _build(tmp_path / "orb", list(KODAK[:6]), config)
+    assert index.local is not None and index.local.binary_descriptors
+    for i in range(6):
+        rgb = kodak_rgb(i)
+        h, w = rgb.shape[:2]
+        result = index.query(rgb[int(0.1 * h) : int(0.8 * h), int(0.2 * w) : int(0.9 * w)], tiers=LOCAL)
+        assert result.matches and Path(result.matches[0].path) == KODAK[i].absolute(), result.rejected
     index.close()
 
 
