@@ -158,25 +158,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{d['this']['inliers']}); this refused it: {reasons or 'never a candidate'}",
             soft_wrap=True,
         )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "folder": str(args.folder),
-                    "indexed": len(indexed),
-                    "per_transform": args.per_transform,
-                    "seed": args.seed,
-                    "k": args.k,
-                    "baseline_python": args.baseline_python,
-                    "per_transform_counts": per_transform,
-                    "total": total,
-                    "differ": differ,
-                },
-                indent=1,
-            )
-            + "\n"
-        )
+    result = {
+        "folder": str(args.folder),
+        "indexed": len(indexed),
+        "per_transform": args.per_transform,
+        "seed": args.seed,
+        "k": args.k,
+        "baseline_python": args.baseline_python,
+        "per_transform_counts": per_transform,
+        "total": total,
+        "differ": differ,
+    }
+    workload.save_json(result, args.json, console)
     return 0
 
 
