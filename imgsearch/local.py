@@ -56,8 +56,12 @@ SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keyp
 # test, the one hard negative it let through (designs 0-10, 11,000 new images) matched on 13.
 ZOOM_MIN_SCALE = 1.0
 # Global matches are confirmed on this many of the image's stored keypoints (the first ones, spread
-# over the image): about 0.5 ms on one core (32 would be as fast: the cost is mostly fixed).
+# over the image): about 0.35 ms on one core (32 would be as fast: the cost is mostly fixed).
 CONFIRM_KEYPOINTS = 48
+# A query decoded up to this many times the side of the image's keypoint image is not resized for
+# the confirmation: its patches are cut from it where the stored keypoints fall, scaled (a JPEG
+# decoded at a reduced size is 1-2 times max_side; resizing it cost 0.12 ms of the 0.55).
+CONFIRM_MAX_RATIO = 2.0
 # Before a candidate is accepted, the images that reached a good share of its evidence (this share
 # of the query keypoints that voted for it, or of its inlier keypoints, and at least this many) are
 # fitted too (its rivals), whatever their votes: in a large index, another render of a shared
@@ -101,9 +105,9 @@ class LocalIndex:
     ) -> tuple[float, float | None]:
         """Agreement (:mod:`imgsearch.agreement`) of a query whose global hash matched ``image``
         through ``variant`` (a :data:`imgsearch.hashing.VARIANT_NAMES` name): the ``(H, W)`` uint8
-        query is turned by that variant (negated for an inverted one), resized to the image's
-        keypoint image, and its first :data:`CONFIRM_KEYPOINTS` stored keypoints (spread over it)
-        are described there again.
+        query is turned by that variant (negated for an inverted one) and brought to the scale of
+        the image's keypoint image (:func:`_to_keypoint_image`), and its first
+        :data:`CONFIRM_KEYPOINTS` stored keypoints (spread over it) are described there again.
 
         Returns ``(share, own)``: the share of those keypoints that agree, and, when some of them
         are shared with ``others`` (ids of indexed pictures the global tier aligned with the query
@@ -116,10 +120,7 @@ class LocalIndex:
         if name != variant:
             aligned = 255 - aligned
         size = self._keypoint_size(image)
-        shrink = size[0] * size[1] < aligned.shape[0] * aligned.shape[1]
-        aligned = cv2.resize(
-            np.ascontiguousarray(aligned), size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        )
+        aligned, to_image = _to_keypoint_image(aligned, size)
         # All its keypoints (reading them costs what reading the first does: the image's CRC-32
         # covers them all); the first CONFIRM_KEYPOINTS are judged, its own ones if others share.
         every = self.reader.read_local(image, ("keypoints", "descriptors", "patch_hash"))
@@ -128,9 +129,9 @@ class LocalIndex:
         def judged(rows: np.ndarray) -> agreement.Agreement:
             return agreement.agreement(
                 aligned,
-                np.zeros(aligned.shape, bool),  # the whole image, resized: no padding to look for
+                None,  # the whole image, turned and scaled: no padding to look for
                 every["keypoints"][rows],
-                np.eye(2, 3),
+                to_image,
                 every["descriptors"][rows] if patch else None,
                 every["patch_hash"][rows, 0, :],
                 self.kconfig.patch_scales[0],
@@ -537,6 +538,23 @@ def hash_pairs(qp: QueryPass, stored: np.ndarray, radius: int) -> np.ndarray:
     q_scales = len(qp.hashes) // len(qp.lookup)
     pairs = np.column_stack([qp.lookup[qi // q_scales], si // stored.shape[1]])
     return verify.unique_pairs(pairs)
+
+
+def _to_keypoint_image(gray: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A ``(H, W)`` query aligned with an indexed image, and the ``(2, 3)`` map from its pixels to
+    that image's keypoint image of ``size`` ``(w, h)``: when it is 1 to :data:`CONFIRM_MAX_RATIO`
+    times as large on both axes, itself and the scaling (pixel centres on pixel centres, as
+    ``cv2.resize`` places them); else resized to ``size`` (area-averaged when shrunk), and the
+    identity."""
+    h, w = gray.shape
+    sx, sy = size[0] / w, size[1] / h
+    if 1.0 / CONFIRM_MAX_RATIO <= sx <= 1.0 and 1.0 / CONFIRM_MAX_RATIO <= sy <= 1.0:
+        return gray, np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    shrink = size[0] * size[1] < w * h
+    resized = cv2.resize(
+        np.ascontiguousarray(gray), size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+    return resized, np.eye(2, 3)
 
 
 def _pass_reason(qp: QueryPass, reason: str) -> str:

@@ -109,6 +109,10 @@ def test_agreement_matches_a_slow_reference() -> None:
     near = np.hypot(*(xy - centre).T) <= 10.0
     assert near.sum() >= 1 and np.all(excluded.state[near] == agr.UNSEEN)
     np.testing.assert_array_equal(excluded.state[~near], fast.state[~near])
+    # No fill mask (None) is an all-false one.
+    none = agr.agreement(query, None, rows, transform, desc, hashes, limit=None)
+    zeros = agr.agreement(query, np.zeros(query.shape, bool), rows, transform, desc, hashes, limit=None)
+    np.testing.assert_array_equal(none.state, zeros.state)
 
 
 def _copy_and_other(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

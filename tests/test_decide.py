@@ -432,6 +432,43 @@ def test_a_global_collision_with_another_photo_is_refused(tmp_path: Path) -> Non
     index.close()
 
 
+def test_the_confirmation_maps_a_query_to_the_keypoint_image_as_resizing_would() -> None:
+    """A query 1-2 times the keypoint image's size is sampled where it is, by a map that puts
+    pixel centres where ``cv2.resize`` puts them (a ramp resized shows it); a larger one is
+    resized first, and the map is the identity."""
+    ramp = np.tile(np.arange(300, dtype=np.float32), (180, 1))  # value = x
+    size = (210, 126)  # (w, h) of a keypoint image
+    same, to_image = local._to_keypoint_image(ramp, size)
+    assert same is ramp and to_image.shape == (2, 3)
+    resized = cv2.resize(ramp, size, interpolation=cv2.INTER_LINEAR)
+    # Pixel x of the resized ramp shows the query's x = resized[., x]; the map takes it back to x.
+    inner = np.arange(2, size[0] - 2)
+    mapped = to_image[0, 0] * resized[60, inner] + to_image[0, 2]
+    np.testing.assert_allclose(mapped, inner, atol=1e-3)
+    large = np.tile(np.arange(700, dtype=np.float32), (420, 1))
+    shrunk, identity = local._to_keypoint_image(large, size)
+    assert shrunk.shape == (size[1], size[0]) and np.array_equal(identity, np.eye(2, 3))
+
+
+def test_a_global_copy_agrees_alike_sampled_where_it_is_or_resized(tmp_path: Path) -> None:
+    """The confirmation's share of a copy decoded at 1.6 times the keypoint image's size is the
+    share of the same copy resized to it first, within the share's noise, and both confirm."""
+    index = Index.create(tmp_path / "ix", IndexConfig())
+    assert index.add([KODAK[i] for i in range(6)], workers=1).ok
+    assert index.local is not None
+    for i in range(6):
+        big = cv2.resize(kodak_rgb(i), None, fx=1.3, fy=1.3, interpolation=cv2.INTER_CUBIC)
+        gray = cv2.cvtColor(cv2.imdecode(np.frombuffer(encode_jpeg(big, 75), np.uint8), cv2.IMREAD_COLOR),
+                            cv2.COLOR_BGR2GRAY)  # fmt: skip
+        image = index.find(KODAK[i])
+        size = index.local._keypoint_size(image)
+        assert 1.0 < gray.shape[1] / size[0] <= local.CONFIRM_MAX_RATIO
+        where, _ = index.local.confirm_global(gray, image, "identity")
+        first, _ = index.local.confirm_global(cv2.resize(gray, size, interpolation=cv2.INTER_AREA), image, "identity")
+        assert where >= 0.75 and first >= 0.75 and abs(where - first) <= 0.1, (i, where, first)
+    index.close()
+
+
 def test_prune_global_keeps_the_matches_that_agree_nearly_as_well() -> None:
     """Global matches more than GLOBAL_MARGIN below the best agreement become rejections, in one
     index and in the merge of shards alike; matches without an agreement stay."""
