@@ -53,6 +53,9 @@ MIN_SIDE = 6.0  # a patch narrower than this in the query (pixels) cannot be des
 FILL_MAX = 0.5  # a patch with more than this share of its sample points on fill is unseen
 _FLAT_VARIANCE = 1.0  # grey levels² over 5 x 5: fill (padding, rotation corners, borders)
 _FILL_MIN_AREA = 0.002  # flat regions smaller than this share of the image are not fill
+# Up to this many flat regions touching the edge are measured one mask each, more by one count of
+# every label: the same mask either way.
+_FEW_EDGE_REGIONS = 4
 # Where a patch is probed for fill: its centre, its edge midpoints and its corners, at 0.45 of its side.
 _PROBES = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [1, -1], [-1, 1], [-1, -1]]) * 0.45
 
@@ -100,6 +103,11 @@ def fill_mask(gray: np.ndarray) -> np.ndarray:
     keep = np.zeros(n, bool)
     keep[labels[0]] = keep[labels[-1]] = keep[labels[:, 0]] = keep[labels[:, -1]] = True
     keep[0] = False  # label 0: the pixels that are not flat
+    edge = np.flatnonzero(keep)
+    if len(edge) <= _FEW_EDGE_REGIONS:  # the usual padding or corners: one mask each, 3x faster
+        masks = labels[None, :, :] == edge[:, None, None]
+        large = np.count_nonzero(masks.reshape(len(edge), -1), axis=1) >= _FILL_MIN_AREA * gray.size
+        return masks[large].any(axis=0) if large.any() else np.zeros(gray.shape, bool)
     keep &= np.bincount(labels.ravel(), minlength=n) >= _FILL_MIN_AREA * gray.size
     return keep[labels]
 

@@ -481,15 +481,16 @@ def repeated(fit: CandidateFit, rows: np.ndarray, distance: float) -> np.ndarray
     if len(rows) == 0:
         return np.zeros(0, bool)
     d = np.asarray(fit.descriptors, np.float32)
-    mine = d[rows]
-    d2 = mine @ d.T
+    # Integer descriptors: every sum below is of integers under 2**24, exact in float32 in any order.
+    norms = np.einsum("ij,ij->i", d, d)
+    d2 = d[rows] @ d.T
     d2 *= -2.0
-    d2 += (mine * mine).sum(axis=1)[:, None]
-    d2 += (d * d).sum(axis=1)[None, :]
+    d2 += norms[rows][:, None]
+    d2 += norms[None, :]
     xy = fit.rows[:, :2].astype(np.float32)
     side = float(xy.max()) if len(xy) else 0.0
-    apart = _apart(xy, rows, RIVAL_RADIUS * side)
-    return np.where(apart, d2, np.inf).min(axis=1) < distance * distance
+    d2[~_apart(xy, rows, RIVAL_RADIUS * side)] = np.inf
+    return d2.min(axis=1) < distance * distance
 
 
 def shared_elsewhere(

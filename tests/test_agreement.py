@@ -276,10 +276,12 @@ def _slow_fill(gray: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("kind", ["plain", "padded", "rotated", "flat corner inside"])
+@pytest.mark.parametrize("kind", ["plain", "padded", "rotated", "flat corner inside", "many on the edge"])
 def test_fill_mask_matches_a_flood_fill_from_the_edge(kind: str) -> None:
     """Fill is the flat regions touching the edge, whether there are none (the plain photo, where
-    fill_mask stops early) or some (padding, the corners of a rotation); a flat patch inside is not."""
+    fill_mask stops early) or some (padding, the corners of a rotation); a flat patch inside is not.
+    Few regions on the edge are measured one by one, many by one count: both are checked, with
+    regions large enough and too small."""
     gray, _ = kp_mod.downscale(kodak_gray(3), 180)
     if kind == "padded":
         gray = cv2.copyMakeBorder(gray, 12, 12, 20, 20, cv2.BORDER_CONSTANT, value=0)
@@ -289,6 +291,17 @@ def test_fill_mask_matches_a_flood_fill_from_the_edge(kind: str) -> None:
     elif kind == "flat corner inside":
         gray = gray.copy()
         gray[40:70, 50:90] = 128
+    elif kind == "many on the edge":  # 7 flat blocks on the top edge: 4 large, 3 below 0.2 % flat
+        gray = gray.copy()
+        for k, side in enumerate((14, 7, 12, 7, 16, 7, 10)):
+            gray[:side, 20 * k + 2 : 20 * k + 2 + side] = 40 + 20 * k
+        f = gray.astype(np.float32)
+        flat = (cv2.blur(f * f, (5, 5)) - cv2.blur(f, (5, 5)) ** 2 < agr._FLAT_VARIANCE).astype(np.uint8)
+        labels = cv2.connectedComponents(flat, connectivity=4)[1]
+        edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+        assert len(np.unique(edge[edge > 0])) > agr._FEW_EDGE_REGIONS  # so the count is the one used
     fill = agr.fill_mask(gray)
     np.testing.assert_array_equal(fill, _slow_fill(gray))
-    assert fill.any() == (kind in ("padded", "rotated"))
+    assert fill.any() == (kind in ("padded", "rotated", "many on the edge"))
+    if kind == "many on the edge":  # the first block is fill, the second too small
+        assert fill[:14, 2:16].any() and not fill[:, 22:29].any()
