@@ -126,6 +126,8 @@ def map_keypoints(rows: np.ndarray, transform: np.ndarray) -> tuple[np.ndarray, 
         # overhead is most of the cost at a few dozen keypoints (0.1 ms in a query, against 10 us).
         (a, b, tx), (c, d, ty) = np.asarray(transform, np.float64).tolist()
         det = a * d - b * c
+        if det == 0.0:
+            raise np.linalg.LinAlgError("Singular matrix")  # as np.linalg.inv says it
         i00, i01, i10, i11 = d / det, -b / det, -c / det, a / det
         x, y = xy[:, 0] - tx, xy[:, 1] - ty
         q = np.column_stack([i00 * x + i01 * y, i10 * x + i11 * y])

@@ -71,6 +71,13 @@ def test_map_keypoints_matches_a_slow_reference(kind: str) -> None:
     np.testing.assert_allclose(np.mod(angle - ref_angle + 180.0, 360.0) - 180.0, 0.0, atol=1e-4)
 
 
+def test_map_keypoints_refuses_a_singular_map() -> None:
+    rows = np.ones((3, 5), np.float32)
+    for transform in (np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0]]), np.zeros((3, 3))):
+        with pytest.raises(np.linalg.LinAlgError):
+            agr.map_keypoints(rows, transform)
+
+
 def test_agreement_matches_a_slow_reference() -> None:
     """Each keypoint's state equals cutting and describing its one patch on its own."""
     small, rows, desc, hashes = _stored(5)
