@@ -62,6 +62,9 @@ CONFIRM_KEYPOINTS = 48
 # the confirmation: its patches are cut from it where the stored keypoints fall, scaled (a JPEG
 # decoded at a reduced size is 1-2 times max_side; resizing it cost 0.12 ms of the 0.55).
 CONFIRM_MAX_RATIO = 2.0
+# ... and only when it is scaled alike on both axes, to within this share (decoding and rounding
+# leave under 1 %): a patch cut square from a stretched query is not the square the image stored.
+CONFIRM_MAX_ANISOTROPY = 0.02
 # Before a candidate is accepted, the images that reached a good share of its evidence (this share
 # of the query keypoints that voted for it, or of its inlier keypoints, and at least this many) are
 # fitted too (its rivals), whatever their votes: in a large index, another render of a shared
@@ -543,12 +546,13 @@ def hash_pairs(qp: QueryPass, stored: np.ndarray, radius: int) -> np.ndarray:
 def _to_keypoint_image(gray: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """A ``(H, W)`` query aligned with an indexed image, and the ``(2, 3)`` map from its pixels to
     that image's keypoint image of ``size`` ``(w, h)``: when it is 1 to :data:`CONFIRM_MAX_RATIO`
-    times as large on both axes, itself and the scaling (pixel centres on pixel centres, as
-    ``cv2.resize`` places them); else resized to ``size`` (area-averaged when shrunk), and the
-    identity."""
+    times as large on both axes, alike to :data:`CONFIRM_MAX_ANISOTROPY`, itself and the scaling
+    (pixel centres on pixel centres, as ``cv2.resize`` places them); else resized to ``size``
+    (area-averaged when shrunk), and the identity."""
     h, w = gray.shape
     sx, sy = size[0] / w, size[1] / h
-    if 1.0 / CONFIRM_MAX_RATIO <= sx <= 1.0 and 1.0 / CONFIRM_MAX_RATIO <= sy <= 1.0:
+    alike = abs(sx / sy - 1.0) <= CONFIRM_MAX_ANISOTROPY
+    if alike and 1.0 / CONFIRM_MAX_RATIO <= sx <= 1.0 and 1.0 / CONFIRM_MAX_RATIO <= sy <= 1.0:
         return gray, np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
     shrink = size[0] * size[1] < w * h
     resized = cv2.resize(

@@ -434,8 +434,8 @@ def test_a_global_collision_with_another_photo_is_refused(tmp_path: Path) -> Non
 
 def test_the_confirmation_maps_a_query_to_the_keypoint_image_as_resizing_would() -> None:
     """A query 1-2 times the keypoint image's size is sampled where it is, by a map that puts
-    pixel centres where ``cv2.resize`` puts them (a ramp resized shows it); a larger one is
-    resized first, and the map is the identity."""
+    pixel centres where ``cv2.resize`` puts them (a ramp resized shows it); a larger one, or one
+    stretched, is resized first, and the map is the identity."""
     ramp = np.tile(np.arange(300, dtype=np.float32), (180, 1))  # value = x
     size = (210, 126)  # (w, h) of a keypoint image
     same, to_image = local._to_keypoint_image(ramp, size)
@@ -447,6 +447,9 @@ def test_the_confirmation_maps_a_query_to_the_keypoint_image_as_resizing_would()
     np.testing.assert_allclose(mapped, inner, atol=1e-3)
     large = np.tile(np.arange(700, dtype=np.float32), (420, 1))
     shrunk, identity = local._to_keypoint_image(large, size)
+    assert shrunk.shape == (size[1], size[0]) and np.array_equal(identity, np.eye(2, 3))
+    stretched = np.tile(np.arange(400, dtype=np.float32), (180, 1))  # 1.9 times wider, 1.4 taller
+    shrunk, identity = local._to_keypoint_image(stretched, size)
     assert shrunk.shape == (size[1], size[0]) and np.array_equal(identity, np.eye(2, 3))
 
 
@@ -466,6 +469,24 @@ def test_a_global_copy_agrees_alike_sampled_where_it_is_or_resized(tmp_path: Pat
         where, _ = index.local.confirm_global(gray, image, "identity")
         first, _ = index.local.confirm_global(cv2.resize(gray, size, interpolation=cv2.INTER_AREA), image, "identity")
         assert where >= 0.75 and first >= 0.75 and abs(where - first) <= 0.1, (i, where, first)
+    index.close()
+
+
+def test_a_stretched_global_copy_is_confirmed(tmp_path: Path) -> None:
+    """A copy stretched (1.17 times wider, 1.59 taller: 0.7 and 0.52 of it make the keypoint image)
+    keeps its pHash (computed on a square resample), and the confirmation resizes it to the
+    keypoint image, where its patches are the stored ones: cut square from the stretched query
+    they would not be."""
+    index = Index.create(tmp_path / "ix", IndexConfig())
+    assert index.add([KODAK[i] for i in range(6)], workers=1).ok
+    found = 0
+    for i in range(6):
+        rgb = kodak_rgb(i)
+        h, w = rgb.shape[:2]
+        stretched = cv2.resize(rgb, (round(w * 1.17), round(h * 1.59)), interpolation=cv2.INTER_CUBIC)
+        result = index.query(encode_jpeg(stretched, 85), tiers=("exact", "global"))
+        found += bool(result.matches) and result.matches[0].path == str(KODAK[i].resolve())
+    assert found >= 5, found
     index.close()
 
 
