@@ -8,7 +8,8 @@ pyramid (OpenCV's SIFT descriptor costs about 35 µs a keypoint at 210 px; this 
 
 Definition (``patch_descriptors``), for each ``(32, 32)`` patch, rows along the patch's y axis:
 
-1. average 2×2 blocks to ``16×16`` (a little smoothing, a quarter of the work);
+1. average 2×2 blocks to ``16×16`` (a little smoothing, a quarter of the work; a ``16×16`` patch
+   sampled at the blocks' centres is taken as this step's result, as the agreement test cuts them);
 2. central differences ``gx[v, u] = p[v, u+1] - p[v, u-1]`` and ``gy`` likewise (zero on the
    outermost row or column);
 3. project the gradient on 8 directions ``45°·o`` (``o = 0`` along the patch x axis, ``o = 2``
@@ -64,9 +65,12 @@ def patch_descriptors(patches: np.ndarray) -> np.ndarray:
 
     See the module docstring for the definition. A patch with no gradient gets all zeros. Works
     :data:`CHUNK` patches at a time, which bounds the temporary planes (6 × 1 KiB a patch).
+    ``(N, 16, 16)`` patches are taken as pooled already (step 1 skipped): patches sampled at the
+    centres of the 2 × 2 blocks (:func:`imgsearch.patches.extract_patches` with ``side`` 16) give
+    the descriptor up to interpolation, at a quarter of the sampling.
     """
-    if patches.ndim != 3 or patches.shape[1:] != (_PATCH, _PATCH):
-        raise ConfigError(f"expected (N, 32, 32) patches, got shape {patches.shape}")
+    if patches.ndim != 3 or patches.shape[1:] not in ((_PATCH, _PATCH), (_SIDE, _SIDE)):
+        raise ConfigError(f"expected (N, 32, 32) or (N, 16, 16) patches, got shape {patches.shape}")
     n = patches.shape[0]
     desc = np.empty((n, DIM), np.float32)
     for start in range(0, n, CHUNK):
@@ -84,8 +88,11 @@ def _histograms(patches: np.ndarray, out: np.ndarray) -> None:
     projecting each direction patch by patch.
     """
     n = patches.shape[0]
-    flat = np.ascontiguousarray(patches, dtype=np.float32).reshape(n * _PATCH, _PATCH)
-    pooled = cv2.resize(flat, (_SIDE, n * _SIDE), interpolation=cv2.INTER_AREA).reshape(-1)
+    pooled: np.ndarray = np.ascontiguousarray(patches, dtype=np.float32)
+    if patches.shape[1] == _PATCH:  # else pooled already
+        flat = pooled.reshape(n * _PATCH, _PATCH)
+        pooled = cv2.resize(flat, (_SIDE, n * _SIDE), interpolation=cv2.INTER_AREA)
+    pooled = pooled.reshape(-1)
     # planes: gx, gy, |gx|, |gy|, |gx + gy|, |gy - gx|, each (n * 16 * 16,) in patch-row order.
     planes = np.empty((6, n * _SIDE * _SIDE), np.float32)
     gx, gy = planes[0], planes[1]

@@ -54,15 +54,18 @@ MAX_STEP = 1.5  # largest sampling step (px of the chosen pyramid level) between
 # Patches per cv2.remap call: two 512-KiB maps and the output stay in the L2 cache, measured ~3x
 # faster than one call per pyramid level (which cv2.remap also caps at 1023 patches, rows < SHRT_MAX).
 CHUNK = 128
-_OFFSETS = (np.arange(PATCH, dtype=np.float32) + 0.5) / PATCH - 0.5  # patch pixel centres, side 1
-# (3, 32*32): rows 1, t_u, t_v for patch pixel v*32+u, so map = [c, a, b] @ _BASIS = c + a t_u + b t_v.
-_BASIS = np.stack(
-    [
-        np.ones(PATCH * PATCH, dtype=np.float32),
-        np.tile(_OFFSETS, PATCH),
-        np.repeat(_OFFSETS, PATCH),
-    ]
-)
+
+
+def _basis(side: int) -> np.ndarray:
+    """``(3, side*side)``: rows 1, t_u, t_v for patch pixel ``v*side+u`` (pixel centres of a patch of
+    side 1), so a map is ``[c, a, b] @ basis = c + a t_u + b t_v``."""
+    offsets = (np.arange(side, dtype=np.float32) + 0.5) / side - 0.5
+    return np.stack([np.ones(side * side, dtype=np.float32), np.tile(offsets, side), np.repeat(offsets, side)])
+
+
+# The bases by samples a side. At 16, a patch is the grid of its 32 x 32 version's 2 x 2 blocks'
+# centres: what the descriptor pools a 32 x 32 patch to, up to interpolation (imgsearch.descriptors).
+SIDES = {PATCH: _basis(PATCH), PATCH // 2: _basis(PATCH // 2)}
 
 
 def _check_inputs(gray: np.ndarray, scales: tuple[float, ...] | list[float]) -> np.ndarray:
@@ -84,8 +87,11 @@ def pyramid_levels(sides: np.ndarray, max_level: int) -> np.ndarray:
     return np.clip(level, 0, max_level).astype(np.intp)
 
 
-def extract_patches(gray: np.ndarray, keypoints: Keypoints, scales: tuple[float, ...]) -> np.ndarray:
-    """Cut a rotated square patch at each scale around each keypoint, resampled to 32×32.
+def extract_patches(
+    gray: np.ndarray, keypoints: Keypoints, scales: tuple[float, ...], side: int = PATCH
+) -> np.ndarray:
+    """Cut a rotated square patch at each scale around each keypoint, resampled to 32×32 (or, with
+    ``side`` 16, to the centres of its 2 × 2 blocks, from the same pyramid level).
 
     Parameters
     ----------
@@ -95,26 +101,31 @@ def extract_patches(gray: np.ndarray, keypoints: Keypoints, scales: tuple[float,
         ``xy`` (N, 2) float32 of (x, y), ``size`` (N,) and ``angle`` (N,) degrees are used.
     scales : sequence of S floats
         Patch side is ``keypoints.size * s`` for each ``s``.
+    side : int
+        32, or 16 (a key of :data:`SIDES`).
 
     Returns
     -------
-    patches : (N * S, 32, 32) float32 array
+    patches : (N * S, side, side) float32 array
         Keypoint-major: ``patches[i * S + j]`` is keypoint ``i`` at ``scales[j]``; rows are the
         patch's y axis. Intensities are those of ``gray`` (0-255 for uint8 input).
     """
     scale_arr = _check_inputs(gray, scales)
-    out = np.empty((len(keypoints) * scale_arr.size, PATCH, PATCH), dtype=np.float32)
-    for rows, patches in _patch_chunks(gray, keypoints, scale_arr):
+    if side not in SIDES:
+        raise ConfigError(f"patches are sampled {sorted(SIDES)} pixels a side, not {side}")
+    out = np.empty((len(keypoints) * scale_arr.size, side, side), dtype=np.float32)
+    for rows, patches in _patch_chunks(gray, keypoints, scale_arr, side):
         out[rows] = patches
     return out
 
 
 def _patch_chunks(
-    gray: np.ndarray, keypoints: Keypoints, scales: np.ndarray
+    gray: np.ndarray, keypoints: Keypoints, scales: np.ndarray, samples: int = PATCH
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(rows, patches)``: keypoint-major row indices ``(n,)`` and their ``(n, 32, 32)`` float32
-    patches, at most :data:`CHUNK` at a time, grouped by pyramid level. ``patches`` is a buffer
-    reused by the next chunk."""
+    """Yield ``(rows, patches)``: keypoint-major row indices ``(n,)`` and their ``(n, samples,
+    samples)`` float32 patches, at most :data:`CHUNK` at a time, grouped by pyramid level (chosen
+    for 32 samples a side whatever ``samples``). ``patches`` is a buffer reused by the next chunk."""
+    basis = SIDES[samples]
     n_scales = scales.size
     n_patches = len(keypoints) * n_scales
     if n_patches == 0:
@@ -128,7 +139,7 @@ def _patch_chunks(
 
     levels = pyramid_levels(side, _max_level(gray.shape))
     # Level-l coordinate of level-0 coordinate c is (c + 0.5) / 2**l - 0.5. Each map is an affine
-    # function of (1, t_u, t_v): [c, a, b] @ _BASIS for all pixels of a chunk of patches. The
+    # function of (1, t_u, t_v): [c, a, b] @ basis for all pixels of a chunk of patches. The
     # coefficients of every patch at its own level, at once (one set of array steps, not one a level).
     f = np.ldexp(np.float32(1.0), -levels).astype(np.float32)
     s = side * f
@@ -136,7 +147,7 @@ def _patch_chunks(
     coef_y = np.column_stack([(cy + 0.5) * f - 0.5, s * sin, s * cos])
     order = np.argsort(levels, kind="stable")
     bounds = np.searchsorted(levels[order], np.arange(int(levels.max()) + 2))
-    buffer = np.empty((min(CHUNK, n_patches) * PATCH, PATCH), dtype=np.float32)
+    buffer = np.empty((min(CHUNK, n_patches) * samples, samples), dtype=np.float32)
     level_image: np.ndarray = np.asarray(gray, dtype=np.float32)
     for level in range(int(levels.max()) + 1):
         if level > 0:
@@ -147,16 +158,16 @@ def _patch_chunks(
         level_x, level_y = coef_x[sel], coef_y[sel]
         for start in range(0, sel.size, CHUNK):
             stop = min(start + CHUNK, sel.size)
-            dst = buffer[: (stop - start) * PATCH]
+            dst = buffer[: (stop - start) * samples]
             cv2.remap(
                 level_image,
-                (level_x[start:stop] @ _BASIS).reshape(-1, PATCH),
-                (level_y[start:stop] @ _BASIS).reshape(-1, PATCH),
+                (level_x[start:stop] @ basis).reshape(-1, samples),
+                (level_y[start:stop] @ basis).reshape(-1, samples),
                 cv2.INTER_LINEAR,
                 dst=dst,
                 borderMode=cv2.BORDER_REFLECT_101,
             )
-            yield sel[start:stop], dst.reshape(-1, PATCH, PATCH)
+            yield sel[start:stop], dst.reshape(-1, samples, samples)
 
 
 def _max_level(shape: tuple[int, ...]) -> int:

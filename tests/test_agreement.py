@@ -101,7 +101,7 @@ def test_agreement_matches_a_slow_reference() -> None:
             angle=angle[k : k + 1].astype(np.float32), response=np.zeros(1, np.float32),
             descriptors=np.zeros((1, 0), np.uint8), shape=(h, w),
         )  # fmt: skip
-        again = patch_descriptors(extract_patches(query, one, (1.0,)))[0]
+        again = patch_descriptors(extract_patches(query, one, (1.0,), side=agr.DESCRIBE_SIDE))[0]
         close = np.linalg.norm(again - desc[k].astype(np.float32)) < agr.AGREE_DISTANCE
         assert fast.state[k] == (agr.AGREE if close else agr.DISAGREE), k
     assert fast.count(agr.AGREE) > 0 and fast.count(agr.UNSEEN) < len(rows)
