@@ -56,7 +56,7 @@ SCALE_RANGE = (1 / 12, 12.0)  # plausible indexed/query scale of a copy, in keyp
 # test, the one hard negative it let through (designs 0-10, 11,000 new images) matched on 13.
 ZOOM_MIN_SCALE = 1.0
 # Global matches are confirmed on this many of the image's stored keypoints (the first ones, spread
-# over the image): about 0.35 ms on one core (32 would be as fast: the cost is mostly fixed).
+# over the image): about 0.3 ms on one core (32 would be as fast: the cost is mostly fixed).
 CONFIRM_KEYPOINTS = 48
 # A query decoded up to this many times the side of the image's keypoint image is not resized for
 # the confirmation: its patches are cut from it where the stored keypoints fall, scaled (a JPEG
