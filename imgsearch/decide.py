@@ -333,13 +333,10 @@ class Rivals:
         else:  # squared L2 as in verify.two_nearest_l2: |s|^2 + |q|^2 - 2 s.q
             if self._l2 is None:
                 q = self.descriptors.astype(np.float32)
-                self._l2 = q, (q * q).sum(axis=1)
+                self._l2 = q, _norms(q)
             q, q_norms = self._l2
             s = np.asarray(stored, np.float32)
-            d = s @ q.T
-            d *= -2.0
-            d += (s * s).sum(axis=1)[:, None]
-            d += q_norms[None, :]
+            d = _squared_distances(s, q, b_norms=q_norms)
             limit = self.ratio * self.ratio
         own = d[np.arange(len(q_rows)), q_rows]
         rival = np.where(_apart(self.xy, q_rows, self.radius), d, np.inf).min(axis=1)
@@ -481,12 +478,8 @@ def repeated(fit: CandidateFit, rows: np.ndarray, distance: float) -> np.ndarray
     if len(rows) == 0:
         return np.zeros(0, bool)
     d = np.asarray(fit.descriptors, np.float32)
-    # Integer descriptors: every sum below is of integers under 2**24, exact in float32 in any order.
-    norms = np.einsum("ij,ij->i", d, d)
-    d2 = d[rows] @ d.T
-    d2 *= -2.0
-    d2 += norms[rows][:, None]
-    d2 += norms[None, :]
+    norms = _norms(d)
+    d2 = _squared_distances(d[rows], d, norms[rows], norms)
     xy = fit.rows[:, :2].astype(np.float32)
     side = float(xy.max()) if len(xy) else 0.0
     d2[~_apart(xy, rows, RIVAL_RADIUS * side)] = np.inf
@@ -519,11 +512,7 @@ def shared_elsewhere(
         if len(o_rows) == 0:
             continue
         there = o_rows[:, :2].astype(np.float32) / np.array(o_size, np.float32)
-        d2 = where @ there.T
-        d2 *= -2.0
-        d2 += (where * where).sum(axis=1)[:, None]
-        d2 += (there * there).sum(axis=1)[None, :]
-        i, j = np.nonzero(d2 <= RIVAL_RADIUS**2)
+        i, j = np.nonzero(_squared_distances(where, there) <= RIVAL_RADIUS**2)
         if len(i):
             diff = mine[i] - np.asarray(o_desc, np.float32)[j]
             close = np.einsum("ij,ij->i", diff, diff) < distance * distance
@@ -533,14 +522,29 @@ def shared_elsewhere(
 
 def _apart(xy: np.ndarray, rows: np.ndarray, radius: float) -> np.ndarray:
     """``(len(rows), N)`` bool: which of the ``(N, 2)`` float32 points ``xy`` lie farther than
-    ``radius`` from point ``rows[i]`` (squared distances by one product, |a|² + |b|² - 2 a·b: 20x
-    faster than the broadcast difference at 128 x 400, and exact to 0.1 px² at 1000 px)."""
-    norms = (xy * xy).sum(axis=1)
-    d2 = xy[rows] @ xy.T
+    ``radius`` from point ``rows[i]`` (:func:`_squared_distances`: 20x faster than the broadcast
+    difference at 128 x 400, and exact to 0.1 px² at 1000 px)."""
+    norms = _norms(xy)
+    return _squared_distances(xy[rows], xy, norms[rows], norms) > radius * radius
+
+
+def _norms(a: np.ndarray) -> np.ndarray:
+    """``(N,)`` squared lengths of the rows of ``(N, D)`` float32 ``a``."""
+    return np.einsum("ij,ij->i", a, a)
+
+
+def _squared_distances(
+    a: np.ndarray, b: np.ndarray, a_norms: np.ndarray | None = None, b_norms: np.ndarray | None = None
+) -> np.ndarray:
+    """``(N, M)`` float32 squared L2 distances between the rows of ``(N, D)`` ``a`` and ``(M, D)``
+    ``b`` by one product, ``|a|² + |b|² - 2 a·b`` (as :func:`imgsearch.verify.two_nearest_l2`);
+    their :func:`_norms` when known. Exact for integer descriptors (every partial sum of 128
+    values in 0-255 squared stays below 2**24), and for 2-D points, whose norms are one addition."""
+    d2 = a @ b.T
     d2 *= -2.0
-    d2 += norms[rows][:, None]
-    d2 += norms[None, :]
-    return d2 > radius * radius
+    d2 += (_norms(a) if a_norms is None else a_norms)[:, None]
+    d2 += (_norms(b) if b_norms is None else b_norms)[None, :]
+    return d2
 
 
 def _homography(fit: CandidateFit, query_xy: np.ndarray, threshold: float) -> np.ndarray | None:
